@@ -1,0 +1,81 @@
+"""``SimRobot``: the :class:`hardware.interface.Robot` over the simulated hexapod.
+
+Either backend (MuJoCo or PyBullet), every perturbation of the config, sensor noise and
+latency included. Lockstep: simulated time moves only in :meth:`SimRobot.advance`.
+Its readings carry the true body state in ``RobotState.privileged``; a serial robot's
+never do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hardware.interface import CallbackReturn, ReturnType, Robot
+from legadapt import config as C
+from legadapt.robot_state import RobotState
+from sim.hexapod import SimulatedHexapod, standing_pose
+
+HOLD_TIME = 0.1  # s, position hold before torque off on deactivate
+
+
+class SimRobot(Robot):
+    """A simulated hexapod behind the hardware interface."""
+
+    def __init__(self, cfg: C.LegadaptConfig, name: str = "sim") -> None:
+        super().__init__(name)
+        self.cfg = cfg
+        self.hexapod: SimulatedHexapod | None = None
+        self.servo_period = 1.0 / cfg.sim.servo_rate  # s
+
+    @property
+    def time(self) -> float:
+        """Simulated time (s)."""
+        return self.hexapod.time if self.hexapod is not None else 0.0
+
+    def advance(self, duration: float) -> None:
+        """Lockstep: run the simulation for ``duration`` s."""
+        self.hexapod.advance(duration)
+
+    # ------------------------------------------------------------ lifecycle hooks
+    def _on_configure(self) -> CallbackReturn:
+        if self.hexapod is None:
+            self.hexapod = SimulatedHexapod.from_config(self.cfg)
+        q0, height = standing_pose(self.hexapod.desc, self.cfg.gait)
+        self.hexapod.reset(q0, height)
+        self.hexapod.set_torque(False)
+        self.hexapod.advance(0.3)  # settle on the floor, unpowered
+        return CallbackReturn.SUCCESS
+
+    def _on_activate(self) -> CallbackReturn:
+        hx = self.hexapod
+        hx.write(hx.read().q)  # goal = measured pose (through calibration error, like a servo)
+        hx.set_torque(True)
+        return CallbackReturn.SUCCESS
+
+    def _on_deactivate(self) -> CallbackReturn:
+        hx = self.hexapod
+        hx.write(hx.read().q)
+        hx.advance(HOLD_TIME)
+        hx.set_torque(False)
+        return CallbackReturn.SUCCESS
+
+    def _on_cleanup(self) -> CallbackReturn:
+        if self.hexapod is not None:
+            self.hexapod.backend.close()
+            self.hexapod = None
+        return CallbackReturn.SUCCESS
+
+    def _on_error(self) -> CallbackReturn:
+        if self.hexapod is not None:
+            self.hexapod.set_torque(False)
+        return CallbackReturn.SUCCESS
+
+    # ------------------------------------------------------------ cyclic
+    def _read(self) -> tuple[ReturnType, RobotState]:
+        return ReturnType.OK, self.hexapod.read()
+
+    def _write(self, q_cmd: np.ndarray) -> ReturnType:
+        if q_cmd.shape != (18,) or not np.all(np.isfinite(q_cmd)):
+            raise ValueError(f"joint command must be 18 finite angles (rad), got shape {q_cmd.shape}")
+        self.hexapod.write(q_cmd)
+        return ReturnType.OK

@@ -1,0 +1,271 @@
+"""The one config schema of legadapt, and its YAML loader.
+
+Every option is defined and documented here, once (the ``description`` of each field);
+``legadapt config-doc`` prints them all. A config file is validated on load into these
+typed, frozen objects; anything unknown, mistyped or out of range is refused with
+:class:`ConfigError` naming the field and the allowed values, before anything runs.
+
+Units are in the field names or descriptions: m, kg, s, Hz, rad, deg, N·m.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+LegName = Literal["LF", "LM", "LH", "RF", "RM", "RH"]
+JointName = Literal[
+    "LF_coxa", "LF_femur", "LF_tibia", "LM_coxa", "LM_femur", "LM_tibia", "LH_coxa", "LH_femur", "LH_tibia",
+    "RF_coxa", "RF_femur", "RF_tibia", "RM_coxa", "RM_femur", "RM_tibia", "RH_coxa", "RH_femur", "RH_tibia",
+]
+Vec3 = tuple[float, float, float]
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the field and what to do."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- robot and simulation
+class ServoConfig(_Section):
+    """Servo model (XM430-W350 class), identical on every backend."""
+
+    kp: float = Field(20.0, gt=0, le=500, description="Position gain at the joint, N·m/rad.")
+    kv: float = Field(0.35, ge=0, le=10, description="Velocity gain (damping) at the joint, N·m·s/rad.")
+    stall_torque: float = Field(4.1, gt=0, le=20, description="Torque limit, N·m.")
+    max_speed: float = Field(4.8, gt=0, le=20, description="Goal rate limit (profile velocity), rad/s.")
+
+
+class RobotConfig(_Section):
+    """Physical robot parameters that differ between units of the same hexapod design."""
+
+    body_mass: float = Field(1.25, gt=0.2, le=10, description="Torso mass without legs, kg.")
+    foot_friction: float = Field(1.0, gt=0, le=3, description="Coulomb friction coefficient of the feet.")
+    servo: ServoConfig = Field(default_factory=ServoConfig, description="Servo model.")
+
+
+class GaitConfig(_Section):
+    """Tripod gait shape and the action space the planner controls."""
+
+    action_mode: Literal["per_side", "per_leg"] = Field(
+        "per_side", description="Gait action layout: 'per_side' = [left, right] stride modulation, 'per_leg' = 6 values.")
+    frequency: float = Field(2.0, gt=0.2, le=4.0, description="Gait cycles per second, Hz.")
+    stride_length: float = Field(0.06, gt=0, le=0.12, description="Foot travel in stance at |action| = 1, m.")
+    lift_height: float = Field(0.04, gt=0, le=0.08, description="Swing-foot clearance, m.")
+    stance_radius: float = Field(0.13, ge=0.08, le=0.18, description="Horizontal hip-to-foot distance at neutral, m.")
+    body_height: float = Field(0.10, ge=0.05, le=0.16, description="Foot depth below the hip plane, m.")
+
+
+class SimConfig(_Section):
+    """Simulated robot settings."""
+
+    backend: Literal["mujoco", "pybullet"] = Field("mujoco", description="Physics backend.")
+    timestep: float = Field(0.002, ge=0.0005, le=0.005, description="Physics step, s.")
+    servo_rate: float = Field(50.0, ge=10, le=500, description="Fast-loop (servo command) rate, Hz.")
+    seed: int = Field(0, ge=0, description="Seed of sensor noise and any randomness in the simulation.")
+
+    @model_validator(mode="after")
+    def _servo_rate_divides(self) -> "SimConfig":
+        steps = 1.0 / (self.servo_rate * self.timestep)
+        if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
+            raise ValueError(f"servo_rate {self.servo_rate} Hz must be a whole fraction of 1/timestep = {1 / self.timestep:g} Hz")
+        return self
+
+
+# ---------------------------------------------------------------- perturbations
+class _Perturbation(_Section):
+    start: float = Field(0.0, ge=0, description="Time the perturbation begins, s after the run starts.")
+
+
+class LimpLeg(_Perturbation):
+    """All three servos of a leg lose torque (actuator gear 0): the leg hangs passively."""
+
+    kind: Literal["limp_leg"]
+    leg: LegName = Field(description="Leg that goes limp.")
+
+
+class LockedJoint(_Perturbation):
+    """A joint jams mechanically (stripped gear, seized bearing) at a fixed angle."""
+
+    kind: Literal["locked_joint"]
+    joint: JointName = Field(description="Joint that locks.")
+    angle: float | None = Field(None, ge=-2.6, le=1.6, description="Angle it locks at, rad; default: where it is at start.")
+
+
+class WeakMotor(_Perturbation):
+    """Servos lose strength (worn gears, low battery): scaled position gain and torque limit."""
+
+    kind: Literal["weak_motor"]
+    joints: list[JointName] = Field(min_length=1, description="Affected joints.")
+    kp_scale: float = Field(0.5, gt=0, le=1, description="Factor on the position gain.")
+    force_scale: float = Field(0.5, gt=0, le=1, description="Factor on the torque limit.")
+
+
+class Payload(_Perturbation):
+    """A point mass strapped to the torso."""
+
+    kind: Literal["payload"]
+    mass: float = Field(gt=0, le=3.0, description="Payload mass, kg (up to 3 kg: more than the robot).")
+    offset: Vec3 = Field((0.0, 0.0, 0.03), description="Payload position in the body frame, m; |x|,|y| <= 0.12, 0 <= z <= 0.15.")
+
+    @model_validator(mode="after")
+    def _inside_reach(self) -> "Payload":
+        x, y, z = self.offset
+        if abs(x) > 0.12 or abs(y) > 0.12 or not 0.0 <= z <= 0.15:
+            raise ValueError(f"offset {self.offset} m is off the robot; allowed |x| <= 0.12, |y| <= 0.12, 0 <= z <= 0.15")
+        return self
+
+
+class FloorFriction(_Perturbation):
+    """The Coulomb friction coefficient between feet and floor (ice ~0.1, carpet ~0.8)."""
+
+    kind: Literal["floor_friction"]
+    mu: float = Field(gt=0.02, le=2.0, description="Friction coefficient.")
+
+
+class Slope(_Perturbation):
+    """The floor tilts about the point under the robot; the IMU sees the tilt."""
+
+    kind: Literal["slope"]
+    pitch_deg: float = Field(0.0, ge=-25, le=25, description="Incline along the world x axis, deg; positive climbs when walking +x.")
+    roll_deg: float = Field(0.0, ge=-25, le=25, description="Side slope, deg; positive raises the +y side.")
+    ramp_time: float = Field(1.0, ge=0, le=10, description="Time to tilt from flat to full slope, s.")
+
+
+class CalibrationError(_Perturbation):
+    """Servo zero offsets and gains are wrong: a joint at reading q is physically at gain*q + offset."""
+
+    kind: Literal["calibration_error"]
+    offsets: dict[JointName, Annotated[float, Field(ge=-0.5, le=0.5)]] = Field(
+        default_factory=dict, description="Zero offset per joint, rad (|offset| <= 0.5).")
+    gains: dict[JointName, Annotated[float, Field(ge=0.5, le=1.5)]] = Field(
+        default_factory=dict, description="Gain per joint (0.5 to 1.5).")
+
+
+class ImuError(_Perturbation):
+    """IMU bias and white noise."""
+
+    kind: Literal["imu_error"]
+    gyro_bias: Vec3 = Field((0.0, 0.0, 0.0), description="Gyro bias, rad/s.")
+    gyro_noise: float = Field(0.0, ge=0, le=1, description="Gyro noise standard deviation, rad/s.")
+    acc_bias: Vec3 = Field((0.0, 0.0, 0.0), description="Accelerometer bias, m/s².")
+    acc_noise: float = Field(0.0, ge=0, le=5, description="Accelerometer noise standard deviation, m/s².")
+    tilt_bias_deg: tuple[float, float] = Field((0.0, 0.0), description="Orientation bias as (roll, pitch), deg.")
+    tilt_noise_deg: float = Field(0.0, ge=0, le=10, description="Orientation noise standard deviation, deg.")
+
+
+class ActionLatency(_Perturbation):
+    """Joint commands reach the servos late."""
+
+    kind: Literal["action_latency"]
+    delay: float = Field(gt=0, le=0.5, description="Command delay, s.")
+
+
+Perturbation = Annotated[
+    Union[LimpLeg, LockedJoint, WeakMotor, Payload, FloorFriction, Slope, CalibrationError, ImuError, ActionLatency],
+    Field(discriminator="kind"),
+]
+PERTURBATION_KINDS: tuple[str, ...] = (
+    "limp_leg", "locked_joint", "weak_motor", "payload", "floor_friction", "slope", "calibration_error", "imu_error", "action_latency",
+)
+
+
+# ---------------------------------------------------------------- task
+class TaskConfig(_Section):
+    """The path-following task."""
+
+    path: Literal["straight", "left_turn", "right_turn", "zigzag", "figure8"] = Field("straight", description="Path shape.")
+    duration: float = Field(10.0, gt=0, le=3600, description="Run length, s.")
+    target_speed: float = Field(0.2, gt=0, le=0.5, description="Desired speed along the path, m/s.")
+    control_rate: float = Field(10.0, ge=1, le=50, description="Slow-loop (gait action) rate, Hz.")
+
+
+class LegadaptConfig(_Section):
+    """A whole robot config file (``configs/*.yaml``)."""
+
+    robot: RobotConfig = Field(default_factory=RobotConfig, description="Robot physical parameters.")
+    gait: GaitConfig = Field(default_factory=GaitConfig, description="Gait and action space.")
+    sim: SimConfig = Field(default_factory=SimConfig, description="Simulation settings.")
+    perturbations: list[Perturbation] = Field(default_factory=list, description="Perturbations, each with its start time.")
+    task: TaskConfig = Field(default_factory=TaskConfig, description="Path-following task.")
+
+
+# ---------------------------------------------------------------- loading
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config ({err.error_count()} problem{'s' if err.error_count() > 1 else ''}):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in PERTURBATION_KINDS and e["type"] != "union_tag_invalid"))
+        msg = e["msg"]
+        if e["type"] == "union_tag_invalid":
+            got = e.get("ctx", {}).get("tag")
+            msg = f"unknown perturbation {got!r}; allowed: {', '.join(PERTURBATION_KINDS)}"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown option; check the spelling (legadapt config-doc lists every option)"
+        lines.append(f"  {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: object, source: str = "<config>") -> LegadaptConfig:
+    """Validate already-parsed YAML/JSON data into a :class:`LegadaptConfig`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections (robot, gait, sim, perturbations, task), got {type(data).__name__}")
+    try:
+        return LegadaptConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path) -> LegadaptConfig:
+    """Read and validate a YAML config file; raise :class:`ConfigError` on any problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{p}{where}: malformed YAML: {problem}; fix the syntax at that line") from None
+    return parse_config(data, str(p))
+
+
+def config_doc() -> str:
+    """Every option with its type, default and description, as Markdown."""
+    out: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            key = f"{prefix}{name}"
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                out.append(f"\n### `{key}` — {field.description}\n")
+                walk(ann, key + ".")
+            elif name == "perturbations":
+                out.append(f"\n### `{key}` — {field.description}\n")
+                for cls in (LimpLeg, LockedJoint, WeakMotor, Payload, FloorFriction, Slope, CalibrationError, ImuError, ActionLatency):
+                    out.append(f"\n#### `kind: {cls.model_fields['kind'].annotation.__args__[0]}` — {cls.__doc__}\n")
+                    walk_fields(cls, "  ")
+            else:
+                out.append(f"- `{key}` (default `{field.default!r}`): {field.description}")
+
+    def walk_fields(model: type[BaseModel], indent: str) -> None:
+        for name, field in model.model_fields.items():
+            if name != "kind":
+                default = "required" if field.is_required() else f"default `{field.get_default(call_default_factory=True)!r}`"
+                out.append(f"{indent}- `{name}` ({default}): {field.description}")
+
+    walk(LegadaptConfig, "")
+    return "# legadapt config options\n" + "\n".join(out) + "\n"

@@ -1,0 +1,46 @@
+"""What any robot reports when read: the types shared by simulation, hardware and controller.
+
+Shapes are given per field; units are SI (m, s, rad, N·m). Joint vectors follow
+``sim.description.JOINT_NAMES`` order (18 joints, leg-major coxa/femur/tibia).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ImuReading:
+    """What an IMU on the torso measures, in its sensor frame."""
+
+    quat: np.ndarray  # [4] orientation w, x, y, z (world <- sensor)
+    gyro: np.ndarray  # [3] angular rate, rad/s
+    acc: np.ndarray  # [3] specific force, m/s² (reads +9.81 on z when level and still)
+
+
+@dataclass
+class BaseState:
+    """The true torso pose and velocity. PRIVILEGED: only a simulator knows it."""
+
+    pos: np.ndarray  # [3] m, world frame
+    quat: np.ndarray  # [4] w, x, y, z (world <- body)
+    lin_vel: np.ndarray  # [3] m/s, world frame
+    ang_vel: np.ndarray  # [3] rad/s, world frame
+
+
+@dataclass
+class RobotState:
+    """One timestamped reading of a robot.
+
+    ``privileged`` is ``None`` on a real robot; in simulation it carries the true body
+    state, which a controller may use only where it says so (e.g. tests, oracles).
+    """
+
+    stamp: float  # s, robot clock (simulated time in simulation)
+    q: np.ndarray  # [18] joint positions, rad
+    qd: np.ndarray  # [18] joint velocities, rad/s
+    effort: np.ndarray  # [18] joint torques, N·m
+    imu: ImuReading
+    privileged: BaseState | None = None

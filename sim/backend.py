@@ -1,0 +1,119 @@
+"""The physics-backend interface that MuJoCo and PyBullet implement alike.
+
+A backend simulates the hexapod of one :class:`HexapodDescription`. It knows nothing
+of gaits, tasks or controllers: it takes servo goal positions and returns sensor-level
+physical quantities. Perturbations (:mod:`sim.perturbations`) change the robot and the
+world only through the ``set_*`` methods here, so every perturbation means the same
+thing on both backends.
+
+The servo model shared by both backends: the goal written by the controller is
+rate-limited to the servo's ``max_speed`` (its profile velocity) every physics step,
+then tracked by the backend's position controller with torque clipped to
+``stall_torque`` times the joint's force scale.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from legadapt.robot_state import BaseState, ImuReading
+from sim.description import N_JOINTS, HexapodDescription
+
+
+class PhysicsBackend(ABC):
+    """One simulated hexapod in one world. Subclasses: MuJoCo, PyBullet."""
+
+    name: str = "abstract"
+
+    def __init__(self, desc: HexapodDescription, timestep: float) -> None:
+        self.desc = desc
+        self.timestep = float(timestep)  # s
+        self.time = 0.0  # s of simulated time since reset
+        self._target = np.zeros(N_JOINTS)  # rad, last goal written
+        self._goal = np.zeros(N_JOINTS)  # rad, rate-limited goal the servos track
+        self.kp_scale = np.ones(N_JOINTS)
+        self.force_scale = np.ones(N_JOINTS)
+        self._max_step = desc.servo.max_speed * self.timestep  # rad per physics step
+        self._lower, self._upper = desc.lower_limits(), desc.upper_limits()
+
+    # ------------------------------------------------------------ lifecycle
+    def reset(self, q_joints: np.ndarray, base_height: float, base_xy: tuple[float, float] = (0.0, 0.0), yaw: float = 0.0) -> None:
+        """Place the robot at rest with joints ``q_joints`` [18] (rad), torso at ``base_height`` (m)."""
+        q = np.asarray(q_joints, dtype=float).copy()
+        self._target[:] = q
+        self._goal[:] = q
+        self.time = 0.0
+        self._reset(q, base_height, base_xy, yaw)
+
+    def set_targets(self, q_target: np.ndarray) -> None:
+        """Write servo goal positions [18] (rad), clipped to the servos' angle limits.
+
+        Applied from the next physics step.
+        """
+        self._target[:] = np.clip(q_target, self._lower, self._upper)
+
+    def step(self, n: int = 1) -> None:
+        """Advance ``n`` physics steps (``n * timestep`` s)."""
+        for _ in range(n):
+            self._goal += np.clip(self._target - self._goal, -self._max_step, self._max_step)
+            self._apply_goal(self._goal)
+            self._step_once()
+            self.time += self.timestep
+
+    # ------------------------------------------------------------ perturbation hooks
+    def set_motor_scales(self, kp_scale: np.ndarray, force_scale: np.ndarray) -> None:
+        """Scale each servo's position gain and torque limit, shapes [18]; 0 force = limp."""
+        self.kp_scale = np.asarray(kp_scale, dtype=float).copy()
+        self.force_scale = np.asarray(force_scale, dtype=float).copy()
+        self._apply_motor_scales()
+
+    @abstractmethod
+    def lock_joint(self, joint: int, angle: float | None) -> None:
+        """Jam ``joint`` mechanically at ``angle`` (rad); ``None`` frees it again."""
+
+    @abstractmethod
+    def set_payload(self, mass: float, offset: np.ndarray) -> None:
+        """Strap a point ``mass`` (kg) at ``offset`` [3] (m, body frame) to the torso."""
+
+    @abstractmethod
+    def set_floor_friction(self, mu: float) -> None:
+        """Set the Coulomb friction coefficient between feet and floor."""
+
+    @abstractmethod
+    def set_floor_tilt(self, roll: float, pitch: float, pivot: np.ndarray) -> None:
+        """Tilt the floor plane by ``roll``/``pitch`` (rad) about world point ``pivot`` [3] (m)."""
+
+    # ------------------------------------------------------------ measurements
+    @abstractmethod
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Physical joint positions (rad), velocities (rad/s), actuator torques (N·m), each [18]."""
+
+    @abstractmethod
+    def imu(self) -> ImuReading:
+        """Noise-free IMU reading at the torso IMU site."""
+
+    @abstractmethod
+    def base_state(self) -> BaseState:
+        """True torso pose and velocity (privileged)."""
+
+    @abstractmethod
+    def floor_normal_force(self) -> float:
+        """Sum of normal contact forces between robot and floor (N)."""
+
+    # ------------------------------------------------------------ backend specifics
+    @abstractmethod
+    def _reset(self, q: np.ndarray, base_height: float, base_xy: tuple[float, float], yaw: float) -> None: ...
+
+    @abstractmethod
+    def _apply_goal(self, goal: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _step_once(self) -> None: ...
+
+    @abstractmethod
+    def _apply_motor_scales(self) -> None: ...
+
+    def close(self) -> None:
+        """Release backend resources."""

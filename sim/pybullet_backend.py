@@ -1,0 +1,150 @@
+"""PyBullet backend (second): the generated URDF, servos as force-limited motor constraints.
+
+PyBullet's joint motor is a velocity constraint, not a spring-damper, so its gains are
+dimensionless: ``positionGain`` is the fraction of the position error corrected per
+step. :data:`PB_POSITION_GAIN` and :data:`PB_VELOCITY_GAIN` were chosen so that a joint's
+step response matches the MuJoCo servo's (see ``tests/test_backends_agree.py``);
+a perturbation that scales ``kp`` scales ``positionGain`` by the same factor. Torque
+is clipped to the same stall torque. PyBullet has no joint armature or dry joint
+friction; MuJoCo has both.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pybullet
+from pybullet_utils.bullet_client import BulletClient
+
+from legadapt.robot_state import BaseState, ImuReading
+from sim.backend import PhysicsBackend
+from sim.description import JOINT_NAMES, N_JOINTS, HexapodDescription
+from sim.mjcf import MJ_TIMESTEP
+from sim.rotations import quat_from_rpy, quat_from_xyzw, quat_rotate_inv, quat_to_xyzw
+from sim.urdf import build_urdf
+
+PB_POSITION_GAIN = 0.1
+PB_VELOCITY_GAIN = 1.0
+GRAVITY = 9.81  # m/s²
+
+
+class PybulletBackend(PhysicsBackend):
+    """The hexapod simulated by PyBullet (DIRECT mode, no GUI)."""
+
+    name = "pybullet"
+
+    def __init__(self, desc: HexapodDescription, timestep: float = MJ_TIMESTEP) -> None:
+        super().__init__(desc, timestep)
+        self.pb = BulletClient(connection_mode=pybullet.DIRECT)
+        pb = self.pb
+        pb.setGravity(0, 0, -GRAVITY)
+        pb.setPhysicsEngineParameter(fixedTimeStep=timestep, numSubSteps=0, numSolverIterations=50)
+        fd, path = tempfile.mkstemp(suffix=".urdf", prefix="legadapt_hexapod_")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(build_urdf(desc))
+            self.robot = pb.loadURDF(path, flags=pybullet.URDF_USE_INERTIA_FROM_FILE)
+        finally:
+            os.unlink(path)
+        plane = pb.createCollisionShape(pybullet.GEOM_PLANE)
+        self.floor = pb.createMultiBody(baseMass=0, baseCollisionShapeIndex=plane)
+        names = {pb.getJointInfo(self.robot, j)[1].decode(): j for j in range(pb.getNumJoints(self.robot))}
+        self._joints = [names[n] for n in JOINT_NAMES]
+        self._limits0 = [pb.getJointInfo(self.robot, j)[8:10] for j in self._joints]
+        for link in range(-1, pb.getNumJoints(self.robot)):
+            pb.changeDynamics(self.robot, link, lateralFriction=desc.foot_friction, rollingFriction=0.0, spinningFriction=0.0,
+                              linearDamping=0.0, angularDamping=0.0, jointDamping=0.0)
+        pb.changeDynamics(self.floor, -1, lateralFriction=1.0)
+        self._payload_body: int | None = None
+        self._payload_constraint: int | None = None
+        self._prev_lin_vel = np.zeros(3)
+        self._acc_world = np.zeros(3)
+
+    # ------------------------------------------------------------ lifecycle
+    def _reset(self, q: np.ndarray, base_height: float, base_xy: tuple[float, float], yaw: float) -> None:
+        pb = self.pb
+        pb.resetBasePositionAndOrientation(self.robot, [base_xy[0], base_xy[1], base_height], quat_to_xyzw(quat_from_rpy(0, 0, yaw)))
+        pb.resetBaseVelocity(self.robot, [0, 0, 0], [0, 0, 0])
+        for j, qj in zip(self._joints, q):
+            pb.resetJointState(self.robot, j, float(qj), 0.0)
+        self._prev_lin_vel = np.zeros(3)
+        self._acc_world = np.zeros(3)
+        self._apply_goal(q)
+
+    def _apply_goal(self, goal: np.ndarray) -> None:
+        s = self.desc.servo
+        self.pb.setJointMotorControlArray(
+            self.robot, self._joints, pybullet.POSITION_CONTROL, targetPositions=goal.tolist(),
+            targetVelocities=[0.0] * N_JOINTS,
+            forces=(s.stall_torque * self.force_scale).tolist(),
+            positionGains=(PB_POSITION_GAIN * self.kp_scale).tolist(),
+            velocityGains=[PB_VELOCITY_GAIN] * N_JOINTS,
+        )
+
+    def _step_once(self) -> None:
+        self.pb.stepSimulation()
+        v = np.asarray(self.pb.getBaseVelocity(self.robot)[0])
+        self._acc_world = (v - self._prev_lin_vel) / self.timestep
+        self._prev_lin_vel = v
+
+    # ------------------------------------------------------------ perturbation hooks
+    def _apply_motor_scales(self) -> None:
+        """Scales take effect with the next goal written every physics step."""
+
+    def lock_joint(self, joint: int, angle: float | None) -> None:
+        lo, hi = self._limits0[joint] if angle is None else (angle - 1e-3, angle + 1e-3)
+        self.pb.changeDynamics(self.robot, self._joints[joint], jointLowerLimit=lo, jointUpperLimit=hi)
+
+    def set_payload(self, mass: float, offset: np.ndarray) -> None:
+        pb = self.pb
+        if self._payload_constraint is not None:
+            pb.removeConstraint(self._payload_constraint)
+            pb.removeBody(self._payload_body)
+            self._payload_body = self._payload_constraint = None
+        if mass <= 0:
+            return
+        pos, orn = pb.getBasePositionAndOrientation(self.robot)
+        world = np.asarray(pos) + np.asarray(pb.getMatrixFromQuaternion(orn)).reshape(3, 3) @ np.asarray(offset, dtype=float)
+        r = 1e-3  # a near-point mass; inertia ~ 0
+        self._payload_body = pb.createMultiBody(baseMass=mass, baseCollisionShapeIndex=-1, basePosition=world.tolist(),
+                                                baseOrientation=orn, baseInertialFramePosition=[0, 0, 0])
+        pb.changeDynamics(self._payload_body, -1, localInertiaDiagonal=[mass * r * r] * 3)
+        lin, ang = pb.getBaseVelocity(self.robot)
+        pb.resetBaseVelocity(self._payload_body, lin, ang)
+        self._payload_constraint = pb.createConstraint(
+            self.robot, -1, self._payload_body, -1, pybullet.JOINT_FIXED, [0, 0, 0], list(map(float, offset)), [0, 0, 0])
+        pb.changeConstraint(self._payload_constraint, maxForce=1e4)
+
+    def set_floor_friction(self, mu: float) -> None:
+        # PyBullet multiplies the two bodies' coefficients; the feet are at 1.0 nominally
+        self.pb.changeDynamics(self.floor, -1, lateralFriction=mu / self.desc.foot_friction)
+
+    def set_floor_tilt(self, roll: float, pitch: float, pivot: np.ndarray) -> None:
+        self.pb.resetBasePositionAndOrientation(self.floor, list(map(float, pivot)), quat_to_xyzw(quat_from_rpy(roll, pitch, 0.0)))
+
+    # ------------------------------------------------------------ measurements
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        states = self.pb.getJointStates(self.robot, self._joints)
+        return (np.array([s[0] for s in states]), np.array([s[1] for s in states]), np.array([s[3] for s in states]))
+
+    def imu(self) -> ImuReading:
+        bs = self.base_state()
+        gyro = quat_rotate_inv(bs.quat, bs.ang_vel)
+        acc = quat_rotate_inv(bs.quat, self._acc_world + np.array([0.0, 0.0, GRAVITY]))
+        return ImuReading(quat=bs.quat, gyro=gyro, acc=acc)
+
+    def base_state(self) -> BaseState:
+        pos, orn = self.pb.getBasePositionAndOrientation(self.robot)
+        lin, ang = self.pb.getBaseVelocity(self.robot)
+        return BaseState(pos=np.asarray(pos), quat=quat_from_xyzw(np.asarray(orn)), lin_vel=np.asarray(lin), ang_vel=np.asarray(ang))
+
+    def floor_normal_force(self) -> float:
+        return float(sum(c[9] for c in self.pb.getContactPoints(self.robot, self.floor)))
+
+    def close(self) -> None:
+        try:
+            self.pb.disconnect()
+        except pybullet.error:
+            pass
