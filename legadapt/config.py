@@ -79,18 +79,20 @@ class SimConfig(_Section):
 
 
 # ---------------------------------------------------------------- perturbations
-class _Perturbation(_Section):
+class PerturbationBase(_Section):
+    """Fields every perturbation has."""
+
     start: float = Field(0.0, ge=0, description="Time the perturbation begins, s after the run starts.")
 
 
-class LimpLeg(_Perturbation):
+class LimpLeg(PerturbationBase):
     """All three servos of a leg lose torque (actuator gear 0): the leg hangs passively."""
 
     kind: Literal["limp_leg"]
     leg: LegName = Field(description="Leg that goes limp.")
 
 
-class LockedJoint(_Perturbation):
+class LockedJoint(PerturbationBase):
     """A joint jams mechanically (stripped gear, seized bearing) at a fixed angle."""
 
     kind: Literal["locked_joint"]
@@ -98,7 +100,7 @@ class LockedJoint(_Perturbation):
     angle: float | None = Field(None, ge=-2.6, le=1.6, description="Angle it locks at, rad; default: where it is at start.")
 
 
-class WeakMotor(_Perturbation):
+class WeakMotor(PerturbationBase):
     """Servos lose strength (worn gears, low battery): scaled position gain and torque limit."""
 
     kind: Literal["weak_motor"]
@@ -107,7 +109,7 @@ class WeakMotor(_Perturbation):
     force_scale: float = Field(0.5, gt=0, le=1, description="Factor on the torque limit.")
 
 
-class Payload(_Perturbation):
+class Payload(PerturbationBase):
     """A point mass strapped to the torso."""
 
     kind: Literal["payload"]
@@ -122,14 +124,14 @@ class Payload(_Perturbation):
         return self
 
 
-class FloorFriction(_Perturbation):
+class FloorFriction(PerturbationBase):
     """The Coulomb friction coefficient between feet and floor (ice ~0.1, carpet ~0.8)."""
 
     kind: Literal["floor_friction"]
     mu: float = Field(gt=0.02, le=2.0, description="Friction coefficient.")
 
 
-class Slope(_Perturbation):
+class Slope(PerturbationBase):
     """The floor tilts about the point under the robot; the IMU sees the tilt."""
 
     kind: Literal["slope"]
@@ -138,7 +140,7 @@ class Slope(_Perturbation):
     ramp_time: float = Field(1.0, ge=0, le=10, description="Time to tilt from flat to full slope, s.")
 
 
-class CalibrationError(_Perturbation):
+class CalibrationError(PerturbationBase):
     """Servo zero offsets and gains are wrong: a joint at reading q is physically at gain*q + offset."""
 
     kind: Literal["calibration_error"]
@@ -148,7 +150,7 @@ class CalibrationError(_Perturbation):
         default_factory=dict, description="Gain per joint (0.5 to 1.5).")
 
 
-class ImuError(_Perturbation):
+class ImuError(PerturbationBase):
     """IMU bias and white noise."""
 
     kind: Literal["imu_error"]
@@ -160,7 +162,7 @@ class ImuError(_Perturbation):
     tilt_noise_deg: float = Field(0.0, ge=0, le=10, description="Orientation noise standard deviation, deg.")
 
 
-class ActionLatency(_Perturbation):
+class ActionLatency(PerturbationBase):
     """Joint commands reach the servos late."""
 
     kind: Literal["action_latency"]
@@ -200,7 +202,11 @@ class LegadaptConfig(_Section):
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid config ({err.error_count()} problem{'s' if err.error_count() > 1 else ''}):"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in PERTURBATION_KINDS and e["type"] != "union_tag_invalid"))
+        loc = ""
+        for part in e["loc"]:
+            if isinstance(part, str) and part in PERTURBATION_KINDS:
+                continue  # the discriminator tag pydantic inserts, not a user-visible key
+            loc += f"[{part}]" if isinstance(part, int) else f".{part}" if loc else str(part)
         msg = e["msg"]
         if e["type"] == "union_tag_invalid":
             got = e.get("ctx", {}).get("tag")

@@ -32,7 +32,7 @@ class GaitParams:
     """Shape of the tripod gait (SI units)."""
 
     frequency: float = 2.0  # Hz, full gait cycles per second
-    stride_length: float = 0.12  # m, foot travel along x during stance at |action| = 1
+    stride_length: float = 0.06  # m, foot travel along x during stance at |action| = 1 (body speed = stride / stance time)
     lift_height: float = 0.04  # m, swing-foot clearance
     stance_radius: float = 0.13  # m, horizontal hip-to-foot distance at neutral
     body_height: float = 0.10  # m, foot-centre depth below the hip plane

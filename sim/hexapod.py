@@ -54,7 +54,7 @@ def _effect_order(e: Effect) -> int:
 class SimulatedHexapod:
     """A hexapod in a physics backend with perturbations scheduled in simulated time."""
 
-    def __init__(self, desc: HexapodDescription, backend: PhysicsBackend, perturbations: list[C._Perturbation] = (),
+    def __init__(self, desc: HexapodDescription, backend: PhysicsBackend, perturbations: list[C.PerturbationBase] = (),
                  seed: int = 0, nominal_floor_friction: float = 1.0) -> None:
         self.desc = desc
         self.backend = backend
@@ -77,8 +77,14 @@ class SimulatedHexapod:
         return self.backend.time
 
     # ------------------------------------------------------------ lifecycle
-    def reset(self, q_stand: np.ndarray, base_height: float, base_xy: tuple[float, float] = (0.0, 0.0), yaw: float = 0.0) -> None:
-        """Put the intact robot at rest in ``q_stand`` [18] (rad) and re-arm all perturbations."""
+    def reset(self, q_stand: np.ndarray, base_height: float, base_xy: tuple[float, float] = (0.0, 0.0), yaw: float = 0.0,
+              seed: int | None = None) -> None:
+        """Put the intact robot at rest in ``q_stand`` [18] (rad) and re-arm all perturbations.
+
+        ``seed`` reseeds the sensor noise (default: the seed given at construction).
+        """
+        if seed is not None:
+            self._seed = int(seed)
         b = self.backend
         b.set_motor_scales(np.ones(N_JOINTS), np.ones(N_JOINTS))
         for j in range(N_JOINTS):
@@ -99,7 +105,7 @@ class SimulatedHexapod:
         self.torque_enabled = bool(enabled)
         self._apply_motor_scales()
 
-    def add_perturbation(self, spec: C._Perturbation) -> None:
+    def add_perturbation(self, spec: C.PerturbationBase) -> None:
         """Schedule one more perturbation (its ``start`` is in simulated time)."""
         self._specs.append(spec)
         self.effects = sorted([*self.effects, make_effect(spec)], key=_effect_order)

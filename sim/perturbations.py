@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 class Effect:
     """Base: a perturbation that does nothing until overridden."""
 
-    def __init__(self, spec: C._Perturbation) -> None:
+    def __init__(self, spec: C.PerturbationBase) -> None:
         self.spec = spec
         self.start = spec.start  # s
         self.active = False
@@ -178,6 +178,6 @@ EFFECTS: dict[str, type[Effect]] = {
 assert set(EFFECTS) == set(C.PERTURBATION_KINDS), "every configurable perturbation needs an effect"
 
 
-def make_effect(spec: C._Perturbation) -> Effect:
+def make_effect(spec: C.PerturbationBase) -> Effect:
     """The runtime effect of one validated perturbation config."""
     return EFFECTS[spec.kind](spec)

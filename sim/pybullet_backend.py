@@ -1,22 +1,45 @@
-"""PyBullet backend (second): the generated URDF, servos as force-limited motor constraints.
+"""PyBullet backend (second): the generated URDF, servos as explicit PD torque.
 
-PyBullet's joint motor is a velocity constraint, not a spring-damper, so its gains are
-dimensionless: ``positionGain`` is the fraction of the position error corrected per
-step. :data:`PB_POSITION_GAIN` and :data:`PB_VELOCITY_GAIN` were chosen so that a joint's
-step response matches the MuJoCo servo's (see ``tests/test_backends_agree.py``);
-a perturbation that scales ``kp`` scales ``positionGain`` by the same factor. Torque
-is clipped to the same stall torque. PyBullet has no joint armature or dry joint
-friction; MuJoCo has both.
+PyBullet's own POSITION_CONTROL motor is a velocity constraint that is infinitely stiff
+below its force limit, so a weak motor or a payload would not show. Instead every
+physics step computes the same servo law MuJoCo's position actuator applies,
+``tau = clip(kp * (goal - q) - kv * qd, ±stall_torque)`` with the same per-joint scales,
+and applies it with TORQUE_CONTROL. The servo's reflected inertia (MuJoCo's armature)
+is in the URDF link inertias, which keeps this explicit law stable at the 2 ms step.
+PyBullet has no dry joint friction; MuJoCo has ``friction_loss``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
 
 import numpy as np
-import pybullet
-from pybullet_utils.bullet_client import BulletClient
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Silence C-level prints on fds 1 and 2 (PyBullet's 'argv[0]=' and build-time banners)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+with _quiet_stdout():
+    import pybullet
+    from pybullet_utils.bullet_client import BulletClient
 
 from legadapt.robot_state import BaseState, ImuReading
 from sim.backend import PhysicsBackend
@@ -25,8 +48,6 @@ from sim.mjcf import MJ_TIMESTEP
 from sim.rotations import quat_from_rpy, quat_from_xyzw, quat_rotate_inv, quat_to_xyzw
 from sim.urdf import build_urdf
 
-PB_POSITION_GAIN = 0.1
-PB_VELOCITY_GAIN = 1.0
 GRAVITY = 9.81  # m/s²
 
 
@@ -37,7 +58,8 @@ class PybulletBackend(PhysicsBackend):
 
     def __init__(self, desc: HexapodDescription, timestep: float = MJ_TIMESTEP) -> None:
         super().__init__(desc, timestep)
-        self.pb = BulletClient(connection_mode=pybullet.DIRECT)
+        with _quiet_stdout():
+            self.pb = BulletClient(connection_mode=pybullet.DIRECT)
         pb = self.pb
         pb.setGravity(0, 0, -GRAVITY)
         pb.setPhysicsEngineParameter(fixedTimeStep=timestep, numSubSteps=0, numSolverIterations=50)
@@ -45,7 +67,8 @@ class PybulletBackend(PhysicsBackend):
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(build_urdf(desc))
-            self.robot = pb.loadURDF(path, flags=pybullet.URDF_USE_INERTIA_FROM_FILE)
+            with _quiet_stdout():
+                self.robot = pb.loadURDF(path, flags=pybullet.URDF_USE_INERTIA_FROM_FILE)
         finally:
             os.unlink(path)
         plane = pb.createCollisionShape(pybullet.GEOM_PLANE)
@@ -57,6 +80,9 @@ class PybulletBackend(PhysicsBackend):
             pb.changeDynamics(self.robot, link, lateralFriction=desc.foot_friction, rollingFriction=0.0, spinningFriction=0.0,
                               linearDamping=0.0, angularDamping=0.0, jointDamping=0.0)
         pb.changeDynamics(self.floor, -1, lateralFriction=1.0)
+        # switch off PyBullet's default velocity motors: the servo law is applied as torque
+        pb.setJointMotorControlArray(self.robot, self._joints, pybullet.VELOCITY_CONTROL, forces=[0.0] * N_JOINTS)
+        self._tau = np.zeros(N_JOINTS)
         self._payload_body: int | None = None
         self._payload_constraint: int | None = None
         self._prev_lin_vel = np.zeros(3)
@@ -75,13 +101,13 @@ class PybulletBackend(PhysicsBackend):
 
     def _apply_goal(self, goal: np.ndarray) -> None:
         s = self.desc.servo
-        self.pb.setJointMotorControlArray(
-            self.robot, self._joints, pybullet.POSITION_CONTROL, targetPositions=goal.tolist(),
-            targetVelocities=[0.0] * N_JOINTS,
-            forces=(s.stall_torque * self.force_scale).tolist(),
-            positionGains=(PB_POSITION_GAIN * self.kp_scale).tolist(),
-            velocityGains=[PB_VELOCITY_GAIN] * N_JOINTS,
-        )
+        states = self.pb.getJointStates(self.robot, self._joints)
+        q = np.fromiter((st[0] for st in states), float, N_JOINTS)
+        qd = np.fromiter((st[1] for st in states), float, N_JOINTS)
+        limit = s.stall_torque * self.force_scale
+        tau = np.clip(s.kp * self.kp_scale * (goal - q) - s.kv * (self.force_scale > 0) * qd, -limit, limit)
+        self._tau = tau
+        self.pb.setJointMotorControlArray(self.robot, self._joints, pybullet.TORQUE_CONTROL, forces=tau.tolist())
 
     def _step_once(self) -> None:
         self.pb.stepSimulation()
@@ -127,7 +153,7 @@ class PybulletBackend(PhysicsBackend):
     # ------------------------------------------------------------ measurements
     def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         states = self.pb.getJointStates(self.robot, self._joints)
-        return (np.array([s[0] for s in states]), np.array([s[1] for s in states]), np.array([s[3] for s in states]))
+        return np.array([s[0] for s in states]), np.array([s[1] for s in states]), self._tau.copy()
 
     def imu(self) -> ImuReading:
         bs = self.base_state()

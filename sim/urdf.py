@@ -3,6 +3,11 @@
 Same links, joints, limits and inertias as :func:`sim.mjcf.build_mjcf`. URDF capsules
 and cylinders lie along z, so each leg link's geometry is turned by 90° about y to lie
 along +x like the MJCF's ``fromto`` capsules.
+
+URDF has no joint armature, so the servo's reflected rotor inertia is added to each leg
+link's inertia about its own joint axis (and its long axis, to stay a physical inertia
+tensor). That is exact for the joint's own motion and overstates the link's inertia
+when the whole body rotates about those axes.
 """
 
 from __future__ import annotations
@@ -36,10 +41,17 @@ def _capsule(link: ET.Element, spec: LinkSpec, rgba: str) -> None:
             ET.SubElement(ET.SubElement(el, "material", name=""), "color", rgba=rgba)
 
 
-def _leg_link(robot: ET.Element, name: str, spec: LinkSpec) -> ET.Element:
+def _leg_link(robot: ET.Element, name: str, spec: LinkSpec, armature: float, axis: int) -> ET.Element:
+    """A leg link; ``armature`` (kg·m²) is added to its inertia about joint ``axis`` (1 = y, 2 = z).
+
+    The same amount goes on the link's long axis x too: a rigid body's principal moments
+    must satisfy the triangle inequality, and PyBullet zeroes any inertia that does not.
+    """
     link = ET.SubElement(robot, "link", name=name)
-    ixx, iyy, izz = inertia_capsule_x(spec.mass, spec.length, spec.radius)
-    _inertial(link, spec.mass, (0.5 * spec.length, 0, 0), (ixx, iyy, izz))
+    diag = list(inertia_capsule_x(spec.mass, spec.length, spec.radius))
+    diag[axis] += armature
+    diag[0] += armature
+    _inertial(link, spec.mass, (0.5 * spec.length, 0, 0), tuple(diag))
     _capsule(link, spec, "0.3 0.3 0.3 1")
     return link
 
@@ -64,13 +76,14 @@ def build_urdf(desc: HexapodDescription) -> str:
         ET.SubElement(el, "origin", xyz="0 0 0", rpy="0 0 0")
         ET.SubElement(ET.SubElement(el, "geometry"), "box", size=_fmt(*desc.body_size))
     effort, velocity = desc.servo.stall_torque, desc.servo.max_speed
+    arm = desc.servo.armature
     for i, leg in enumerate(LEG_NAMES):
         hx, hy = desc.hip_xy[i]
-        _leg_link(robot, f"{leg}_coxa", desc.coxa)
+        _leg_link(robot, f"{leg}_coxa", desc.coxa, arm, axis=2)
         _joint(robot, f"{leg}_coxa", "torso", f"{leg}_coxa", (hx, hy, 0), (0, 0, desc.mount_yaw[i]), "0 0 1", desc.joint_limits["coxa"], effort, velocity)
-        _leg_link(robot, f"{leg}_femur", desc.femur)
+        _leg_link(robot, f"{leg}_femur", desc.femur, arm, axis=1)
         _joint(robot, f"{leg}_femur", f"{leg}_coxa", f"{leg}_femur", (desc.coxa.length, 0, 0), (0, 0, 0), "0 -1 0", desc.joint_limits["femur"], effort, velocity)
-        tibia = _leg_link(robot, f"{leg}_tibia", desc.tibia)
+        tibia = _leg_link(robot, f"{leg}_tibia", desc.tibia, arm, axis=1)
         foot = ET.SubElement(tibia, "collision")
         ET.SubElement(foot, "origin", xyz=_fmt(desc.tibia.length, 0, 0), rpy="0 0 0")
         ET.SubElement(ET.SubElement(foot, "geometry"), "sphere", radius=f"{desc.foot_radius:.6g}")

@@ -1,0 +1,1 @@
+"""Calibration: servo offsets and directions, IMU bias, bus latency, simulator system identification."""

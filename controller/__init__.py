@@ -1,0 +1,1 @@
+"""The controller: gait driving, state features, adaptive MPC step, control loop, safety, daemon, CLI."""

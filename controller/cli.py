@@ -1,0 +1,121 @@
+"""``legadapt``: the one command-line entry point. Parses, dispatches, and turns errors into messages.
+
+Subcommands:
+  walk         run the simulated hexapod open-loop with the tripod gait (the main job for now)
+  check-config validate a config file and print it
+  config-doc   print every config option with its default and meaning
+
+Exit codes: 0 success, 2 bad input (config, arguments), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from legadapt import __version__
+from legadapt.config import ConfigError, config_doc, load_config
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _parse_action(text: str) -> np.ndarray:
+    try:
+        values = np.array([float(v) for v in text.split(",")])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--action must be comma-separated numbers in [-1, 1], got {text!r}") from None
+    if not np.all(np.abs(values) <= 1.0):
+        raise argparse.ArgumentTypeError(f"--action values must lie in [-1, 1], got {text!r}")
+    return values
+
+
+def _cmd_walk(args: argparse.Namespace) -> int:
+    from controller.open_loop import walk_open_loop
+    from hardware.interface import CallbackReturn
+    from hardware.sim_robot import SimRobot
+    from sim.hexapod import make_gait
+
+    cfg = load_config(args.config)
+    if args.backend:
+        cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"backend": args.backend})})
+    duration = args.duration if args.duration is not None else cfg.task.duration
+    robot = SimRobot(cfg)
+    try:
+        if robot.configure() is not CallbackReturn.SUCCESS or robot.activate() is not CallbackReturn.SUCCESS:
+            print(f"error: could not start the simulated robot: {robot.last_error}", file=sys.stderr)
+            return EXIT_INTERNAL
+        gait = make_gait(robot.hexapod.desc, cfg.gait)
+        action = args.action if args.action is not None else np.ones(gait.action_dim)
+        if action.shape[0] != gait.action_dim:
+            print(f"error: --action needs {gait.action_dim} values for gait.action_mode={cfg.gait.action_mode}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        pert = ", ".join(f"{p.kind}@{p.start:g}s" for p in cfg.perturbations) or "none"
+        print(f"walking {duration:g} s on {cfg.sim.backend}, action {np.round(action, 2).tolist()}, perturbations: {pert}")
+        res = walk_open_loop(robot, gait, action, duration, robot.servo_period)
+    finally:
+        robot.shutdown()
+    dx, dy = res.displacement
+    print(f"distance {np.hypot(dx, dy):.2f} m (dx {dx:+.2f}, dy {dy:+.2f}) in {res.duration:.1f} s: "
+          f"speed {res.speed:.3f} m/s, turn {np.degrees(res.turn_rate):+.1f} deg/s, "
+          f"max tilt {np.degrees(res.max_tilt):.1f} deg, {'FELL' if res.fell else 'upright'}; "
+          f"real-time factor {res.duration / res.wall_time:.1f}x")
+    return EXIT_OK if not res.fell else EXIT_INTERNAL
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    print(f"{args.config}: OK")
+    print(cfg.model_dump_json(indent=2))
+    return EXIT_OK
+
+
+def _cmd_config_doc(args: argparse.Namespace) -> int:
+    print(config_doc())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="legadapt", description="Online adaptation controller for legged robots.")
+    parser.add_argument("--version", action="version", version=f"legadapt {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    walk = sub.add_parser("walk", help="walk the simulated hexapod open-loop with the tripod gait")
+    walk.add_argument("--config", type=Path, default=Path("configs/hexapod_sim.yaml"), help="robot config YAML")
+    walk.add_argument("--backend", choices=["mujoco", "pybullet"], help="override sim.backend")
+    walk.add_argument("--duration", type=float, help="seconds to walk (default: task.duration)")
+    walk.add_argument("--action", type=_parse_action, help="gait action, e.g. '1,1' (per side) or six values (per leg)")
+    walk.set_defaults(func=_cmd_walk)
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("config", type=Path)
+    check.set_defaults(func=_cmd_check_config)
+
+    doc = sub.add_parser("config-doc", help="print every config option")
+    doc.set_defaults(func=_cmd_config_doc)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - never a traceback as the user interface
+        logging.getLogger("legadapt").debug("internal error", exc_info=True)
+        print(f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

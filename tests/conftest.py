@@ -1,0 +1,44 @@
+"""Shared test helpers: build simulated hexapods from config dicts on either backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from legadapt.config import parse_config
+from sim.hexapod import SimulatedHexapod, make_gait, standing_pose
+
+BACKENDS = ("mujoco", "pybullet")
+
+
+def make_config(backend: str = "mujoco", perturbations: list | None = None, **sections):
+    """A validated config with ``sim.backend`` and ``perturbations`` set."""
+    data = {"sim": {"backend": backend}, "perturbations": perturbations or []}
+    data.update(sections)
+    return parse_config(data)
+
+
+def standing_hexapod(backend: str, perturbations: list | None = None, settle: float = 0.5) -> SimulatedHexapod:
+    """A hexapod reset to its standing pose, powered, left ``settle`` s to settle."""
+    cfg = make_config(backend, perturbations)
+    hx = SimulatedHexapod.from_config(cfg)
+    q0, height = standing_pose(hx.desc, cfg.gait)
+    hx.reset(q0, height)
+    hx.write(q0)
+    hx.advance(settle)
+    hx.q_stand = q0  # type: ignore[attr-defined]
+    return hx
+
+
+def gait_for(hx: SimulatedHexapod, **gait):
+    return make_gait(hx.desc, parse_config({"gait": gait}).gait)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
