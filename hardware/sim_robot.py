@@ -1,5 +1,9 @@
 """``SimRobot``: the :class:`hardware.interface.Robot` over the simulated hexapod.
 
+Like a real robot at power-up, a configured SimRobot is unpowered: it is placed at its
+standing pose and collapses onto its belly within ``SETTLE_TIME``. ``activate`` takes
+the measured pose as the goal and enables torque; standing up is the controller's ramp.
+
 Either backend (MuJoCo or PyBullet), every perturbation of the config, sensor noise and
 latency included. Lockstep: simulated time moves only in :meth:`SimRobot.advance`.
 Its readings carry the true body state in ``RobotState.privileged``; a serial robot's
@@ -16,6 +20,7 @@ from legadapt.robot_state import RobotState
 from sim.hexapod import SimulatedHexapod, standing_pose
 
 HOLD_TIME = 0.1  # s, position hold before torque off on deactivate
+SETTLE_TIME = 0.3  # s, unpowered settling during configure
 
 
 class SimRobot(Robot):
@@ -43,7 +48,7 @@ class SimRobot(Robot):
         q0, height = standing_pose(self.hexapod.desc, self.cfg.gait)
         self.hexapod.reset(q0, height)
         self.hexapod.set_torque(False)
-        self.hexapod.advance(0.3)  # settle on the floor, unpowered
+        self.hexapod.advance(SETTLE_TIME)
         return CallbackReturn.SUCCESS
 
     def _on_activate(self) -> CallbackReturn:

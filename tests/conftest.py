@@ -42,3 +42,19 @@ def backend(request) -> str:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def walk(backend: str, action, duration: float = 8.0, perturbations: list | None = None, **sections):
+    """Walk a SimRobot open-loop through the hardware interface; return the WalkResult."""
+    from controller.open_loop import walk_open_loop
+    from hardware.sim_robot import SimRobot
+
+    cfg = make_config(backend, perturbations, **sections)
+    robot = SimRobot(cfg)
+    robot.configure()
+    robot.activate()
+    try:
+        gait = make_gait(robot.hexapod.desc, cfg.gait)
+        return walk_open_loop(robot, gait, np.asarray(action, dtype=float), duration, robot.servo_period)
+    finally:
+        robot.shutdown()
