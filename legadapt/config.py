@@ -188,6 +188,35 @@ class TaskConfig(_Section):
     control_rate: float = Field(10.0, ge=1, le=50, description="Slow-loop (gait action) rate, Hz.")
 
 
+class ConditionSpec(_Section):
+    """One condition of the collection distribution: a named set of perturbations."""
+
+    name: str = Field(min_length=1, description="Label of the condition (used in logs and reports).")
+    weight: float = Field(1.0, gt=0, description="Relative probability of drawing this condition for an episode.")
+    perturbations: list[Perturbation] = Field(default_factory=list, description="Perturbations, each with its start time.")
+
+
+class RandomPolicyConfig(_Section):
+    """Random gait actions for the first round of data collection."""
+
+    change_prob: float = Field(0.3, ge=0, le=1, description="Probability per control period of drawing a new target action.")
+    smoothing: float = Field(0.5, ge=0, lt=1, description="Low-pass factor towards the target action per control period.")
+
+
+class CollectConfig(_Section):
+    """``legadapt collect``: simulated experience across a distribution of conditions."""
+
+    episodes: int = Field(64, ge=1, le=100000, description="Episodes in the whole collection (all shards together).")
+    episode_duration: float = Field(15.0, gt=1, le=600, description="Length of one episode, s (cut short by a fall).")
+    workers: int = Field(2, ge=1, le=256, description="Parallel worker processes per shard.")
+    seed: int = Field(0, ge=0, description="Seed of the episode list; episode i is reproducible on any shard layout.")
+    state_source: Literal["privileged", "estimated"] = Field(
+        "privileged", description="Model state from the simulator's true state or from onboard-sensor estimation.")
+    random_policy: RandomPolicyConfig = Field(default_factory=RandomPolicyConfig, description="Random action policy.")
+    conditions: list[ConditionSpec] = Field(
+        default_factory=lambda: [ConditionSpec(name="intact")], min_length=1, description="Conditions drawn per episode.")
+
+
 class LegadaptConfig(_Section):
     """A whole robot config file (``configs/*.yaml``)."""
 
@@ -196,6 +225,7 @@ class LegadaptConfig(_Section):
     sim: SimConfig = Field(default_factory=SimConfig, description="Simulation settings.")
     perturbations: list[Perturbation] = Field(default_factory=list, description="Perturbations, each with its start time.")
     task: TaskConfig = Field(default_factory=TaskConfig, description="Path-following task.")
+    collect: CollectConfig = Field(default_factory=CollectConfig, description="Data collection for meta-training.")
 
 
 # ---------------------------------------------------------------- loading
@@ -264,8 +294,11 @@ def config_doc() -> str:
                 for cls in (LimpLeg, LockedJoint, WeakMotor, Payload, FloorFriction, Slope, CalibrationError, ImuError, ActionLatency):
                     out.append(f"\n#### `kind: {cls.model_fields['kind'].annotation.__args__[0]}` — {cls.__doc__}\n")
                     walk_fields(cls, "  ")
+            elif name == "conditions":
+                out.append(f"- `{key}`: {field.description} Each item:")
+                walk_fields(ConditionSpec, "  ")
             else:
-                out.append(f"- `{key}` (default `{field.default!r}`): {field.description}")
+                out.append(f"- `{key}` (default `{field.get_default(call_default_factory=True)!r}`): {field.description}")
 
     def walk_fields(model: type[BaseModel], indent: str) -> None:
         for name, field in model.model_fields.items():

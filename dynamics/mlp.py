@@ -1,0 +1,114 @@
+"""The Δ-state MLP: z-normalised (state, action) in, z-normalised target (Δstate + body displacement) out.
+
+Shapes: ``S`` state dim (28), ``A`` action dim (2 or 6), ``T`` target dim (31); see
+:mod:`legadapt.features`. Inputs ``x`` = concat(state, action) [..., S+A] and targets ``y``
+[..., T] are in physical units everywhere outside this module; the normalisers are
+submodules whose statistics are buffers, so they travel in the state dict and checkpoint.
+
+The model is used functionally by MAML and the adapters: :func:`params` gives the trainable
+parameters as a dict of tensors, and :func:`predict` / :func:`predict_norm` run the model
+with any such dict through :func:`torch.func.functional_call` (no deep copies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from dynamics.normalizer import Normalizer
+from legadapt.features import STATE_DIM, TARGET_DIM, FeatureSpec
+
+Params = dict[str, Tensor]
+
+
+class DeltaMLP(nn.Module):
+    """MLP ``x [..., S+A] -> y_norm [..., T]`` with ReLU hidden layers and no normalisation layers.
+
+    ``in_norm`` (dim S+A) normalises the input, ``out_norm`` (dim T) defines the normalised
+    target space in which the network predicts and the loss is measured.
+    """
+
+    def __init__(self, state_dim: int = STATE_DIM, action_dim: int = 2, target_dim: int = TARGET_DIM,
+                 hidden: Sequence[int] = (512, 512, 512)) -> None:
+        super().__init__()
+        if min(state_dim, action_dim, target_dim) <= 0 or any(int(h) <= 0 for h in hidden):
+            raise ValueError(f"DeltaMLP: dimensions must be positive (state {state_dim}, action {action_dim}, "
+                             f"target {target_dim}, hidden {tuple(hidden)})")
+        self.state_dim, self.action_dim, self.target_dim = int(state_dim), int(action_dim), int(target_dim)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.in_norm = Normalizer(self.input_dim)
+        self.out_norm = Normalizer(self.target_dim)
+        layers: list[nn.Module] = []
+        width = self.input_dim
+        for h in self.hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, self.target_dim))
+        self.net = nn.Sequential(*layers)
+
+    @classmethod
+    def from_spec(cls, spec: FeatureSpec, hidden: Sequence[int] = (512, 512, 512)) -> DeltaMLP:
+        """A model sized for a feature spec (state, action and target dims)."""
+        return cls(spec.state_dim, spec.action_dim, spec.target_dim, hidden)
+
+    @property
+    def input_dim(self) -> int:
+        return self.state_dim + self.action_dim
+
+    def architecture(self) -> dict:
+        """Plain-dict description from which :meth:`from_architecture` rebuilds the module (checkpoints)."""
+        return {"class": type(self).__name__, "state_dim": self.state_dim, "action_dim": self.action_dim,
+                "target_dim": self.target_dim, "hidden": list(self.hidden)}
+
+    @classmethod
+    def from_architecture(cls, arch: dict) -> DeltaMLP:
+        return cls(int(arch["state_dim"]), int(arch["action_dim"]), int(arch["target_dim"]),
+                   tuple(int(h) for h in arch["hidden"]))
+
+    def fit_normalizers(self, x: Tensor | np.ndarray, y: Tensor | np.ndarray) -> DeltaMLP:
+        """Fit the input normaliser on ``x`` [N, S+A] and the target normaliser on ``y`` [N, T]."""
+        self.in_norm.fit(x)
+        self.out_norm.fit(y)
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` [..., S+A] unnormalised -> predicted normalised target [..., T]."""
+        return self.net(self.in_norm.normalize(x))
+
+    def loss(self, y_pred_norm: Tensor, y: Tensor) -> Tensor:
+        """Mean squared error (scalar) between a normalised prediction [..., T] and a target ``y`` [..., T] in units."""
+        return torch.mean((y_pred_norm - self.out_norm.normalize(y)) ** 2)
+
+
+def params(model: nn.Module) -> Params:
+    """The trainable parameters of ``model`` by name (the live tensors: gradients reach the module)."""
+    return {k: p for k, p in model.named_parameters() if p.requires_grad}
+
+
+def detached_params(model: nn.Module) -> Params:
+    """The trainable parameters, detached (shared storage, no autograd): the θ* an adapter resets to."""
+    return {k: p.detach() for k, p in params(model).items()}
+
+
+def buffers(model: nn.Module) -> dict[str, Tensor]:
+    """The module's buffers (normaliser statistics) by name."""
+    return dict(model.named_buffers())
+
+
+def predict_norm(model: nn.Module, p: Params, x: Tensor) -> Tensor:
+    """Run ``model`` with parameters ``p``: ``x`` [..., S+A] -> normalised target [..., T]."""
+    return functional_call(model, (p, buffers(model)), (x,))
+
+
+def predict(model: DeltaMLP, p: Params, x: Tensor) -> Tensor:
+    """Run ``model`` with parameters ``p``: ``x`` [..., S+A] unnormalised -> target ``y`` [..., T] in units."""
+    return model.out_norm.denormalize(predict_norm(model, p, x))
+
+
+def window_loss(model: DeltaMLP, p: Params, x: Tensor, y: Tensor) -> Tensor:
+    """Normalised-space MSE (scalar) of parameters ``p`` on transitions ``x`` [..., S+A], ``y`` [..., T]."""
+    return model.loss(predict_norm(model, p, x), y)

@@ -1,0 +1,90 @@
+"""Model predictive path integral control (MPPI), as in pytorch_mppi / Williams et al. 2017.
+
+Each iteration perturbs the nominal sequence ``U [H, A]`` with Gaussian noise of per-dim
+standard deviation ``noise_sigma``, clamps to the bounds, rolls all N samples out in one
+batch and moves ``U`` by the softmax-weighted mean perturbation::
+
+    w_i = exp(-(J_i - min J) / λ) / Σ_j exp(-(J_j - min J) / λ)
+    ΔU  = Σ_i w_i (V_i - U)            # V_i the clamped sample, so ΔU respects the bounds
+    U  <- clamp(U + smooth(ΔU))
+
+Sample 0 is the nominal itself (zero noise). ``smooth`` is a centred moving average over the
+horizon of width ``smoothing_window`` (edge values repeated), which removes the
+step-to-step jitter the noise puts into the update; a constant update passes unchanged.
+The control-cost term λ uᵀΣ⁻¹ε of the original derivation is omitted (as in mbrl-lib's
+MPPI): with clamped samples and a smoothness residual in the cost it only adds bias.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Cost, Dynamics, PlanInfo, Planner, TensorLike
+
+
+class MPPI(Planner):
+    """MPPI planner.
+
+    Args:
+        dynamics, cost, horizon, action_low, action_high, seed, **kwargs: see
+            :class:`~planners.base.Planner`.
+        num_samples: N, sequences per iteration including the nominal (>= 2).
+        temperature: λ > 0 (cost units); smaller is greedier.
+        noise_sigma: exploration standard deviation per action dim (action units, scalar
+            or [A]); default a quarter of the bound range.
+        iterations: MPPI updates per plan (pytorch_mppi does 1 per control step).
+        smoothing_window: odd width (steps) of the moving average applied to each update
+            over the horizon; 1 disables it.
+    """
+
+    def __init__(self, dynamics: Dynamics, cost: Cost, horizon: int, action_low: TensorLike,
+                 action_high: TensorLike, num_samples: int = 500, temperature: float = 1.0,
+                 noise_sigma: TensorLike | None = None, iterations: int = 1,
+                 smoothing_window: int = 3, seed: int = 0, **kwargs) -> None:
+        super().__init__(dynamics, cost, horizon, action_low, action_high, seed=seed, **kwargs)
+        if num_samples < 2:
+            raise ValueError(f"num_samples must be >= 2, got {num_samples}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        if smoothing_window < 1 or smoothing_window % 2 == 0:
+            raise ValueError(f"smoothing_window must be a positive odd integer, got {smoothing_window}")
+        self.num_samples = int(num_samples)
+        self.temperature = float(temperature)
+        sigma = 0.25 * (self.action_high - self.action_low) if noise_sigma is None else noise_sigma
+        self.noise_sigma = self._per_dim(sigma, "noise_sigma")  # [A]
+        self.iterations = int(iterations)
+        self.smoothing_window = int(smoothing_window)
+        # Row 0 of the noise is zeroed: the nominal is always one of the samples.
+        self._noise_mask = torch.ones(self.num_samples, 1, 1, dtype=self.dtype, device=self.device)
+        self._noise_mask[0] = 0.0
+        w = self.smoothing_window
+        self._kernel = torch.full((self.action_dim, 1, w), 1.0 / w, dtype=self.dtype, device=self.device)
+
+    def smooth(self, delta: torch.Tensor) -> torch.Tensor:
+        """Centred moving average of ``delta`` [H, A] over the horizon (edges repeated): [H, A]."""
+        pad = self.smoothing_window // 2
+        x = F.pad(delta.T[None], (pad, pad), mode="replicate")  # [1, A, H + 2 pad]
+        return F.conv1d(x, self._kernel, groups=self.action_dim)[0].T
+
+    def _optimize(self, state: torch.Tensor, mean: torch.Tensor) -> tuple[torch.Tensor, PlanInfo]:
+        """Run ``iterations`` MPPI updates of the nominal ``mean`` [H, A]; return it [H, A]."""
+        n, h, a = self.num_samples, self.horizon, self.action_dim
+        best_cost = torch.tensor(float("inf"), dtype=self.dtype, device=self.device)
+        costs = best_cost
+        for _ in range(self.iterations):
+            noise = self._randn(n, h, a) * self.noise_sigma * self._noise_mask
+            samples = self.clamp(mean + noise)  # [N, H, A]
+            _, costs = self.rollout(state, samples)
+            weights = torch.softmax(-(costs - costs.min()) / self.temperature, dim=0)  # [N]
+            delta = torch.einsum("n,nha->ha", weights, samples - mean)
+            mean = self.clamp(mean + self.smooth(delta))
+            best_cost = torch.minimum(costs.min(), best_cost)
+        info = PlanInfo(best_cost=float(best_cost), mean_cost=float(costs.mean()),
+                        iterations=self.iterations, samples=n)
+        return mean, info
+
+
+__all__ = ["MPPI"]
