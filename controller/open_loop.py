@@ -78,6 +78,9 @@ def walk_open_loop(robot: Robot, gait: TripodGait, action: np.ndarray, duration:
         raise RuntimeError(f"{robot.name} must be active to walk (it is {robot.lifecycle.value})")
     wall0 = time.perf_counter()
     ramp_to(robot, gait.joint_targets(0.0, np.zeros(gait.action_dim)), period)
+    mark = getattr(robot, "mark_run_start", None)
+    if mark is not None:
+        mark()
     s0 = robot.state
     start_xy, yaw_prev = _pose(s0)
     yaw_total, max_tilt, fell, t0 = 0.0, 0.0, False, s0.stamp

@@ -37,6 +37,10 @@ class SimRobot(Robot):
         """Simulated time (s)."""
         return self.hexapod.time if self.hexapod is not None else 0.0
 
+    def mark_run_start(self) -> None:
+        """Perturbation start times count from now (see ``SimulatedHexapod.mark_run_start``)."""
+        self.hexapod.mark_run_start()
+
     def advance(self, duration: float) -> None:
         """Lockstep: run the simulation for ``duration`` s."""
         self.hexapod.advance(duration)

@@ -82,7 +82,7 @@ class SimConfig(_Section):
 class PerturbationBase(_Section):
     """Fields every perturbation has."""
 
-    start: float = Field(0.0, ge=0, description="Time the perturbation begins, s after the run starts.")
+    start: float = Field(0.0, ge=0, description="When it begins, s after the run starts walking (after stand-up); 0 = from power-on.")
 
 
 class LimpLeg(PerturbationBase):

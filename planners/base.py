@@ -56,20 +56,22 @@ class Planner(ABC):
         dynamics: ``f(state [B, D], action [B, A]) -> next_state [B, D]``.
         cost: ``cost(states [N, H+1, D], actions [N, H, A]) -> [N]``.
         horizon: planning horizon H (steps).
-        action_low, action_high: action bounds, scalars or [A]; every returned and every
-            evaluated action lies within them.
+        action_low, action_high: action bounds [A] (or scalars with ``action_dim``); every
+            returned and every evaluated action lies within them.
         seed: seed of the planner's own ``torch.Generator``; same seed, same plans.
         default_mean: action used to initialise the plan and to fill the last step after
             a shift when ``shift_fill="default"`` (scalar or [A]); default: mid-bounds.
         shift_fill: ``"last"`` repeats the last step of the previous solution after a
             shift, ``"default"`` fills it with ``default_mean``.
+        action_dim: A, when the bounds are given as scalars; default: their length.
         dtype, device: tensor type and device of the planner's tensors.
     """
 
     def __init__(self, dynamics: Dynamics, cost: Cost, horizon: int,
                  action_low: TensorLike, action_high: TensorLike, seed: int = 0,
                  default_mean: TensorLike | None = None, shift_fill: str = "last",
-                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> None:
+                 action_dim: int | None = None, dtype: torch.dtype = torch.float32,
+                 device: str | torch.device = "cpu") -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         if shift_fill not in ("last", "default"):
@@ -77,6 +79,10 @@ class Planner(ABC):
         low = torch.as_tensor(action_low, dtype=dtype, device=device).reshape(-1)
         high = torch.as_tensor(action_high, dtype=dtype, device=device).reshape(-1)
         low, high = torch.broadcast_tensors(low, high)
+        if action_dim is not None:
+            if low.numel() not in (1, action_dim):
+                raise ValueError(f"bounds of length {low.numel()} do not match action_dim={action_dim}")
+            low, high = low.expand(action_dim), high.expand(action_dim)
         if not bool(torch.all(high > low)):
             raise ValueError(f"action_high must exceed action_low everywhere: low={low}, high={high}")
         self.dynamics = dynamics

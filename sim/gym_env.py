@@ -69,8 +69,8 @@ class HexapodPathEnv(gym.Env):
     gives ``duration * control_rate`` of this env's config).
 
     Reset puts the robot standing at the path start (heading +x) and lets it settle for
-    ``settle_time`` s holding the standing pose; simulated time (and so every
-    perturbation's ``start``) counts from the beginning of the settle.
+    ``settle_time`` s holding the standing pose; every perturbation's ``start`` counts
+    from the end of the settle (the first step), ``start: 0`` ones act from the reset.
 
     ``info``: ``xy`` [2] (m), ``yaw`` (rad), ``cross_track`` (m), ``s`` (m), ``time`` (s),
     ``fell`` (bool), ``reached_end`` (bool).
@@ -141,6 +141,7 @@ class HexapodPathEnv(gym.Env):
         h.write(self.q_stand)
         if self.settle_time > 0:
             h.advance(self.settle_time)
+        h.mark_run_start()
         self.s = 0.0
         return self._observe(h.read())
 

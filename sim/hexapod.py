@@ -100,6 +100,14 @@ class SimulatedHexapod:
         self._apply_motor_scales()
         self._activate_due()
 
+    def mark_run_start(self) -> None:
+        """The run begins now (after stand-up): perturbations not yet active start
+        ``spec.start`` s from this moment; those with start 0 have been on since reset."""
+        for e in self.effects:
+            if not e.active:
+                e.start = self.time + e.spec.start
+        self._activate_due()
+
     def set_torque(self, enabled: bool) -> None:
         """Enable or disable all servo torque (perturbations still apply when enabled)."""
         self.torque_enabled = bool(enabled)

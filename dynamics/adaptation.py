@@ -1,0 +1,173 @@
+"""The one adaptation interface the controller calls, and its MLP implementations (GrBAL, MB, MB+DE).
+
+Every control cycle the controller hands the adapter the last M transitions and gets back a
+*context*; the planner then calls :meth:`Adapter.predict` with that context on batches of
+candidate states and actions. A context is a plain ``dict[str, Tensor]``: for the MLP
+adapters it is the (adapted) parameters by name, run through ``functional_call`` — no
+module copies; a recurrent adapter (ReBAL) may carry a hidden state in it as well.
+
+Shapes: window ``x`` [M, S+A] (concat(state, action), units), window ``y`` [M, T] (units);
+``predict`` takes states [B, S] and actions [B, A] and returns targets [B, T] in units
+(any leading batch shape works, as long as states and actions agree).
+
+Safety: an adapter never returns worse than θ*. If the window or the adapted parameters
+are non-finite, or the adapted loss on the window exceeds ``max_loss_ratio`` (10) times the
+loss before, it returns θ* and sets ``last_fallback``. ``last_loss_before`` /
+``last_loss_after`` are window MSEs in normalised target space (what the adaptation log
+channel records); after a fallback ``last_loss_after`` is the rejected candidate's loss.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dynamics.maml import InnerLR, adapt_window_with_loss
+from dynamics.mlp import DeltaMLP, detached_params, predict, window_loss
+
+#: What :meth:`Adapter.adapt` returns and :meth:`Adapter.predict` consumes: tensors by name.
+Context = dict[str, Tensor]
+#: Adapter kinds as stored in checkpoints and configs.
+ADAPTER_KINDS = ("grbal", "mb", "mbde", "rebal")
+
+
+class Adapter(ABC):
+    """Online adaptation: ``adapt(window) -> context``, ``predict(context, s, a) -> targets``."""
+
+    kind: str = ""
+
+    def __init__(self) -> None:
+        self.last_loss_before: float = math.nan
+        self.last_loss_after: float = math.nan
+        self.last_fallback: bool = False
+
+    @abstractmethod
+    def adapt(self, window_x: Tensor | np.ndarray, window_y: Tensor | np.ndarray) -> Context:
+        """Context for the current conditions from the last transitions ``window_x`` [M, S+A], ``window_y`` [M, T]."""
+
+    @abstractmethod
+    def predict(self, ctx: Context, states: Tensor, actions: Tensor) -> Tensor:
+        """Targets [B, T] (units: Δstate + body displacement) for states [B, S] and actions [B, A]."""
+
+    def reset(self) -> None:
+        """Forget per-episode state (a new run starts). Stateless adapters do nothing."""
+
+    def dynamics(self, ctx: Context) -> Callable[[Tensor, Tensor], Tensor]:
+        """``ctx`` bound: the batched callable ``f(states [B, S], actions [B, A]) -> targets [B, T]``."""
+        return lambda states, actions: self.predict(ctx, states, actions)
+
+
+class MLPAdapter(Adapter):
+    """Common machinery of the Δ-state MLP adapters: θ* reset, gradient steps, guards, prediction.
+
+    ``lrs`` are positive inner rates (scalar, or a dict of elementwise rates shaped like the
+    parameters); ``steps`` = 0 means no adaptation. θ* is read from ``model`` on every call
+    (detached views, never written), so a model trained further in place is picked up.
+    """
+
+    def __init__(self, model: DeltaMLP, lrs: InnerLR = 0.0, steps: int = 0, max_loss_ratio: float = 10.0) -> None:
+        super().__init__()
+        if steps < 0:
+            raise ValueError(f"{type(self).__name__}: steps must be >= 0, got {steps}")
+        self.model = model
+        self.lrs: InnerLR = ({k: v.detach() for k, v in lrs.items()} if isinstance(lrs, Mapping)
+                             else lrs.detach() if isinstance(lrs, Tensor) else float(lrs))
+        self.steps = int(steps)
+        self.max_loss_ratio = float(max_loss_ratio)
+
+    def theta_star(self) -> Context:
+        """The model's own parameters, detached (shared storage: treat as read-only)."""
+        return detached_params(self.model)
+
+    def _window(self, window_x: Tensor | np.ndarray, window_y: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
+        ref = next(iter(self.model.buffers()))
+        x = torch.as_tensor(window_x, dtype=ref.dtype, device=ref.device)
+        y = torch.as_tensor(window_y, dtype=ref.dtype, device=ref.device)
+        m = self.model
+        if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[1] != m.input_dim or y.shape[1] != m.target_dim:
+            raise ValueError(f"{type(self).__name__}.adapt: expected window_x [M, {m.input_dim}] and window_y "
+                             f"[M, {m.target_dim}], got {tuple(x.shape)} and {tuple(y.shape)}")
+        return x, y
+
+    def _record(self, before: float, after: float, fallback: bool) -> None:
+        self.last_loss_before, self.last_loss_after, self.last_fallback = before, after, fallback
+
+    def adapt(self, window_x: Tensor | np.ndarray, window_y: Tensor | np.ndarray) -> Context:
+        theta = self.theta_star()
+        x, y = self._window(window_x, window_y)
+        if x.shape[0] == 0:  # nothing observed yet: the prior is all there is
+            self._record(math.nan, math.nan, False)
+            return theta
+        if not bool(torch.isfinite(x).all() and torch.isfinite(y).all()):
+            self._record(math.nan, math.nan, True)
+            return theta
+        if self.steps == 0:
+            with torch.no_grad():
+                loss = float(window_loss(self.model, theta, x, y))
+            self._record(loss, loss, False)
+            return theta
+        adapted, before = adapt_window_with_loss(self.model, theta, self.lrs, x, y, self.steps)
+        with torch.no_grad():
+            after = float(window_loss(self.model, adapted, x, y))
+            # A sum is non-finite if any entry is (or, conservatively, if it overflows); ~15x
+            # cheaper than an elementwise isfinite over the ~0.5 M parameters.
+            finite = bool(torch.stack([v.sum() for v in adapted.values()]).isfinite().all())
+        ok = finite and math.isfinite(before) and math.isfinite(after) and after <= self.max_loss_ratio * before
+        self._record(before, after, not ok)
+        return adapted if ok else theta
+
+    def predict(self, ctx: Context, states: Tensor, actions: Tensor) -> Tensor:
+        m = self.model
+        if states.shape[-1] != m.state_dim or actions.shape[-1] != m.action_dim or states.shape[:-1] != actions.shape[:-1]:
+            raise ValueError(f"{type(self).__name__}.predict: expected states [B, {m.state_dim}] and actions "
+                             f"[B, {m.action_dim}], got {tuple(states.shape)} and {tuple(actions.shape)}")
+        return predict(m, ctx, torch.cat([states, actions], dim=-1))
+
+
+class GrBALAdapter(MLPAdapter):
+    """GrBAL: reset to the meta-trained θ*, then ``steps`` gradient steps with the meta-trained inner rates."""
+
+    kind = "grbal"
+
+    def __init__(self, model: DeltaMLP, lrs: InnerLR, steps: int = 1, max_loss_ratio: float = 10.0) -> None:
+        super().__init__(model, lrs, steps, max_loss_ratio)
+
+
+class MBAdapter(MLPAdapter):
+    """MB: no adaptation; the context is θ* (the window loss is still reported)."""
+
+    kind = "mb"
+
+    def __init__(self, model: DeltaMLP) -> None:
+        super().__init__(model, 0.0, 0)
+
+
+class MBDEAdapter(MLPAdapter):
+    """MB+DE: a plainly trained model with the same online gradient step (rate ``lr``) as GrBAL."""
+
+    kind = "mbde"
+
+    def __init__(self, model: DeltaMLP, lr: float = 1e-2, steps: int = 1, max_loss_ratio: float = 10.0) -> None:
+        super().__init__(model, float(lr), steps, max_loss_ratio)
+
+
+def make_adapter(kind: str, model: DeltaMLP, lrs: InnerLR | None = None, steps: int = 1,
+                 default_lr: float = 1e-2) -> Adapter:
+    """Build an MLP adapter by kind ('grbal' | 'mb' | 'mbde'); ``lrs=None`` uses ``default_lr``."""
+    rates: InnerLR = default_lr if lrs is None else lrs
+    if kind == "grbal":
+        return GrBALAdapter(model, rates, steps)
+    if kind == "mb":
+        return MBAdapter(model)
+    if kind == "mbde":
+        if isinstance(rates, Mapping):
+            raise ValueError("MB+DE takes a scalar learning rate, not learned per-parameter rates")
+        return MBDEAdapter(model, float(rates), steps)
+    if kind == "rebal":
+        raise ValueError("adapter 'rebal' needs the recurrent model (dynamics.rebal), not a DeltaMLP")
+    raise ValueError(f"unknown adapter kind {kind!r}; allowed: {', '.join(ADAPTER_KINDS)}")

@@ -1,0 +1,308 @@
+"""Sampling planners (planners/): optimality, determinism, bounds, warm start, batching, PathCost."""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from planners.base import Planner
+from planners.cem import CEM
+from planners.costs import PathCost
+from planners.mppi import MPPI
+from planners.paths_torch import Polyline, wrap_angle
+from planners.random_shooting import RandomShooting
+
+DT = 0.1  # s
+PLANNERS = {"cem": CEM, "mppi": MPPI, "random_shooting": RandomShooting}
+FAST = {"cem": {"num_samples": 200, "num_elites": 20, "iterations": 3},
+        "mppi": {"num_samples": 200, "temperature": 0.3, "iterations": 3},
+        "random_shooting": {"num_samples": 400}}
+
+
+def point_dynamics(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """2-D point: next = state + dt * action (state [B, 2] m, action [B, 2] m/s)."""
+    return state + DT * action
+
+
+def unicycle(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """Unicycle pose (x, y, yaw) [B, 3]; action (v / 0.3 m/s, omega / 1 rad/s) [B, 2] in [-1, 1]."""
+    x, y, yaw = state.unbind(-1)
+    v, w = 0.3 * action[:, 0], action[:, 1]
+    return torch.stack([x + DT * v * torch.cos(yaw), y + DT * v * torch.sin(yaw), yaw + DT * w], dim=-1)
+
+
+def goal_cost(goal: torch.Tensor):
+    """Σ_t |x_t - goal|² over t = 1..H: [N]."""
+    return lambda states, actions: (states[:, 1:] - goal).square().sum((1, 2))
+
+
+def make(name: str, dynamics, cost, horizon: int = 10, low=-1.0, high=1.0, seed: int = 0, action_dim: int = 2,
+         **kw) -> Planner:
+    return PLANNERS[name](dynamics, cost, horizon, low, high, seed=seed, action_dim=action_dim, **{**FAST[name], **kw})
+
+
+def closed_loop(policy, dynamics, x0: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``policy(state) -> action [A]`` for ``steps``; return states [1, T+1, D], actions [1, T, A]."""
+    xs, us = [x0], []
+    for _ in range(steps):
+        u = policy(xs[-1])
+        us.append(u)
+        xs.append(dynamics(xs[-1][None], u[None])[0])
+    return torch.stack(xs)[None], torch.stack(us)[None]
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_reaches_goal_better_than_zero_and_random(name: str) -> None:
+    goal = torch.tensor([1.0, -0.5])
+    cost = goal_cost(goal)
+    p = make(name, point_dynamics, cost)
+    x0 = torch.zeros(2)
+    gen = torch.Generator().manual_seed(7)
+    runs = {"planner": p.act, "zero": lambda s: torch.zeros(2),
+            "random": lambda s: torch.rand(2, generator=gen) * 2 - 1}
+    final = {k: float(torch.linalg.norm(closed_loop(f, point_dynamics, x0, 20)[0][0, -1] - goal)) for k, f in runs.items()}
+    assert final["planner"] < 0.1, final  # 1.12 m away, 2 s at up to 1.41 m/s
+    assert final["planner"] < 0.2 * final["zero"] and final["planner"] < 0.2 * final["random"], final
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_follows_straight_path_better_than_zero_and_random(name: str) -> None:
+    cost = PathCost(torch.tensor([[0.0, 0.0], [5.0, 0.0]]), target_speed=0.2, dt=DT,
+                    weights={"smoothness": 0.1}, terminal_weight=10.0)
+    p = make(name, unicycle, cost, horizon=10)
+    x0 = torch.tensor([0.0, 0.15, 0.3])  # 15 cm left of the path, turned further left
+    gen = torch.Generator().manual_seed(3)
+    runs = {"planner": p.act, "zero": lambda s: torch.zeros(2),
+            "random": lambda s: torch.rand(2, generator=gen) * 2 - 1}
+    score = {}
+    for k, f in runs.items():
+        xs, us = closed_loop(f, unicycle, x0, 40)
+        score[k] = float(cost(xs, us)[0])
+        if k == "planner":  # closer to the path than it started, and moving along it
+            assert abs(float(xs[0, -1, 1])) < (0.05 if name != "random_shooting" else 0.1), xs[0, -1]
+            assert float(xs[0, -1, 0]) > 0.5, xs[0, -1]
+    assert score["planner"] < 0.5 * score["zero"] and score["planner"] < 0.5 * score["random"], score
+
+
+@pytest.mark.parametrize("name", ["cem", "mppi"])
+def test_converges_to_known_optimum_1d(name: str) -> None:
+    """x_{t+1} = x_t + a_t, cost Σ_t (x_t - 0.3 t)²: the optimum is a_t = 0.3 for every t."""
+    dyn = lambda s, a: s + a  # noqa: E731
+    ramp = 0.3 * torch.arange(1, 6, dtype=torch.float32)
+    cost = lambda states, actions: (states[:, 1:, 0] - ramp).square().sum(1)  # noqa: E731
+    kw = {"iterations": 10, "num_samples": 500}
+    kw.update({"num_elites": 50} if name == "cem" else {"temperature": 0.01, "noise_sigma": 0.1, "smoothing_window": 1})
+    p = make(name, dyn, cost, horizon=5, action_dim=1, **kw)
+    plan = p.plan(torch.zeros(1))
+    assert plan.shape == (5, 1)
+    assert float(plan[0, 0]) == pytest.approx(0.3, abs=0.02)
+    assert torch.allclose(plan[:, 0], torch.full((5,), 0.3), atol=0.05)
+    assert p.last_info.best_cost < 0.01 and p.last_info.iterations == 10 and p.last_info.wall_time_s > 0
+
+
+def test_mppi_smoothing_keeps_constants_and_damps_jitter() -> None:
+    p = make("mppi", point_dynamics, goal_cost(torch.zeros(2)), horizon=6, smoothing_window=3)
+    const = torch.tensor([[0.2, -0.4]]).expand(6, 2)
+    assert torch.allclose(p.smooth(const), const)
+    jitter = torch.tensor([1.0, -1.0] * 3)[:, None].expand(6, 2)
+    assert p.smooth(jitter)[1:-1].abs().max() == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_seed_determinism(name: str) -> None:
+    cost = goal_cost(torch.tensor([1.0, 1.0]))
+    x0 = torch.tensor([0.2, -0.1])
+    a, b, c = (make(name, point_dynamics, cost, seed=s) for s in (5, 5, 6))
+    pa, pb, pc = a.plan(x0), b.plan(x0), c.plan(x0)
+    assert torch.equal(pa, pb) and torch.equal(a.plan(x0), b.plan(x0))
+    assert not torch.equal(pa, pc)
+    a.reset()  # a reset planner repeats itself
+    assert torch.equal(a.plan(x0), pa)
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_actions_always_within_bounds(name: str) -> None:
+    low, high = torch.tensor([-0.2, 0.1]), torch.tensor([0.3, 0.5])
+    seen: list[torch.Tensor] = []
+
+    def dyn(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        seen.append(a.clone())
+        return point_dynamics(s, a)
+
+    p = make(name, dyn, goal_cost(torch.tensor([-50.0, 50.0])), low=low, high=high)  # goal pulls out of bounds
+    for _ in range(3):
+        plan = p.plan(torch.zeros(2))
+        assert torch.all(plan >= low) and torch.all(plan <= high)
+    every = torch.cat(seen)
+    assert torch.all(every >= low) and torch.all(every <= high)
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_warm_start_shifts_previous_plan(name: str) -> None:
+    first_rows: list[torch.Tensor] = []
+
+    def dyn(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        first_rows.append(a[0].clone())
+        return point_dynamics(s, a)
+
+    p = make(name, dyn, goal_cost(torch.tensor([0.5, -0.3])), horizon=6)
+    assert torch.equal(p.initial_mean(), p.default_mean.expand(6, -1))
+    plan = p.plan(torch.zeros(2))
+    shifted = p.initial_mean()
+    assert torch.equal(shifted, torch.cat([plan[1:], plan[-1:]]))
+    first_rows.clear()
+    p.plan(torch.zeros(2))
+    assert torch.equal(first_rows[0], shifted[0])  # sample 0 of the next plan is the shifted plan
+    filled = make(name, point_dynamics, goal_cost(torch.tensor([0.5, -0.3])), horizon=6,
+                  shift_fill="default", default_mean=[0.1, -0.1])
+    plan = filled.plan(torch.zeros(2))
+    assert torch.equal(filled.initial_mean(), torch.cat([plan[1:], torch.tensor([[0.1, -0.1]])]))
+    filled.reset()
+    assert torch.equal(filled.initial_mean(), torch.tensor([[0.1, -0.1]]).expand(6, -1))
+
+
+@pytest.mark.parametrize("name,iterations", [("cem", 3), ("mppi", 2), ("random_shooting", 1)])
+def test_dynamics_called_h_times_per_iteration_with_batch_n(name: str, iterations: int) -> None:
+    batches: list[int] = []
+
+    def dyn(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        assert s.shape[0] == a.shape[0]
+        batches.append(s.shape[0])
+        return point_dynamics(s, a)
+
+    kw = {} if name == "random_shooting" else {"iterations": iterations}
+    p = make(name, dyn, goal_cost(torch.ones(2)), horizon=7, num_samples=64, **kw)
+    p.act(torch.zeros(2))
+    assert batches == [64] * (7 * iterations)
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_nan_costs_do_not_poison_the_plan(name: str) -> None:
+    def dyn(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:  # diverges where action x > 0.5
+        nxt = point_dynamics(s, a)
+        return torch.where((a[:, :1] > 0.5), torch.full_like(nxt, float("nan")), nxt)
+
+    plan = make(name, dyn, goal_cost(torch.tensor([1.0, 0.0]))).plan(torch.zeros(2))
+    assert torch.isfinite(plan).all() and float(plan.max()) <= 1.0
+
+
+def test_rollout_shapes_and_first_state() -> None:
+    p = make("mppi", point_dynamics, goal_cost(torch.zeros(2)), horizon=4)
+    x0 = torch.tensor([0.5, 0.25])
+    states, costs = p.rollout(x0, torch.ones(3, 4, 2))
+    assert states.shape == (3, 5, 2) and costs.shape == (3,)
+    assert torch.equal(states[:, 0], x0.expand(3, 2))
+    assert torch.allclose(states[0, -1], x0 + 4 * DT)
+
+
+# ------------------------------------------------------------------------------ PathCost
+def straight_rollout(y: float = 0.0, yaw: float = 0.0, speed: float = 0.2, steps: int = 5) -> torch.Tensor:
+    """[1, steps+1, 3] poses moving along +x at ``speed`` m/s, offset ``y`` m."""
+    x = speed * DT * torch.arange(steps + 1, dtype=torch.float32)
+    return torch.stack([x, torch.full_like(x, y), torch.full_like(x, yaw)], dim=-1)[None]
+
+
+def test_path_cost_zero_on_path_at_target_speed() -> None:
+    cost = PathCost(torch.tensor([[0.0, 0.0], [1.0, 0.0], [4.0, 0.0]]), target_speed=0.2, dt=DT)
+    states = straight_rollout()
+    r = cost.residuals(states, torch.zeros(1, 5, 2))
+    for k in ("cross_track", "heading", "speed"):
+        assert r[k].abs().max() < 1e-6, (k, r[k])
+    assert float(cost(states, torch.zeros(1, 5, 2))[0]) < 1e-9
+
+
+def test_path_cost_cross_track_sign_and_magnitude() -> None:
+    cost = PathCost(torch.tensor([[0.0, 0.0], [4.0, 0.0]]), target_speed=0.2, dt=DT,
+                    weights={"cross_track": 2.0, "heading": 0.0, "speed": 0.0, "smoothness": 0.0})
+    left, right = cost.residuals(straight_rollout(0.1), torch.zeros(1, 5, 2)), cost.residuals(straight_rollout(-0.1), torch.zeros(1, 5, 2))
+    assert torch.allclose(left["cross_track"], torch.full((1, 5), 0.1), atol=1e-6)
+    assert torch.allclose(right["cross_track"], torch.full((1, 5), -0.1), atol=1e-6)
+    assert float(cost(straight_rollout(0.1), torch.zeros(1, 5, 2))[0]) == pytest.approx(2.0 * 5 * 0.01, rel=1e-5)
+
+
+def test_path_cost_heading_wraps() -> None:
+    cost = PathCost(torch.tensor([[0.0, 0.0], [4.0, 0.0]]), dt=DT)
+    near_pi = straight_rollout(yaw=2 * math.pi + 0.1)
+    assert torch.allclose(cost.residuals(near_pi, torch.zeros(1, 5, 2))["heading"], torch.full((1, 5), 0.1), atol=1e-5)
+    assert torch.allclose(wrap_angle(torch.tensor([3.0 * math.pi / 2, -3.0 * math.pi / 2])),
+                          torch.tensor([-math.pi / 2, math.pi / 2]), atol=1e-6)
+    # a path heading +170 deg and a robot at -170 deg: 20 deg apart, not 340
+    back = PathCost(torch.tensor([[0.0, 0.0], [math.cos(math.radians(170)), math.sin(math.radians(170))]]), dt=DT)
+    err = back.residuals(torch.tensor([[[0.0, 0.0, math.radians(-170)]] * 2]), torch.zeros(1, 1, 2))["heading"]
+    assert float(err[0, 0]) == pytest.approx(math.radians(20), abs=1e-5)
+
+
+def test_path_cost_speed_residual_and_smoothness() -> None:
+    cost = PathCost(torch.tensor([[0.0, 0.0], [4.0, 0.0]]), target_speed=0.2, dt=DT)
+    slow = cost.residuals(straight_rollout(speed=0.15), torch.zeros(1, 5, 2))["speed"]
+    assert torch.allclose(slow, torch.full((1, 5), -0.05), atol=1e-5)
+    actions = torch.tensor([[[0.1, 0.0], [0.3, 0.0], [0.3, -0.2]]])
+    sm = cost.residuals(straight_rollout(steps=3), actions)["smoothness"]
+    assert torch.allclose(sm[0], torch.tensor([[0.0, 0.0], [0.2, 0.0], [0.0, -0.2]]))
+    cost.prev_action = torch.tensor([0.5, 0.5])
+    assert torch.allclose(cost.residuals(straight_rollout(steps=3), actions)["smoothness"][0, 0], torch.tensor([-0.4, -0.5]))
+
+
+def test_path_cost_pose_slice_and_unknown_weight() -> None:
+    cost = PathCost(torch.tensor([[0.0, 0.0], [4.0, 0.0]]), dt=DT, pose_slice=[3, 1, 0])  # (x, y, yaw) at 3, 1, 0
+    s = torch.zeros(1, 3, 4)
+    s[..., 3], s[..., 1] = 1.0, -0.1
+    assert torch.allclose(cost.residuals(s, torch.zeros(1, 2, 2))["cross_track"], torch.full((1, 2), -0.1))
+    with pytest.raises(ValueError, match="unknown residual"):
+        PathCost(torch.tensor([[0.0, 0.0], [1.0, 0.0]]), weights={"crosstrack": 1.0})
+
+
+def test_polyline_projection_matches_numpy_paths_and_chunks() -> None:
+    from legadapt.paths import make_path
+
+    path = make_path("left_turn", 3.0)
+    poly = Polyline(torch.as_tensor(path.points), dtype=torch.float64)
+    rng = np.random.default_rng(0)
+    q = path.point(rng.uniform(0.1, 2.9, 200)) + rng.uniform(-0.05, 0.05, (200, 2))
+    s_ref, c_ref, h_ref = path.project(q)
+    s, c, h = poly.project(torch.as_tensor(q).reshape(10, 20, 2), chunk_pairs=997)
+    assert s.shape == (10, 20)
+    assert np.allclose(s.reshape(-1).numpy(), s_ref, atol=1e-9)
+    assert np.allclose(c.reshape(-1).numpy(), c_ref, atol=2e-3)  # distance vs perpendicular offset at vertices
+    assert np.allclose(h.reshape(-1).numpy(), h_ref, atol=1e-9)
+    sw, cw, _ = poly.project(torch.as_tensor(q), s_hint=1.5, window=5.0)  # window covering all: same answer
+    assert torch.allclose(sw, s.reshape(-1)) and torch.allclose(cw, c.reshape(-1))
+
+
+def test_s_hint_keeps_projection_on_the_right_branch() -> None:
+    # A path out along +x and back along y = 0.02: a point at (1, 0.01) is ambiguous without a hint.
+    pts = torch.tensor([[0.0, 0.0], [2.0, 0.0], [2.0, 0.02], [0.0, 0.02]])
+    cost = PathCost(pts, dt=DT, window=0.5)
+    cost.s_hint = 1.0
+    assert cost.advance(torch.tensor([1.0, 0.012])) == pytest.approx(1.0, abs=1e-5)
+    cost.s_hint = 3.0
+    assert cost.advance(torch.tensor([1.0, 0.012])) == pytest.approx(3.02, abs=1e-5)
+
+
+# ------------------------------------------------------------------------------ layering
+FORBIDDEN = {"legadapt", "sim", "hardware", "controller", "dynamics", "calibration"}
+ALLOWED = {"torch", "numpy", "math", "dataclasses", "typing", "__future__", "abc", "time"}
+
+
+def test_planners_import_nothing_of_the_project() -> None:
+    root = Path(__file__).resolve().parents[1] / "planners"
+    files = sorted(root.rglob("*.py"))
+    assert len(files) >= 6
+    for f in files:
+        text = f.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                mods = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [] if node.level else [(node.module or "").split(".")[0]]
+            else:
+                continue
+            assert not set(mods) & FORBIDDEN, f"{f.name} imports {mods}"
+            assert set(mods) <= ALLOWED, f"{f.name} imports {mods}; planners may use only {sorted(ALLOWED)}"
+        for pkg in FORBIDDEN:  # grep-style: no dynamic imports either
+            assert f"import {pkg}" not in text and f"from {pkg}" not in text and f'"{pkg}"' not in text, (f.name, pkg)
