@@ -2,6 +2,7 @@
 
 Subcommands:
   walk         run the simulated hexapod open-loop with the tripod gait (the main job for now)
+  collect      simulated experience across a distribution of perturbations, as MCAP logs
   check-config validate a config file and print it
   config-doc   print every config option with its default and meaning
 
@@ -67,6 +68,26 @@ def _cmd_walk(args: argparse.Namespace) -> int:
     return EXIT_OK if not res.fell else EXIT_INTERNAL
 
 
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from controller.collect import collect, parse_shard
+
+    cfg = load_config(args.config)
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.episodes is not None:
+        cfg = cfg.model_copy(update={"collect": cfg.collect.model_copy(update={"episodes": args.episodes})})
+    s = collect(cfg, args.out, shard, workers=args.workers, progress=not args.quiet)
+    print(f"collected shard {shard[0]}/{shard[1]}: {s.written} episodes written, {s.skipped_existing} already there, "
+          f"{s.transitions} transitions ({s.transitions / cfg.task.control_rate / 3600:.2f} h), {s.falls} falls, "
+          f"{len(s.errors)} errors, in {s.wall_time:.1f} s -> {s.out_dir}")
+    for err in s.errors[:10]:
+        print(f"  error: {err}", file=sys.stderr)
+    return EXIT_OK if not s.errors else EXIT_INTERNAL
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     print(f"{args.config}: OK")
@@ -91,6 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     walk.add_argument("--duration", type=float, help="seconds to walk (default: task.duration)")
     walk.add_argument("--action", type=_parse_action, help="gait action, e.g. '1,1' (per side) or six values (per leg)")
     walk.set_defaults(func=_cmd_walk)
+
+    col = sub.add_parser("collect", help="collect simulated experience across perturbations as MCAP logs")
+    col.add_argument("--config", type=Path, default=Path("configs/collect/train.yaml"), help="config with a collect section")
+    col.add_argument("--out", type=Path, required=True, help="output directory (one MCAP file per episode)")
+    col.add_argument("--shard", default="0/1", help="this machine's share of the episode list, i/n (default 0/1)")
+    col.add_argument("--workers", type=int, help="worker processes (default: collect.workers)")
+    col.add_argument("--episodes", type=int, help="override collect.episodes (the whole collection)")
+    col.add_argument("--quiet", action="store_true", help="no progress bar")
+    col.set_defaults(func=_cmd_collect)
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path)

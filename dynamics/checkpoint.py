@@ -152,6 +152,13 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping, lrs: Inne
     return path
 
 
+def _unpickler_detail(message: str) -> str:
+    """The informative part of torch's long weights-only error message."""
+    _, _, rest = message.partition("WeightsUnpickler error:")
+    text = " ".join(rest.split()) if rest.strip() else " ".join(message.split())
+    return text.split(" Please use ")[0].split(" Check the documentation")[0][:200]
+
+
 def _read(path: Path, map_location: str | torch.device) -> dict:
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -160,14 +167,15 @@ def _read(path: Path, map_location: str | torch.device) -> dict:
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        detail = next((ln.strip() for ln in str(e).splitlines() if "WeightsUnpickler error" in ln), str(e)[:200])
+        detail = _unpickler_detail(str(e))
         if "Unsupported global" in str(e):
             raise CheckpointError(f"{path} holds objects other than tensors and plain values; refusing to load it "
                                   f"(it was not written by legadapt's save_checkpoint): {detail}") from e
-        raise CheckpointError(f"{path} is not a torch checkpoint or is corrupt ({detail})") from e
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, AttributeError, TypeError) as e:
-        detail = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise CheckpointError(f"{path} is not a torch checkpoint or is corrupt (torch.load: {detail})") from e
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, AttributeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0][:150] if str(e).strip() else ""
+        raise CheckpointError(f"{path} is not a torch checkpoint or is corrupt "
+                              f"(torch.load: {type(e).__name__}{': ' + first if first else ''})") from e
     if not isinstance(data, dict) or "format_version" not in data:
         raise CheckpointError(f"{path} is a torch file but not a legadapt checkpoint (no 'format_version')")
     return data

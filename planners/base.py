@@ -120,6 +120,15 @@ class Planner(ABC):
         fill = self._solution[-1:] if self.shift_fill == "last" else self.default_mean[None]
         return torch.cat([self._solution[1:], fill], dim=0)
 
+    def shift(self) -> None:
+        """Advance the stored solution one step without planning.
+
+        For a control period that ran on the old plan (a missed planning deadline): the
+        next :meth:`plan` then starts from the action due after it. No-op before a plan.
+        """
+        if self._solution is not None:
+            self._solution = self.initial_mean()
+
     def plan(self, state: torch.Tensor) -> torch.Tensor:
         """Optimise an action sequence from ``state`` [D]; returns it, [H, A], within bounds."""
         t0 = time.perf_counter()

@@ -17,6 +17,11 @@ of the last step (a terminal cost inside the same callable).
 
 The rollout state carries the planar world pose (x [m], y [m], yaw [rad]) at ``pose_slice``;
 the caller decides the layout.
+
+Cost of the projection: O(N (H+1) S) for S searched segments. With ``s_hint`` set only the
+window's segments are searched (a 1.5 m window of a path sampled every 1 cm: 150). A densely
+sampled path may also be thinned by the caller (``points[::5]``): the chord error of 5 cm
+chords on a 0.6 m radius arc is 0.5 mm, and the projection gets 5x cheaper.
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ import math
 
 import torch
 
-DEFAULT_CHUNK_PAIRS = 1 << 20  # point-segment pairs per chunk (bounds temporary memory)
+# Point-segment pairs per chunk: bounds temporary memory and keeps each [M, S] temporary
+# (256 KiB in fp32) cache-resident; measured fastest of 2^13..2^20 here (2^16: 7 ms, 2^20: 22 ms
+# single-threaded for 5500 points x 150 segments).
+DEFAULT_CHUNK_PAIRS = 1 << 16
 
 
 def wrap_angle(angle: torch.Tensor) -> torch.Tensor:

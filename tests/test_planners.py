@@ -162,6 +162,8 @@ def test_warm_start_shifts_previous_plan(name: str) -> None:
                   shift_fill="default", default_mean=[0.1, -0.1])
     plan = filled.plan(torch.zeros(2))
     assert torch.equal(filled.initial_mean(), torch.cat([plan[1:], torch.tensor([[0.1, -0.1]])]))
+    filled.shift()  # a period ran on the old plan: next plan starts two steps on
+    assert torch.equal(filled.initial_mean(), torch.cat([plan[2:], torch.tensor([[0.1, -0.1]] * 2)]))
     filled.reset()
     assert torch.equal(filled.initial_mean(), torch.tensor([[0.1, -0.1]]).expand(6, -1))
 
