@@ -128,7 +128,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping, lrs: Inne
     payload = {
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "legadapt_version": legadapt.__version__,
-        "created": _dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(),
+        "created": _dt.datetime.fromtimestamp(now, _dt.UTC).isoformat(),
         "created_unix": now,
         "feature_spec": _plain(spec.to_dict(), "feature_spec"),
         "action_mode": spec.action_mode,

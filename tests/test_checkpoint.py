@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from dynamics.checkpoint import CHECKPOINT_FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from dynamics.checkpoint import (
+    CHECKPOINT_FORMAT_VERSION,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from dynamics.maml import MamlConfig, init_log_lrs, lrs_from_log
 from dynamics.mlp import DeltaMLP, params, predict
 from legadapt.features import make_spec

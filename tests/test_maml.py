@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dynamics.maml import (MamlConfig, TaskBatch, adapt_window, adapt_window_with_loss, init_log_lrs, inner_adapt,
-                           lrs_from_log, meta_loss, meta_loss_loop)
+from dynamics.maml import (
+    MamlConfig,
+    TaskBatch,
+    adapt_window,
+    adapt_window_with_loss,
+    init_log_lrs,
+    inner_adapt,
+    lrs_from_log,
+    meta_loss,
+    meta_loss_loop,
+)
 from dynamics.mlp import DeltaMLP, params, window_loss
 
 S, A, T = 3, 2, 4
