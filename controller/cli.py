@@ -3,6 +3,8 @@
 Subcommands:
   walk         run the simulated hexapod open-loop with the tripod gait (the main job for now)
   collect      simulated experience across a distribution of perturbations, as MCAP logs
+  train        (meta-)train the dynamics model from logs; runs unchanged under torchrun
+  evaluate-dynamics  held-out one-step prediction error: GrBAL before/after, MB, MB+DE, ReBAL
   check-config validate a config file and print it
   config-doc   print every config option with its default and meaning
 
@@ -23,6 +25,18 @@ from legadapt import __version__
 from legadapt.config import ConfigError, config_doc, load_config
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _bad_input_errors() -> tuple[type[Exception], ...]:
+    """Error types that mean 'the input is unusable' (exit 2), not 'legadapt broke' (exit 1)."""
+    from dynamics.checkpoint import CheckpointError
+    from dynamics.datasets import DatasetError
+    from legadapt.mcap_log import LogError
+
+    return (DatasetError, CheckpointError, LogError)
+
+
+BAD_INPUT_ERRORS = _bad_input_errors()
 
 
 def _parse_action(text: str) -> np.ndarray:
@@ -88,6 +102,46 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return EXIT_OK if not s.errors else EXIT_INTERNAL
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dynamics.train import train
+    from legadapt.features import make_spec
+
+    cfg = load_config(args.config)
+    updates = {k: v for k, v in (("method", args.method), ("max_steps", args.max_steps), ("device", args.device)) if v is not None}
+    tc = cfg.train.model_copy(update=updates)
+    spec = make_spec(cfg.gait.action_mode, 1.0 / cfg.task.control_rate)
+    summary = train(args.logs, spec, tc, args.out, resume=args.resume, progress=not args.quiet)
+    if summary.world_size == 1 or int(os.environ.get("RANK", "0")) == 0:
+        print(summary.text())
+    return EXIT_OK
+
+
+def _cmd_evaluate_dynamics(args: argparse.Namespace) -> int:
+    import json
+
+    from dynamics.evaluate import evaluate, variants_from_checkpoints
+    from legadapt.features import make_spec
+
+    cfg = load_config(args.config)
+    spec = make_spec(cfg.gait.action_mode, 1.0 / cfg.task.control_rate)
+    models = {}
+    for item in args.model:
+        method, sep, path = item.partition("=")
+        if not sep:
+            print(f"error: --model takes METHOD=PATH (grbal=..., mb=..., rebal=...), got {item!r}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        models[method] = Path(path)
+    adapters = variants_from_checkpoints(models, spec)
+    result = evaluate(args.logs, spec, adapters, args.M or cfg.train.M)
+    print(f"one-step prediction error on held-out logs (squared error / held-out variance, mean over the "
+          f"{spec.target_dim} target features; 1.0 = predicting the mean), window M = {args.M or cfg.train.M}:\n")
+    print(result.markdown())
+    if args.json:
+        args.json.write_text(json.dumps({"overall": result.overall, "per_condition": result.per_condition,
+                                         "counts": result.counts, "transitions": result.transitions}, indent=2))
+    return EXIT_OK
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     print(f"{args.config}: OK")
@@ -122,6 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--quiet", action="store_true", help="no progress bar")
     col.set_defaults(func=_cmd_collect)
 
+    tr = sub.add_parser("train", help="(meta-)train the dynamics model from logs (also under torchrun)")
+    tr.add_argument("--logs", type=Path, nargs="+", required=True, help="MCAP files or directories of them")
+    tr.add_argument("--out", type=Path, required=True, help="checkpoint to write (best model)")
+    tr.add_argument("--config", type=Path, default=Path("configs/train/default.yaml"), help="config with a train section")
+    tr.add_argument("--method", choices=["grbal", "mb", "rebal"], help="override train.method")
+    tr.add_argument("--max-steps", type=int, help="override train.max_steps")
+    tr.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT.resume if it exists")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("evaluate-dynamics", help="held-out one-step prediction error of trained models")
+    ev.add_argument("--logs", type=Path, nargs="+", required=True, help="held-out MCAP files or directories")
+    ev.add_argument("--model", action="append", required=True, help="METHOD=CHECKPOINT, METHOD in grbal, mb, rebal")
+    ev.add_argument("--config", type=Path, default=Path("configs/train/default.yaml"))
+    ev.add_argument("--M", type=int, help="adaptation window (default: train.M)")
+    ev.add_argument("--json", type=Path, help="also write the figures as JSON")
+    ev.set_defaults(func=_cmd_evaluate_dynamics)
+
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path)
     check.set_defaults(func=_cmd_check_config)
@@ -137,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BAD_INPUT_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early

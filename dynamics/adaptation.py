@@ -158,7 +158,10 @@ class MBDEAdapter(MLPAdapter):
 
 def make_adapter(kind: str, model: DeltaMLP, lrs: InnerLR | None = None, steps: int = 1,
                  default_lr: float = 1e-2) -> Adapter:
-    """Build an MLP adapter by kind ('grbal' | 'mb' | 'mbde'); ``lrs=None`` uses ``default_lr``."""
+    """Build an adapter by kind ('grbal' | 'mb' | 'mbde' on a DeltaMLP, 'rebal' on a RecurrentDynamics).
+
+    ``lrs=None`` uses ``default_lr``; 'rebal' ignores ``lrs``, ``steps`` and ``default_lr``.
+    """
     rates: InnerLR = default_lr if lrs is None else lrs
     if kind == "grbal":
         return GrBALAdapter(model, rates, steps)
@@ -169,5 +172,10 @@ def make_adapter(kind: str, model: DeltaMLP, lrs: InnerLR | None = None, steps: 
             raise ValueError("MB+DE takes a scalar learning rate, not learned per-parameter rates")
         return MBDEAdapter(model, float(rates), steps)
     if kind == "rebal":
-        raise ValueError("adapter 'rebal' needs the recurrent model (dynamics.rebal), not a DeltaMLP")
+        # Imported here: dynamics.rebal imports this module.
+        from dynamics.rebal import RebalAdapter, RecurrentDynamics
+
+        if not isinstance(model, RecurrentDynamics):
+            raise ValueError("adapter 'rebal' needs the recurrent model (dynamics.rebal), not a DeltaMLP")
+        return RebalAdapter(model)
     raise ValueError(f"unknown adapter kind {kind!r}; allowed: {', '.join(ADAPTER_KINDS)}")

@@ -210,6 +210,8 @@ def load_checkpoint(path: str | Path, expected_spec: FeatureSpec | None = None,
                 f"(config vs checkpoint): {diff}. Retrain the model for this config, or run with the config "
                 f"it was trained with (action_mode={spec.action_mode!r}, control_period={spec.control_period:g} s).")
     arch = data["architecture"]
+    if isinstance(arch, dict) and arch.get("class") == "RecurrentDynamics" and "RecurrentDynamics" not in MODEL_BUILDERS:
+        import dynamics.rebal  # noqa: F401  - registers the recurrent model (it imports this module)
     builder = MODEL_BUILDERS.get(arch.get("class") if isinstance(arch, dict) else None)
     if builder is None:
         raise CheckpointError(f"{path}: unknown model class {arch.get('class') if isinstance(arch, dict) else arch!r}; "

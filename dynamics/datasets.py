@@ -256,6 +256,10 @@ class TaskSampler:
         self._window = torch.arange(window)
         self._rng = np.random.default_rng(seed)
 
+    def reseed(self, seed: int | Sequence[int]) -> None:
+        """Restart the task draws from ``seed`` (e.g. (seed, rank, step) for resumable runs)."""
+        self._rng = np.random.default_rng(seed)
+
     @property
     def num_windows(self) -> int:
         """Number of distinct (trajectory, start) windows."""

@@ -11,14 +11,16 @@ class Normalizer(nn.Module):
     """Per-feature z-normalisation ``(x - mean) / std`` over the last axis.
 
     Buffers ``mean`` [D] and ``std`` [D] (units of the feature) start as 0 and 1 (identity)
-    and are set by :meth:`fit`. ``std`` is floored at ``min_std`` so that a feature that was
-    constant in the training data does not divide by zero.
+    and are set by :meth:`fit`. ``std`` is floored at ``min_std`` (default 1e-3, in the
+    feature's own units: rad, m/s, m) so that a feature that was nearly constant in the
+    training data (a joint of a leg that never failed) does not turn small run-time changes
+    into huge z-scores.
     """
 
     mean: Tensor
     std: Tensor
 
-    def __init__(self, dim: int, min_std: float = 1e-6) -> None:
+    def __init__(self, dim: int, min_std: float = 1e-3) -> None:
         super().__init__()
         if dim <= 0:
             raise ValueError(f"Normalizer needs a positive feature dimension, got {dim}")

@@ -217,6 +217,33 @@ class CollectConfig(_Section):
         default_factory=lambda: [ConditionSpec(name="intact")], min_length=1, description="Conditions drawn per episode.")
 
 
+class TrainConfig(_Section):
+    """``legadapt train``: offline (meta-)training of the dynamics model from logs."""
+
+    method: Literal["grbal", "mb", "rebal"] = Field(
+        "grbal", description="grbal = MAML meta-training; mb = plain supervised (also the MB+DE model); rebal = recurrent.")
+    hidden: list[Annotated[int, Field(ge=4, le=4096)]] = Field(
+        default_factory=lambda: [512, 512, 512], min_length=1, max_length=8, description="Hidden layer widths of the MLP.")
+    M: int = Field(16, ge=1, le=512, description="Past transitions adapted on (the online window).")
+    K: int = Field(16, ge=1, le=512, description="Future transitions the adapted model is scored on.")
+    inner_lr: float = Field(0.01, gt=0, le=1, description="Inner (online) gradient step size on the normalised loss.")
+    inner_steps: int = Field(1, ge=1, le=10, description="Inner gradient steps.")
+    first_order: bool = Field(False, description="First-order MAML (drop second-order terms).")
+    learn_inner_lr: bool = Field(False, description="Learn a per-parameter inner learning rate (Meta-SGD).")
+    meta_batch: int = Field(10, ge=1, le=1024, description="Tasks per meta-step (per process under torchrun).")
+    batch_size: int = Field(256, ge=1, le=65536, description="Transitions per step for mb training.")
+    lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate.")
+    max_steps: int = Field(3000, ge=1, le=10_000_000, description="Upper bound on optimiser steps.")
+    eval_every: int = Field(100, ge=1, description="Steps between validation evaluations (and resume checkpoints).")
+    patience: int = Field(8, ge=1, description="Evaluations without validation improvement before early stopping.")
+    val_fraction: float = Field(0.15, gt=0, lt=0.9, description="Share of trajectories held out for validation.")
+    val_tasks: int = Field(200, ge=10, le=100000, description="Fixed validation tasks drawn once.")
+    grad_clip: float = Field(10.0, gt=0, description="Gradient-norm clip of every update.")
+    rebal_hidden: int = Field(128, ge=4, le=4096, description="ReBAL GRU context size.")
+    seed: int = Field(0, ge=0, description="Seed of initialisation and task draws.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto = cuda if available.")
+
+
 class LegadaptConfig(_Section):
     """A whole robot config file (``configs/*.yaml``)."""
 
@@ -226,6 +253,7 @@ class LegadaptConfig(_Section):
     perturbations: list[Perturbation] = Field(default_factory=list, description="Perturbations, each with its start time.")
     task: TaskConfig = Field(default_factory=TaskConfig, description="Path-following task.")
     collect: CollectConfig = Field(default_factory=CollectConfig, description="Data collection for meta-training.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Offline training of the dynamics model.")
 
 
 # ---------------------------------------------------------------- loading

@@ -1,0 +1,86 @@
+"""Training objectives as modules, so one DistributedDataParallel wrapper serves every method.
+
+Each objective owns the model (and, for GrBAL, the learned inner learning rates) and its
+``forward(batch)`` returns the scalar training loss; ``evaluate(batch)`` returns the
+validation figures (normalised-space MSE, unitless) without touching gradients of the
+outer optimiser. Batches are task batches ``(past_x [B,M,S+A], past_y [B,M,T],
+future_x [B,K,S+A], future_y [B,K,T])``; the MB objective uses the windows as plain
+transitions (past and future together).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from dynamics.maml import MamlConfig, TaskBatch, meta_loss, pre_adaptation_loss
+from dynamics.mlp import DeltaMLP, params
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class GrBALObjective(nn.Module):
+    """MAML meta-loss: post-adaptation MSE on the K future transitions (second order by default)."""
+
+    kind = "grbal"
+
+    def __init__(self, model: DeltaMLP, cfg: MamlConfig) -> None:
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        self.log_lrs = nn.ParameterDict(
+            {_key(k): nn.Parameter(torch.full_like(p.detach(), math.log(cfg.inner_lr))) for k, p in params(model).items()}
+        ) if cfg.learn_inner_lr else None
+
+    def lrs(self) -> dict[str, Tensor] | float:
+        """Inner learning rates: per-parameter tensors when learned, else the scalar ``cfg.inner_lr``."""
+        if self.log_lrs is None:
+            return self.cfg.inner_lr
+        return {k: self.log_lrs[_key(k)].exp() for k in params(self.model)}
+
+    def forward(self, *batch: Tensor) -> Tensor:
+        return meta_loss(self.model, params(self.model), self.lrs(), TaskBatch(*batch), self.cfg)
+
+    def evaluate(self, *batch: Tensor) -> dict[str, float]:
+        b = TaskBatch(*batch)
+        post = meta_loss(self.model, params(self.model), self.lrs(), b, self.cfg).item()
+        pre = pre_adaptation_loss(self.model, params(self.model), b).item()
+        return {"loss": post, "post_adaptation": post, "pre_adaptation": pre}
+
+
+class MBObjective(nn.Module):
+    """Plain supervised one-step MSE (MB); MB+DE reuses this model with an online step."""
+
+    kind = "mb"
+
+    def __init__(self, model: DeltaMLP, cfg: MamlConfig) -> None:
+        super().__init__()
+        self.model, self.cfg = model, cfg
+
+    def forward(self, *batch: Tensor) -> Tensor:
+        b = TaskBatch(*batch)
+        x = torch.cat([b.past_x, b.future_x], dim=1)  # every transition of the windows
+        y = torch.cat([b.past_y, b.future_y], dim=1)
+        return self.model.loss(self.model(x), y)
+
+    def evaluate(self, *batch: Tensor) -> dict[str, float]:
+        b = TaskBatch(*batch)
+        pre = pre_adaptation_loss(self.model, params(self.model), b).item()
+        with_step = meta_loss(self.model, params(self.model), self.cfg.inner_lr, b, self.cfg).item()
+        return {"loss": pre, "pre_adaptation": pre, "post_adaptation": with_step}
+
+
+def make_objective(method: str, model: nn.Module, cfg: MamlConfig) -> nn.Module:
+    """The objective module of ``method`` ('grbal' | 'mb' | 'rebal')."""
+    if method == "grbal":
+        return GrBALObjective(model, cfg)
+    if method == "mb":
+        return MBObjective(model, cfg)
+    if method == "rebal":
+        from dynamics.rebal import RebalObjective
+
+        return RebalObjective(model)
+    raise ValueError(f"unknown training method {method!r}; allowed: grbal, mb, rebal")
