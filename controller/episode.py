@@ -1,9 +1,8 @@
-"""One lockstep episode on the simulated robot: the two-rate loop that produces transitions.
+"""One lockstep episode on the simulated robot, through the controller's own two-rate loop.
 
-Fast loop at the servo rate: gait phase -> joint targets -> write -> physics -> read ->
-state source. Slow loop at the control rate: the policy picks the next gait action and
-the transition of the period just ended is emitted. Used by ``legadapt collect`` (with
-random or model-based policies) and as the reference for the controller's loop.
+Used by ``legadapt collect``: a fresh SimRobot, stand-up ramp, then ``duration`` s of the
+loop with a slow-loop policy (random gait actions, or the adaptive MPC for the paper's
+iterative data aggregation); every control period's transition goes to ``on_transition``.
 """
 
 from __future__ import annotations
@@ -13,17 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controller.open_loop import ramp_to
+from controller.loop import Boundary, SlowPolicy, TwoRateLoop
 from controller.state_estimator import make_state_source
-from hardware.interface import CallbackReturn, ReturnType
+from hardware.interface import CallbackReturn
 from hardware.sim_robot import SimRobot
 from legadapt import config as C
-from legadapt.features import body_displacement
 from sim.hexapod import make_gait
-
-FALL_TILT = np.radians(60)  # rad
-#: policy(model state [S], pose [3], time s) -> gait action [A]
-Policy = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 
 
 @dataclass
@@ -44,23 +38,24 @@ class EpisodeResult:
     fell: bool = False
     duration: float = 0.0  # s walked
     final_pose: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    stop_reason: str | None = None
     error: str | None = None
 
 
-class RandomGaitPolicy:
+class RandomGaitPolicy(SlowPolicy):
     """Random gait actions: a new uniform target with probability ``change_prob`` per
-    period, approached by a low-pass filter, so that strides vary smoothly and abruptly."""
+    period, approached by a low-pass filter, so that strides vary both smoothly and abruptly."""
 
     def __init__(self, cfg: C.RandomPolicyConfig, action_dim: int, rng: np.random.Generator) -> None:
         self.cfg, self.rng = cfg, rng
         self.target = rng.uniform(-1, 1, action_dim)
         self.action = self.target.copy()
 
-    def __call__(self, state: np.ndarray, pose: np.ndarray, t: float) -> np.ndarray:
+    def plan(self, state: np.ndarray, pose: np.ndarray, t: float, prev_action: np.ndarray | None) -> np.ndarray:
         if self.rng.random() < self.cfg.change_prob:
             self.target = self.rng.uniform(-1, 1, self.target.shape[0])
         self.action = self.cfg.smoothing * self.action + (1 - self.cfg.smoothing) * self.target
-        return np.clip(self.action, -1, 1)
+        return np.clip(self.action, -1, 1)[None, :]
 
 
 def condition_label(perturbations: list[C.PerturbationBase], t: float) -> str:
@@ -75,12 +70,9 @@ def condition_label(perturbations: list[C.PerturbationBase], t: float) -> str:
     return "+".join(sorted(parts))
 
 
-def run_episode(cfg: C.LegadaptConfig, policy: Policy, duration: float, state_source: str,
+def run_episode(cfg: C.LegadaptConfig, policy: SlowPolicy, duration: float, state_source: str,
                 on_transition: Callable[[Transition], None]) -> EpisodeResult:
-    """Stand up, then run ``duration`` s of the two-rate loop on a fresh SimRobot.
-
-    ``cfg.perturbations`` start times count from the end of the stand-up.
-    """
+    """Stand up, then ``duration`` s of the lockstep loop on a fresh SimRobot (always ends safe)."""
     robot = SimRobot(cfg)
     result = EpisodeResult()
     try:
@@ -88,37 +80,24 @@ def run_episode(cfg: C.LegadaptConfig, policy: Policy, duration: float, state_so
             result.error = f"could not start the simulated robot: {robot.last_error}"
             return result
         gait = make_gait(robot.hexapod.desc, cfg.gait)
-        servo_dt = robot.servo_period
-        ticks = max(1, int(round(1.0 / (cfg.task.control_rate * servo_dt))))
-        ramp_to(robot, gait.joint_targets(0.0, np.zeros(gait.action_dim)), servo_dt)
-        robot.mark_run_start()
-        t0 = robot.time
-        source = make_state_source(state_source, gait)
-        source.reset(robot.state)
-        phase = 0.0
-        for _ in range(int(round(duration * cfg.task.control_rate))):
-            t = robot.time - t0
-            s0, pose0 = source.model_state().copy(), source.pose().copy()
-            action = np.asarray(policy(s0, pose0, t), dtype=float)
-            for _ in range(ticks):
-                phase = (phase + gait.params.frequency * servo_dt) % 1.0
-                if robot.write(gait.joint_targets(phase, action)) is not ReturnType.OK:
-                    result.error = robot.last_error
-                    return result
-                robot.advance(servo_dt)
-                if robot.read() is not ReturnType.OK:
-                    result.error = robot.last_error
-                    return result
-                source.update(robot.state, phase)
-            s1, pose1 = source.model_state().copy(), source.pose().copy()
-            label = condition_label(cfg.perturbations, robot.time - t0)
-            on_transition(Transition(t, label, s0, action, s1, body_displacement(pose0[:2], pose0[2], pose1[:2], pose1[2])))
-            result.transitions += 1
-            if max(abs(s1[0]), abs(s1[1])) > FALL_TILT:
-                result.fell = True
-                break
-        result.duration = robot.time - t0
-        result.final_pose = source.pose().copy()
+        control_period = 1.0 / cfg.task.control_rate
+        safety = cfg.controller.safety
+
+        def on_cycle(b: Boundary) -> None:
+            if b.transition is not None:
+                s0, a0, s1, disp = b.transition
+                label = condition_label(cfg.perturbations, b.t)
+                on_transition(Transition(b.t - control_period, label, s0, a0, s1, disp))
+                result.transitions += 1
+
+        loop = TwoRateLoop(robot, gait, make_state_source(state_source, gait), policy, safety,
+                           robot.servo_period, control_period, "lockstep", on_cycle=on_cycle)
+        loop.start()
+        stats = loop.run(duration + control_period)  # one more boundary closes the last period
+        result.stop_reason = stats.stop_reason
+        result.fell = bool(stats.stop_reason and stats.stop_reason.startswith("tilt"))
+        result.duration = robot.time - loop.t0
+        result.final_pose = loop.source.pose().copy()
         return result
     finally:
         robot.shutdown()

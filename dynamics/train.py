@@ -12,7 +12,11 @@ what the uninterrupted one would have.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +31,7 @@ from dynamics.datasets import LoadReport, TaskSampler, load_trajectories
 from dynamics.maml import MamlConfig
 from dynamics.mlp import DeltaMLP
 from dynamics.objectives import make_objective
+from legadapt import __version__
 from legadapt.config import TrainConfig
 from legadapt.features import FeatureSpec
 
@@ -86,10 +91,29 @@ def train(logs: list[Path], spec: FeatureSpec, tc: TrainConfig, out: Path, resum
     t_start = time.perf_counter()
     info = D.setup(tc.device)
     try:
-        return _train(logs, spec, tc, Path(out), resume, progress and info.is_main, info, t_start,
-                      log if info.is_main else (lambda *a, **k: None))
+        summary = _train(logs, spec, tc, Path(out), resume, progress and info.is_main, info, t_start,
+                         log if info.is_main else (lambda *a, **k: None))
+        if info.is_main:
+            write_report(summary, tc, logs)
+        return summary
     finally:
         D.teardown(info)
+
+
+def write_report(s: TrainSummary, tc: TrainConfig, logs: list[Path]) -> Path:
+    """Provenance next to the checkpoint: ``<out>.json`` (config, data, command, figures, time, machine)."""
+    path = s.out.with_name(s.out.name + ".json")
+    rep = s.data_report
+    path.write_text(json.dumps({
+        "method": s.method, "steps": s.steps, "best_step": s.best_step, "best_val": s.best_val, "validation": s.val,
+        "stopped_early": s.stopped_early, "skipped_updates": s.skipped_updates, "wall_time": s.wall_time,
+        "world_size": s.world_size, "train_transitions": s.train_transitions, "val_transitions": s.val_transitions,
+        "logs": [str(p) for p in logs], "data": rep.summary() if rep else None, "config": tc.model_dump(mode="json"),
+        "command": " ".join(sys.argv), "torch": torch.__version__, "legadapt": __version__,
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
+        "history": s.history,
+    }, indent=2))
+    return path
 
 
 def _train(logs, spec, tc, out, resume, progress, info, t_start, log) -> TrainSummary:

@@ -244,6 +244,60 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto = cuda if available.")
 
 
+class PlannerConfig(_Section):
+    """The sampling MPC planner over the adapted model."""
+
+    kind: Literal["mppi", "cem", "random_shooting"] = Field("mppi", description="Planner.")
+    samples: int = Field(500, ge=4, le=100000, description="Candidate action sequences per iteration.")
+    horizon: int = Field(10, ge=1, le=200, description="Planning horizon, control periods.")
+    iterations: int = Field(1, ge=1, le=50, description="Optimiser iterations per cycle (CEM refits, MPPI updates).")
+    temperature: float = Field(0.3, gt=0, description="MPPI temperature, in cost units.")
+    noise: float = Field(0.4, gt=0, le=2, description="MPPI noise standard deviation, action units.")
+    smoothing_window: int = Field(3, ge=1, le=50, description="MPPI update smoothing over the horizon, steps.")
+    elites: int = Field(50, ge=1, description="CEM elites per iteration.")
+    alpha: float = Field(0.1, ge=0, lt=1, description="CEM weight kept on the previous mean/std.")
+    seed: int = Field(0, ge=0, description="Planner noise seed (deterministic runs).")
+
+
+class CostConfig(_Section):
+    """Path-following cost: weighted squared residuals summed over the horizon."""
+
+    cross_track: float = Field(100.0, ge=0, description="Weight per m² of cross-track error.")
+    heading: float = Field(5.0, ge=0, description="Weight per rad² of heading error to the path tangent.")
+    speed: float = Field(100.0, ge=0, description="Weight per (m/s)² of speed error along the path.")
+    smoothness: float = Field(1.0, ge=0, description="Weight per unit² of action change between steps.")
+    terminal: float = Field(5.0, ge=0, description="Extra factor on the last step's residuals.")
+
+
+class SafetyConfig(_Section):
+    """Safety filter and safe stop."""
+
+    max_tilt_deg: float = Field(45.0, gt=5, le=90, description="|roll| or |pitch| beyond this -> safe stop, deg.")
+    stale_plan: float = Field(0.5, gt=0, le=10, description="Plan age beyond which the robot safe-stops, s.")
+    joint_margin: float = Field(0.02, ge=0, le=0.3, description="Joint targets stay this far inside the limits, rad.")
+    max_joint_speed: float = Field(6.0, gt=0, le=50, description="Joint target rate limit, rad/s.")
+    ramp_time: float = Field(1.0, ge=0.1, le=10, description="Start-up ramp from the measured pose to standing, s.")
+    stop_time: float = Field(0.4, ge=0.05, le=5, description="Safe stop: time to lower the body before torque off, s.")
+    crouch_height: float = Field(0.06, ge=0.03, le=0.15, description="Foot depth below the hips in the safe low pose, m.")
+
+
+class ControllerConfig(_Section):
+    """``legadapt run``: the adaptive controller daemon."""
+
+    model: str = Field("models/default.pt", description="Checkpoint of the dynamics model (relative to the repo or absolute).")
+    adapter: Literal["auto", "grbal", "mb", "mbde", "rebal"] = Field(
+        "auto", description="Online adaptation: auto = the checkpoint's own kind; mbde = MB model + online step.")
+    state_source: Literal["privileged", "estimated"] = Field(
+        "estimated", description="Model state from onboard sensors (always on hardware) or the simulator's truth.")
+    mode: Literal["lockstep", "realtime"] = Field("lockstep", description="Simulated time as fast as the CPU allows, or wall-clock deadlines.")
+    planner: PlannerConfig = Field(default_factory=PlannerConfig, description="MPC planner.")
+    cost: CostConfig = Field(default_factory=CostConfig, description="Path cost weights.")
+    safety: SafetyConfig = Field(default_factory=SafetyConfig, description="Safety filter and stop.")
+    log_dir: str = Field("runs/logs", description="Where the MCAP run logs go.")
+    status_interval: float = Field(1.0, gt=0, le=60, description="Seconds between live status lines.")
+    threads: int = Field(0, ge=0, le=256, description="torch CPU threads for adapt+plan (0 = torch default).")
+
+
 class LegadaptConfig(_Section):
     """A whole robot config file (``configs/*.yaml``)."""
 
@@ -254,6 +308,7 @@ class LegadaptConfig(_Section):
     task: TaskConfig = Field(default_factory=TaskConfig, description="Path-following task.")
     collect: CollectConfig = Field(default_factory=CollectConfig, description="Data collection for meta-training.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Offline training of the dynamics model.")
+    controller: ControllerConfig = Field(default_factory=ControllerConfig, description="The adaptive controller daemon.")
 
 
 # ---------------------------------------------------------------- loading

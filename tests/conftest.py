@@ -58,3 +58,21 @@ def walk(backend: str, action, duration: float = 8.0, perturbations: list | None
         return walk_open_loop(robot, gait, np.asarray(action, dtype=float), duration, robot.servo_period)
     finally:
         robot.shutdown()
+
+
+@pytest.fixture(scope="session")
+def small_logs(tmp_path_factory):
+    """A small real collection: 6 episodes of 5 s over three conditions (MCAP files)."""
+    from pathlib import Path
+
+    from controller.collect import collect
+
+    out = Path(tmp_path_factory.mktemp("logs"))
+    cfg = parse_config({"collect": {"episodes": 6, "episode_duration": 5.0, "workers": 2, "seed": 3, "conditions": [
+        {"name": "intact"},
+        {"name": "limp_RM", "perturbations": [{"kind": "limp_leg", "leg": "RM", "start": 2.0}]},
+        {"name": "up_8", "perturbations": [{"kind": "slope", "pitch_deg": 8}]},
+    ]}})
+    summary = collect(cfg, out, progress=False)
+    assert not summary.errors, summary.errors
+    return out

@@ -1,0 +1,136 @@
+"""The adaptive MPC step, once per slow-loop cycle.
+
+1. append the last period's transition to the window of the last M;
+2. adapt from θ* on that window (GrBAL), update the context (ReBAL), nothing (MB) or the
+   plain model's online step (MB+DE) -- all through one :class:`dynamics.adaptation.Adapter`;
+3. plan with the adapted parameters: the planner's rollouts call ``adapter.predict`` on
+   the context (parameters passed to ``functional_call``), no module is copied.
+
+The planner sees a state ``z = [x, y, yaw, model state (S)]`` [3+S]: the controller, not
+the planner, knows how a predicted target (Δstate, body displacement) moves it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from controller.loop import SlowPolicy
+from dynamics.adaptation import Adapter, make_adapter
+from dynamics.checkpoint import LoadedCheckpoint
+from legadapt import config as C
+from legadapt.features import FeatureSpec, target_vector
+from legadapt.paths import Path
+from planners.base import Planner
+from planners.cem import CEM
+from planners.costs import PathCost
+from planners.mppi import MPPI
+from planners.random_shooting import RandomShooting
+
+PATH_POINT_SPACING = 5  # keep every 5th vertex of the 1 cm path for the cost (5 cm chords)
+
+
+@dataclass
+class CycleStats:
+    """What one slow-loop cycle did (times in s, losses normalised MSE)."""
+
+    adapt_time: float = 0.0
+    plan_time: float = 0.0
+    loss_before: float = math.nan
+    loss_after: float = math.nan
+    fallback: bool = False
+    cost: float = math.nan
+    window: int = 0
+
+
+def integrate_pose(pose: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+    """World pose [N, 3] (x m, y m, yaw rad) moved by body-frame displacement [N, 3]."""
+    c, s = torch.cos(pose[:, 2]), torch.sin(pose[:, 2])
+    x = pose[:, 0] + c * disp[:, 0] - s * disp[:, 1]
+    y = pose[:, 1] + s * disp[:, 0] + c * disp[:, 1]
+    yaw = torch.remainder(pose[:, 2] + disp[:, 2] + math.pi, 2 * math.pi) - math.pi
+    return torch.stack([x, y, yaw], dim=1)
+
+
+def make_planner(cfg: C.PlannerConfig, dynamics, cost, action_dim: int) -> Planner:
+    common = dict(horizon=cfg.horizon, action_low=-1.0, action_high=1.0, seed=cfg.seed, action_dim=action_dim)
+    if cfg.kind == "mppi":
+        return MPPI(dynamics, cost, num_samples=cfg.samples, temperature=cfg.temperature, noise_sigma=cfg.noise,
+                    iterations=cfg.iterations, smoothing_window=cfg.smoothing_window, **common)
+    if cfg.kind == "cem":
+        return CEM(dynamics, cost, num_samples=cfg.samples, num_elites=min(cfg.elites, cfg.samples),
+                   iterations=cfg.iterations, alpha=cfg.alpha, **common)
+    return RandomShooting(dynamics, cost, num_samples=cfg.samples, **common)
+
+
+def make_adapter_from(ck: LoadedCheckpoint, kind: str) -> Adapter:
+    """The adapter of ``kind`` ('auto' = the checkpoint's own) over a loaded checkpoint."""
+    kind = ck.adapter_kind if kind == "auto" else kind
+    steps = ck.maml.inner_steps if ck.maml else 1
+    lr = ck.lrs if (ck.lrs is not None and kind == "grbal") else (ck.maml.inner_lr if ck.maml else 1e-2)
+    return make_adapter(kind, ck.model, lr, steps)
+
+
+class AdaptiveMPC(SlowPolicy):
+    """Adapt-then-plan over one adapter, one planner and a path cost (a slow-loop policy)."""
+
+    def __init__(self, adapter: Adapter, spec: FeatureSpec, path: Path, ctrl: C.ControllerConfig,
+                 target_speed: float, window: int) -> None:
+        self.adapter, self.spec = adapter, spec
+        self.S = spec.state_dim
+        self.window_x: deque[np.ndarray] = deque(maxlen=window)
+        self.window_y: deque[np.ndarray] = deque(maxlen=window)
+        pts = torch.as_tensor(path.points[::PATH_POINT_SPACING], dtype=torch.float32)
+        w = ctrl.cost
+        self.cost = PathCost(pts, {"cross_track": w.cross_track, "heading": w.heading, "speed": w.speed,
+                                   "smoothness": w.smoothness}, target_speed=target_speed, dt=spec.control_period,
+                             terminal_weight=w.terminal)
+        self.planner = make_planner(ctrl.planner, self._step, self.cost, spec.action_dim)
+        self.ctx = adapter.adapt(np.zeros((0, self.S + spec.action_dim), np.float32), np.zeros((0, spec.target_dim), np.float32))
+        self.stats = CycleStats()
+        self.fallbacks = 0
+
+    def _step(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Batched dynamics for the planner: z [N, 3+S], a [N, A] -> z' [N, 3+S]."""
+        s = z[:, 3:]
+        d = self.adapter.predict(self.ctx, s, a)  # [N, S+3]
+        return torch.cat([integrate_pose(z[:, :3], d[:, self.S:self.S + 3]), s + d[:, :self.S]], dim=1)
+
+    def observe(self, state: np.ndarray, action: np.ndarray, next_state: np.ndarray, displacement: np.ndarray) -> None:
+        """Append the transition of the period that just ended."""
+        self.window_x.append(np.concatenate([state, action]).astype(np.float32))
+        self.window_y.append(target_vector(state, next_state, displacement).astype(np.float32))
+
+    def step(self, state: np.ndarray, pose: np.ndarray, prev_action: np.ndarray | None = None) -> np.ndarray:
+        """Adapt on the window, then plan from (pose, state); returns the plan [H, A]."""
+        st = CycleStats(window=len(self.window_x))
+        t0 = time.perf_counter()
+        if self.window_x:
+            self.ctx = self.adapter.adapt(np.stack(self.window_x), np.stack(self.window_y))
+        st.loss_before, st.loss_after = float(self.adapter.last_loss_before), float(self.adapter.last_loss_after)
+        st.fallback = bool(self.adapter.last_fallback)
+        self.fallbacks += st.fallback
+        t1 = time.perf_counter()
+        self.cost.advance(torch.as_tensor(pose[:2], dtype=torch.float32))
+        self.cost.prev_action = None if prev_action is None else torch.as_tensor(prev_action, dtype=torch.float32)
+        z0 = torch.as_tensor(np.concatenate([pose, state]), dtype=torch.float32)
+        with torch.no_grad():
+            plan = self.planner.plan(z0)
+        st.adapt_time, st.plan_time = t1 - t0, time.perf_counter() - t1
+        st.cost = float(self.planner.last_info.best_cost)
+        self.stats = st
+        return plan.numpy().astype(float)
+
+    def plan(self, state: np.ndarray, pose: np.ndarray, t: float, prev_action: np.ndarray | None) -> np.ndarray:
+        return self.step(state, pose, prev_action)
+
+    def cross_track(self, pose: np.ndarray) -> float:
+        """Signed distance (m) of ``pose`` from the path, + = left."""
+        _, e, _ = self.cost.path.project(torch.as_tensor(pose[:2], dtype=torch.float32).reshape(1, 2),
+                                         self.cost.s_hint, self.cost.window)
+        return float(e[0])
