@@ -1,6 +1,7 @@
 """``legadapt``: the one command-line entry point. Parses, dispatches, and turns errors into messages.
 
 Subcommands:
+  run          the adaptive controller daemon (adapt every cycle, plan with MPC), logs to MCAP
   walk         run the simulated hexapod open-loop with the tripod gait (the main job for now)
   collect      simulated experience across a distribution of perturbations, as MCAP logs
   train        (meta-)train the dynamics model from logs; runs unchanged under torchrun
@@ -8,7 +9,8 @@ Subcommands:
   check-config validate a config file and print it
   config-doc   print every config option with its default and meaning
 
-Exit codes: 0 success, 2 bad input (config, arguments), 1 internal error.
+Exit codes: 0 success (or stopped on request), 1 internal error, 2 bad input (config, arguments,
+checkpoint, logs; nothing was powered), 3 the robot made a safety stop.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from legadapt import __version__
 from legadapt.config import ConfigError, config_doc, load_config
 
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_SAFETY_STOP = 0, 1, 2, 3
 
 
 def _bad_input_errors() -> tuple[type[Exception], ...]:
@@ -142,6 +144,40 @@ def _cmd_evaluate_dynamics(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from controller.daemon import PreflightError, run
+
+    cfg = load_config(args.config)
+    ctrl = cfg.controller.model_copy(update={k: v for k, v in (("model", args.model), ("mode", args.mode),
+                                                                 ("adapter", args.adapter)) if v is not None})
+    cfg = cfg.model_copy(update={"controller": ctrl})
+    if args.sim_backend:
+        cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"backend": args.sim_backend})})
+    stop = threading.Event()
+
+    def request_stop(signum, frame) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, request_stop)
+    tty = sys.stdout.isatty()
+    try:
+        summary = run(cfg, backend=args.backend, duration=args.duration, log_path=args.log, stop=stop,
+                      status=(lambda line: print("\r" + line, end="", flush=True)) if tty else (lambda line: print(line, flush=True)))
+    except PreflightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if tty:
+        print()
+    print(summary.text())
+    if summary.stop_reason and not stop.is_set():
+        return EXIT_SAFETY_STOP
+    return EXIT_OK
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     print(f"{args.config}: OK")
@@ -194,6 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--M", type=int, help="adaptation window (default: train.M)")
     ev.add_argument("--json", type=Path, help="also write the figures as JSON")
     ev.set_defaults(func=_cmd_evaluate_dynamics)
+
+    rn = sub.add_parser("run", help="run the adaptive controller daemon on a robot")
+    rn.add_argument("--config", type=Path, default=Path("configs/hexapod_sim.yaml"), help="robot config YAML")
+    rn.add_argument("--backend", choices=["sim"], default="sim", help="robot interface (sim: the simulated hexapod)")
+    rn.add_argument("--sim-backend", choices=["mujoco", "pybullet"], help="override sim.backend")
+    rn.add_argument("--model", help="override controller.model (checkpoint)")
+    rn.add_argument("--adapter", choices=["auto", "grbal", "mb", "mbde", "rebal"], help="override controller.adapter")
+    rn.add_argument("--mode", choices=["lockstep", "realtime"], help="override controller.mode")
+    rn.add_argument("--duration", type=float, help="run length, s (default: task.duration)")
+    rn.add_argument("--log", type=Path, help="MCAP log path (default: controller.log_dir/run-<time>.mcap)")
+    rn.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path)

@@ -76,3 +76,27 @@ def small_logs(tmp_path_factory):
     summary = collect(cfg, out, progress=False)
     assert not summary.errors, summary.errors
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(small_logs, tmp_path_factory):
+    """A small GrBAL checkpoint trained for a few steps on ``small_logs`` (fast to plan with)."""
+    from dynamics.train import train
+    from legadapt.config import TrainConfig
+    from legadapt.features import make_spec
+
+    out = tmp_path_factory.mktemp("model") / "tiny.pt"
+    tc = TrainConfig(hidden=[64, 64], M=8, K=8, meta_batch=4, max_steps=60, eval_every=20, patience=100, val_tasks=20,
+                     val_fraction=0.3, device="cpu")
+    train([small_logs], make_spec("per_side", 0.1), tc, out, progress=False, log=lambda *a: None)
+    return out
+
+
+def write_run_config(path, model, **controller):
+    """A small, fast daemon config for tests: 64 samples, horizon 5."""
+    import yaml
+
+    ctrl = {"model": str(model), "planner": {"samples": 64, "horizon": 5}, "status_interval": 0.5}
+    ctrl.update(controller)
+    path.write_text(yaml.safe_dump({"controller": ctrl, "task": {"duration": 5.0}}))
+    return path

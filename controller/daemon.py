@@ -1,0 +1,254 @@
+"""``legadapt run``: the onboard controller daemon.
+
+Order of things, so that bad input never leaves hardware powered:
+1. pre-flight, nothing powered: config, checkpoint (feature spec must match the config),
+   adapter, path, and a timing check that adapt + plan fits the control period;
+2. the robot: configure, activate (systemd READY=1), ramp from the measured pose;
+3. the two-rate loop until the task duration, a stop request (SIGTERM/SIGINT) or a safety
+   stop; every exit path goes through the safe stop (crouch, then torque off);
+4. the MCAP log is finished, the robot shut down, a summary printed.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from controller.loop import Boundary, TwoRateLoop
+from controller.mpc import AdaptiveMPC, make_adapter_from
+from controller.sdnotify import Notifier
+from controller.state_estimator import make_state_source
+from dynamics.checkpoint import load_checkpoint
+from hardware.interface import CallbackReturn, Robot
+from legadapt import config as C
+from legadapt.features import FeatureSpec, make_spec
+from legadapt.mcap_log import LogWriter
+from legadapt.paths import make_path
+
+REPO = Path(__file__).resolve().parents[1]
+FIT_MARGIN = 0.8  # adapt + plan must take at most this share of the control period (realtime)
+
+
+class PreflightError(ValueError):
+    """The run cannot start: the message says why and what to change. Nothing was powered."""
+
+
+@dataclass
+class RunSummary:
+    """What a run did; distances in m, times in s, losses normalised MSE."""
+
+    duration: float = 0.0
+    cycles: int = 0
+    stop_reason: str | None = None
+    distance: float = 0.0
+    progress: float = 0.0  # m along the path
+    mean_cross_track: float = math.nan
+    max_cross_track: float = math.nan
+    cycle_p50: float = math.nan
+    cycle_p99: float = math.nan
+    missed: int = 0
+    fallbacks: int = 0
+    loss_before: float = math.nan  # mean over cycles with a full window
+    loss_after: float = math.nan
+    log_path: Path | None = None
+    safe: bool = True  # ended in a safe stop with torque off
+    trace: list[tuple[float, float, float, float, float]] = field(default_factory=list)  # t, x, y, yaw, cross-track
+
+    def text(self) -> str:
+        return (f"ran {self.duration:.1f} s, {self.cycles} cycles; stop: {self.stop_reason or 'task complete'}\n"
+                f"path: progress {self.progress:.2f} m, cross-track mean {self.mean_cross_track:.3f} m, max "
+                f"{self.max_cross_track:.3f} m\n"
+                f"adapt+plan p50 {1e3 * self.cycle_p50:.1f} ms, p99 {1e3 * self.cycle_p99:.1f} ms; {self.missed} missed "
+                f"deadlines; adaptation loss {self.loss_before:.3f} -> {self.loss_after:.3f} (mean), "
+                f"{self.fallbacks} fallbacks to θ*\nlog: {self.log_path}")
+
+
+def resolve_model(path: str | Path) -> Path:
+    """A checkpoint path as given, else relative to the repository (the shipped default model)."""
+    p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    return REPO / p if (REPO / p).exists() else p
+
+
+def build_controller(cfg: C.LegadaptConfig, model: Path) -> tuple[AdaptiveMPC, FeatureSpec, int]:
+    """Load and check the model; the adaptive MPC for the config's task. Raises on bad input."""
+    spec = make_spec(cfg.gait.action_mode, 1.0 / cfg.task.control_rate)
+    ck = load_checkpoint(model, spec)
+    window = ck.maml.M if ck.maml else cfg.train.M
+    task = cfg.task
+    path = make_path(task.path, max(2.0, 1.5 * task.target_speed * task.duration + 1.0))
+    return AdaptiveMPC(make_adapter_from(ck, cfg.controller.adapter), spec, path, cfg.controller,
+                       task.target_speed, window), spec, window
+
+
+def check_timing(mpc: AdaptiveMPC, spec: FeatureSpec, window: int, runs: int = 5) -> tuple[float, float]:
+    """Median and max time (s) of adapt + plan on a full window of typical transitions."""
+    rng = np.random.default_rng(0)
+    s = np.zeros(spec.state_dim)
+    s[9] = 1.0  # cos of phase 0
+    for _ in range(window):
+        mpc.observe(s, rng.uniform(-1, 1, spec.action_dim), s, np.zeros(3))
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        mpc.step(s, np.zeros(3))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), max(times)
+
+
+def make_robot(cfg: C.LegadaptConfig, backend: str) -> Robot:
+    if backend == "sim":
+        from hardware.sim_robot import SimRobot
+
+        return SimRobot(cfg)
+    raise PreflightError(f"backend {backend!r} is not available; allowed: sim")
+
+
+def run(cfg: C.LegadaptConfig, backend: str = "sim", duration: float | None = None, log_path: Path | None = None,
+        stop: threading.Event | None = None, status=print) -> RunSummary:
+    """Run the daemon to the end of the task (or a stop); see the module docstring."""
+    ctrl = cfg.controller
+    stop = stop or threading.Event()
+    if ctrl.threads:
+        import torch
+
+        torch.set_num_threads(ctrl.threads)
+    model = resolve_model(ctrl.model)
+    mpc, spec, window = build_controller(cfg, model)
+    control_period = 1.0 / cfg.task.control_rate
+    p50, worst = check_timing(mpc, spec, window)
+    if ctrl.mode == "realtime" and p50 > FIT_MARGIN * control_period:
+        raise PreflightError(
+            f"adapt + plan takes {1e3 * p50:.0f} ms (median) but the control period is {1e3 * control_period:.0f} ms: "
+            f"reduce controller.planner.samples ({ctrl.planner.samples}), horizon ({ctrl.planner.horizon}) or "
+            f"iterations ({ctrl.planner.iterations}), or lower task.control_rate")
+    mpc, spec, window = build_controller(cfg, model)  # fresh: the timing check must not warm-start the run
+    duration = cfg.task.duration if duration is None else duration
+    log_path = log_path or Path(ctrl.log_dir) / time.strftime("run-%Y%m%d-%H%M%S.mcap")
+    if log_path.exists():
+        raise PreflightError(f"log file {log_path} already exists; give another --log path or move it away")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    robot = make_robot(cfg, backend)
+    notifier = Notifier()
+    summary = RunSummary(log_path=log_path)
+    info = {"model": str(model), "adapter": ctrl.adapter, "backend": backend, "mode": ctrl.mode, "command": " ".join(sys.argv),
+            "timing_check_p50": p50, "timing_check_max": worst}
+    writer = LogWriter(log_path, spec, config=cfg.model_dump(mode="json"), info=info)
+    try:
+        return _run(cfg, robot, mpc, spec, duration, writer, notifier, stop, status, summary)
+    finally:
+        writer.finish()
+        robot.shutdown()
+        notifier.stopping()
+        notifier.close()
+
+
+def _run(cfg, robot, mpc, spec, duration, writer, notifier, stop, status, summary) -> RunSummary:
+    ctrl = cfg.controller
+    for step, ret in (("configure", robot.configure), ("activate", robot.activate)):
+        if ret() is not CallbackReturn.SUCCESS:
+            raise RuntimeError(f"robot {step} failed: {robot.last_error}")
+    notifier.ready()
+    gait = _gait(robot, cfg)
+    source = make_state_source(ctrl.state_source, gait)
+    cycle_times, xt, losses = [], [], []
+    last_status = [0.0, 0.0]
+
+    def on_cycle(b: Boundary) -> None:
+        st = mpc.stats
+        ct = mpc.cross_track(b.pose)
+        xt.append(ct)
+        summary.trace.append((b.t, *b.pose, ct))
+        cycle_times.append(st.adapt_time + st.plan_time)
+        if st.window >= mpc.window_x.maxlen and math.isfinite(st.loss_before):
+            losses.append((st.loss_before, st.loss_after))
+        if b.transition is not None:
+            s0, a0, s1, d = b.transition
+            writer.write("transition", {"t": b.t, "episode": 0, "condition": "run", "state": s0, "action": a0,
+                                        "next_state": s1, "displacement": d}, b.t)
+        writer.write("adaptation", {"t": b.t, "loss_before": st.loss_before, "loss_after": st.loss_after,
+                                    "fallback": st.fallback}, b.t)
+        writer.write("planner", {"t": b.t, "cost": st.cost, "plan_time": st.plan_time, "iterations": ctrl.planner.iterations}, b.t)
+        writer.write("timing", {"t": b.t, "read": _last(loop.stats.tick_read), "adapt": st.adapt_time, "plan": st.plan_time,
+                                "write": _last(loop.stats.tick_write), "cycle": st.adapt_time + st.plan_time,
+                                "missed": loop.stats.missed_plans}, b.t)
+        writer.write("command", {"t": b.t, "q": robot.state.q, "action": b.action}, b.t)
+        if st.fallback:
+            writer.write("events", {"t": b.t, "kind": "adaptation_fallback", "message": "non-finite or exploding loss: θ* used",
+                                    "data": {"loss_before": st.loss_before, "loss_after": st.loss_after}}, b.t)
+        if not b.missed and not st.fallback and (notifier.watchdog_interval is None or b.t - last_status[1] >= notifier.watchdog_interval):
+            notifier.watchdog()
+            last_status[1] = b.t
+        if b.t - last_status[0] >= ctrl.status_interval:
+            last_status[0] = b.t
+            line = _status_line(b, cycle_times, loop.stats.missed_plans, ct, st)
+            notifier.status(line)
+            status(line)
+
+    started = [False]
+
+    def on_tick(t: float, q_cmd: np.ndarray) -> None:
+        s = robot.state
+        msg = {"t": max(t, 0.0), "q": s.q, "qd": s.qd, "effort": s.effort, "imu_quat": s.imu.quat, "gyro": s.imu.gyro,
+               "acc": s.imu.acc}
+        if started[0]:
+            msg["model_state"] = source.model_state()
+        writer.write("state", msg, msg["t"])
+
+    loop = TwoRateLoop(robot, gait, source, mpc, ctrl.safety, 1.0 / cfg.sim.servo_rate, 1.0 / cfg.task.control_rate,
+                       ctrl.mode, on_cycle=on_cycle, on_tick=on_tick, should_stop=stop.is_set)
+    writer.write("events", {"t": 0.0, "kind": "start", "message": "robot active, ramping to stand", "data": {}}, 0.0)
+    loop.start()
+    started[0] = True
+    stats = loop.run(duration)
+    t_end = max(loop.now() - loop.t0, 0.0)
+    kind = "safe_stop"
+    writer.write("events", {"t": t_end, "kind": kind, "message": stats.stop_reason or "task complete",
+                            "data": {"cycles": stats.cycles, "missed": stats.missed_plans, "skipped_ticks": stats.skipped_ticks,
+                                     "filter_clamped": loop.filter.clamped, "torque_off": robot.lifecycle.value != "active"}},
+                 t_end)
+    _fill(summary, stats, xt, cycle_times, losses, mpc, t_end)
+    summary.safe = robot.lifecycle.value != "active"
+    return summary
+
+
+def _gait(robot: Robot, cfg: C.LegadaptConfig):
+    from sim.hexapod import make_description, make_gait
+
+    desc = getattr(getattr(robot, "hexapod", None), "desc", None) or make_description(cfg.robot)
+    return make_gait(desc, cfg.gait)
+
+
+def _last(values: list[float]) -> float:
+    return values[-1] if values else 0.0
+
+
+def _status_line(b: Boundary, cycle_times: list[float], missed: int, ct: float, st) -> str:
+    recent = np.array(cycle_times[-100:]) * 1e3
+    return (f"t {b.t:6.1f} s | cycle p50 {np.percentile(recent, 50):5.1f} ms p99 {np.percentile(recent, 99):5.1f} ms | "
+            f"misses {missed} | cross-track {ct:+.3f} m | adapt loss {st.loss_before:.3f} -> {st.loss_after:.3f}")
+
+
+def _fill(summary: RunSummary, stats, xt, cycle_times, losses, mpc: AdaptiveMPC, t_end: float) -> None:
+    summary.duration, summary.cycles, summary.stop_reason = t_end, stats.cycles, stats.stop_reason
+    summary.missed, summary.fallbacks = stats.missed_plans, mpc.fallbacks
+    if xt:
+        a = np.abs(np.array(xt))
+        summary.mean_cross_track, summary.max_cross_track = float(a.mean()), float(a.max())
+    if cycle_times:
+        summary.cycle_p50, summary.cycle_p99 = float(np.percentile(cycle_times, 50)), float(np.percentile(cycle_times, 99))
+    if losses:
+        arr = np.array(losses)
+        summary.loss_before, summary.loss_after = float(np.nanmean(arr[:, 0])), float(np.nanmean(arr[:, 1]))
+    if summary.trace:
+        tr = np.array(summary.trace)
+        summary.distance = float(np.linalg.norm(tr[-1, 1:3] - tr[0, 1:3]))
+    summary.progress = float(mpc.cost.s_hint or 0.0)
