@@ -176,7 +176,8 @@ def _run(cfg, robot, mpc, spec, duration, writer, notifier, stop, status, summar
                                         "next_state": s1, "displacement": d}, b.t)
         writer.write("adaptation", {"t": b.t, "loss_before": st.loss_before, "loss_after": st.loss_after,
                                     "fallback": st.fallback}, b.t)
-        writer.write("planner", {"t": b.t, "cost": st.cost, "plan_time": st.plan_time, "iterations": ctrl.planner.iterations}, b.t)
+        writer.write("planner", {"t": b.t, "cost": st.cost, "plan_time": st.plan_time, "iterations": ctrl.planner.iterations,
+                                 "pose": b.pose, "cross_track": ct, "progress": float(mpc.cost.s_hint or 0.0)}, b.t)
         writer.write("timing", {"t": b.t, "read": _last(loop.stats.tick_read), "adapt": st.adapt_time, "plan": st.plan_time,
                                 "write": _last(loop.stats.tick_write), "cycle": st.adapt_time + st.plan_time,
                                 "missed": loop.stats.missed_plans}, b.t)

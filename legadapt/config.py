@@ -263,7 +263,7 @@ class CostConfig(_Section):
     """Path-following cost: weighted squared residuals summed over the horizon."""
 
     cross_track: float = Field(100.0, ge=0, description="Weight per m² of cross-track error.")
-    heading: float = Field(5.0, ge=0, description="Weight per rad² of heading error to the path tangent.")
+    heading: float = Field(20.0, ge=0, description="Weight per rad² of heading error to the path tangent.")
     speed: float = Field(100.0, ge=0, description="Weight per (m/s)² of speed error along the path.")
     smoothness: float = Field(1.0, ge=0, description="Weight per unit² of action change between steps.")
     terminal: float = Field(5.0, ge=0, description="Extra factor on the last step's residuals.")

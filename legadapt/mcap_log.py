@@ -78,7 +78,12 @@ CHANNELS: dict[str, dict] = {
         "loss_after": _num("loss on the window after the inner step"),
         "fallback": _num("adapted model rejected, meta-trained one used", "boolean")}),
     "planner": _schema("planner", {"cost": _num("best plan cost"), "plan_time": _num("planning time, s"),
-                                   "iterations": _num("optimiser iterations", "integer")}),
+                                   "iterations": _num("optimiser iterations", "integer"),
+                                   "pose": _arr("estimated world pose x m, y m, yaw rad", 3),
+                                   "cross_track": _num("signed distance from the path, m (+ = left)"),
+                                   "progress": _num("arc length reached along the path, m"),
+                                   "plan": {"type": "array", "description": "planned gait actions [H][A]"}},
+                       optional=("pose", "cross_track", "progress", "plan")),
     "timing": _schema("timing", {
         "read": _num("read phase, s"), "adapt": _num("adapt phase, s"), "plan": _num("plan phase, s"),
         "write": _num("write phase, s"), "cycle": _num("whole cycle, s"),

@@ -7,7 +7,9 @@ heading +x (yaw 0). Shapes (``PATH_NAMES``):
 - ``left_turn`` / ``right_turn``: 0.5 m straight, a 90° arc of radius 1.0 m to the
   left (counter-clockwise) / right, then straight on (final heading +90° / -90°).
 - ``zigzag``: 0.3 m straight, then segments 0.6 m long alternating +30° / -30° from
-  +x (the first one half as long, so the path oscillates about the x axis by ±0.15 m).
+  +x (the first one half as long, so the path oscillates about the x axis by ±0.15 m),
+  each corner rounded by an arc of radius 0.2 m (a legged robot cannot turn on a point
+  while walking; a jump in the path heading makes a planner stop and spin).
 - ``figure8``: a full left circle of radius 0.6 m (centre (0, 0.6)), then a full right
   circle (centre (0, -0.6)), repeated; both pass through the origin heading +x.
 
@@ -26,6 +28,7 @@ TURN_RADIUS = 1.0  # m
 ZIGZAG_LEAD_IN = 0.3  # m
 ZIGZAG_SEGMENT = 0.6  # m
 ZIGZAG_ANGLE = np.deg2rad(30.0)  # rad
+ZIGZAG_CORNER_RADIUS = 0.2  # m: corners are arcs, so the path heading never jumps
 FIGURE8_RADIUS = 0.6  # m
 
 # A primitive: ("line", length m) or ("arc", radius m, signed turn angle rad; + = left).
@@ -137,8 +140,10 @@ def _shape_primitives(name: str) -> tuple[list[_Primitive], list[_Primitive]]:
         sign = 1.0 if name == "left_turn" else -1.0
         return [("line", TURN_LEAD_IN), ("arc", TURN_RADIUS, sign * np.pi / 2)], [("line", 1.0)]
     if name == "zigzag":
-        prefix = [("line", ZIGZAG_LEAD_IN), ("turn", ZIGZAG_ANGLE), ("line", ZIGZAG_SEGMENT / 2)]
-        return prefix, [("turn", -2 * ZIGZAG_ANGLE), ("line", ZIGZAG_SEGMENT), ("turn", 2 * ZIGZAG_ANGLE), ("line", ZIGZAG_SEGMENT)]
+        r, a = ZIGZAG_CORNER_RADIUS, ZIGZAG_ANGLE
+        cut = r * np.tan(a)  # a rounded 2a corner starts and ends this far from the sharp vertex
+        prefix = [("line", ZIGZAG_LEAD_IN - r * np.tan(a / 2)), ("arc", r, a), ("line", ZIGZAG_SEGMENT / 2 - r * np.tan(a / 2) - cut)]
+        return prefix, [("arc", r, -2 * a), ("line", ZIGZAG_SEGMENT - 2 * cut), ("arc", r, 2 * a), ("line", ZIGZAG_SEGMENT - 2 * cut)]
     if name == "figure8":
         return [], [("arc", FIGURE8_RADIUS, 2 * np.pi), ("arc", FIGURE8_RADIUS, -2 * np.pi)]
     raise ValueError(f"unknown path {name!r}; allowed: {', '.join(PATH_NAMES)}")

@@ -52,8 +52,11 @@ def test_turns_end_at_90_degrees(name: str, final_heading: float) -> None:
 
 def test_zigzag_and_figure8_shapes() -> None:
     z = make_path("zigzag", 4.0)
-    assert set(np.round(np.rad2deg(np.unique(np.round(z.headings, 9))))) == {0.0, 30.0, -30.0}
-    assert np.max(np.abs(z.points[:, 1])) == pytest.approx(0.15, abs=1e-6)
+    headings = np.rad2deg(z.headings)
+    assert headings.min() == pytest.approx(-30.0, abs=0.5) and headings.max() == pytest.approx(30.0, abs=0.5)
+    assert np.max(np.abs(np.diff(headings))) < 5.0, "rounded corners: the heading never jumps"
+    # the sharp zigzag would swing ±0.15 m; rounding the corners by 0.2 m arcs cuts it slightly
+    assert 0.10 < np.max(np.abs(z.points[:, 1])) < 0.15
     f = make_path("figure8", 2 * 2 * np.pi * 0.6)
     assert np.max(f.points[:, 1]) == pytest.approx(1.2, abs=1e-3) and np.min(f.points[:, 1]) == pytest.approx(-1.2, abs=1e-3)
     assert np.allclose(f.points[-1], 0.0, atol=1e-3)  # back to the start
