@@ -48,8 +48,8 @@ def weight_count(model: nn.Module) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
 
 
-def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median wall time (ms) of each of ``fns`` over ``repeats`` rounds.
+def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Wall times (ms) of each of ``fns``, one per round, over ``repeats`` rounds.
 
     Each round calls every function once, so load from other processes on this shared
     machine falls on all of them alike and the ratios stay meaningful.
@@ -62,8 +62,13 @@ def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int, warmup: i
         for k, fn in fns.items():
             t = time.perf_counter()
             fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+            times[k].append(1e3 * (time.perf_counter() - t))
+    return times
+
+
+def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median wall time (ms) of each of ``fns`` over ``repeats`` interleaved rounds (see :func:`interleaved_times`)."""
+    return {k: statistics.median(v) for k, v in interleaved_times(fns, repeats, warmup).items()}
 
 
 def gemm_fn(width: int, cols: int = 5000) -> tuple[Callable[[], torch.Tensor], float]:
@@ -72,16 +77,23 @@ def gemm_fn(width: int, cols: int = 5000) -> tuple[Callable[[], torch.Tensor], f
     return (lambda: torch.matmul(a, b)), 2.0 * width * width * cols
 
 
-def theirs_fn(dynamics: Callable, samples: int, horizon: int) -> Callable[[], torch.Tensor] | None:
-    """One ``pytorch_mppi.MPPI.command`` (one iteration) as a callable, or None if not installed."""
+def sq_cost(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """The bench's cheap trajectory cost: squared state norm over steps 1..H, states [N, H+1, D] -> [N]."""
+    return states[:, 1:].square().sum((1, 2))
+
+
+def theirs_fn(dynamics: Callable, samples: int, horizon: int, state: torch.Tensor | None = None,
+              action_dim: int = ACTION_DIM) -> Callable[[], torch.Tensor] | None:
+    """One ``pytorch_mppi.MPPI.command`` (one iteration) from ``state`` [D] (default zeros [STATE_DIM]) as a
+    callable, with the per-step form of :func:`sq_cost`; or None if pytorch-mppi is not installed."""
     try:
         from pytorch_mppi import MPPI as TheirMPPI
     except ImportError:
         return None
-    ctrl = TheirMPPI(dynamics, lambda s, a: s.square().sum(-1), STATE_DIM,
-                     noise_sigma=torch.eye(ACTION_DIM) * 0.25, num_samples=samples, horizon=horizon,
-                     lambda_=1.0, u_min=-torch.ones(ACTION_DIM), u_max=torch.ones(ACTION_DIM))
-    state = torch.zeros(STATE_DIM)
+    state = torch.zeros(STATE_DIM) if state is None else state
+    ctrl = TheirMPPI(dynamics, lambda s, a: s.square().sum(-1), state.shape[-1],
+                     noise_sigma=torch.eye(action_dim) * 0.25, num_samples=samples, horizon=horizon,
+                     lambda_=1.0, u_min=-torch.ones(action_dim), u_max=torch.ones(action_dim))
 
     def command() -> torch.Tensor:
         with torch.no_grad():
@@ -103,7 +115,7 @@ def main() -> None:
     n, h = args.samples, args.horizon
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; N={n} samples, H={h}, "
           f"state {STATE_DIM}, action {ACTION_DIM}; median of {args.repeats} plans")
-    cost = lambda states, actions: states[:, 1:].square().sum((1, 2))  # noqa: E731
+    cost = sq_cost
     state = torch.zeros(STATE_DIM)
     for width in args.widths:
         model = make_model(width)

@@ -1,0 +1,49 @@
+"""The daemon with the shipped default model follows the paths, and recovers a leg going limp mid-run.
+
+Lockstep simulation (deterministic for the seed), the real MuJoCo hexapod, the onboard
+state estimate (not the simulator's truth), the default controller config.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from controller.daemon import run
+from legadapt.config import parse_config
+from legadapt.mcap_read import read_log
+
+
+def _run(tmp_path, path: str, duration: float = 12.0, perturbations=None):
+    cfg = parse_config({"task": {"path": path, "duration": duration}, "perturbations": perturbations or [],
+                        "controller": {"model": "models/default.pt", "status_interval": 60}})
+    log = tmp_path / f"{path}.mcap"
+    summary = run(cfg, log_path=log, status=lambda line: None)
+    return summary, read_log(log)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["straight", "left_turn", "right_turn"])
+def test_follows_the_path_on_the_intact_robot(tmp_path, path):
+    s, log = _run(tmp_path, path)
+    assert s.stop_reason is None and s.safe
+    assert s.progress > 1.6, f"{s.progress:.2f} m along the path in 12 s (target 0.2 m/s)"
+    assert s.mean_cross_track < 0.06 and s.max_cross_track < 0.15, (s.mean_cross_track, s.max_cross_track)
+    if path != "straight":
+        yaw = np.array([m["pose"][2] for m in log.messages["planner"]])
+        assert abs(np.degrees(yaw[-1])) > 60, "it really turned"
+
+
+@pytest.mark.slow
+def test_grbal_recovers_the_path_when_a_leg_goes_limp_mid_run(tmp_path):
+    onset = 4.0
+    s, log = _run(tmp_path, "straight", 15.0, [{"kind": "limp_leg", "leg": "LF", "start": onset}])
+    assert s.stop_reason is None and s.safe
+    planner = log.messages["planner"]
+    late = [abs(m["cross_track"]) for m in planner if m["t"] > onset + 5.0]
+    assert max(late) < 0.08, f"back on the path 5 s after the onset: max {max(late):.3f} m"
+    assert planner[-1]["progress"] > 2.0
+    after = [m for m in log.messages["adaptation"] if m["t"] > onset + 1.0 and m["loss_before"] is not None]
+    before_loss = np.mean([m["loss_before"] for m in after])
+    after_loss = np.mean([m["loss_after"] for m in after])
+    assert after_loss < before_loss, f"the adaptation step lowers the window loss: {before_loss:.3f} -> {after_loss:.3f}"
