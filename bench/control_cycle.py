@@ -48,15 +48,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from planner_speed import gemm_fn, interleaved_times, sq_cost, theirs_fn, weight_count  # noqa: E402
+from planner_speed import gemm_fn, interleaved_times, sq_cost, theirs_fn, weight_count
 
-from controller.mpc import AdaptiveMPC, make_adapter_from, make_planner  # noqa: E402
-from dynamics.adaptation import Adapter, GrBALAdapter  # noqa: E402
-from dynamics.checkpoint import load_checkpoint  # noqa: E402
-from dynamics.mlp import DeltaMLP  # noqa: E402
-from legadapt import config as C  # noqa: E402
-from legadapt.features import FeatureSpec, make_spec  # noqa: E402
-from legadapt.paths import make_path  # noqa: E402
+from controller.mpc import AdaptiveMPC, make_adapter_from, make_planner
+from dynamics.adaptation import Adapter, GrBALAdapter
+from dynamics.checkpoint import load_checkpoint
+from dynamics.mlp import DeltaMLP
+from legadapt import config as C
+from legadapt.features import FeatureSpec, make_spec
+from legadapt.paths import make_path
 
 DEFAULT_TRAIN_CONFIG = REPO / "configs" / "train" / "default.yaml"
 

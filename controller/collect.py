@@ -80,9 +80,9 @@ def collect_episode(cfg: C.LegadaptConfig, plan: EpisodePlan, out_dir: Path) -> 
     final = out_dir / plan.filename
     tmp = out_dir / (plan.filename + ".part")
     rng = np.random.default_rng(plan.seed)
-    policy = RandomGaitPolicy(cc.random_policy, spec.action_dim, rng)
-    info = {"episode": plan.index, "condition": plan.condition.name, "seed": plan.seed, "policy": "random",
-            "backend": cfg.sim.backend, "state_source": cc.state_source}
+    policy, path = make_policy(ecfg, spec, rng)
+    info = {"episode": plan.index, "condition": plan.condition.name, "seed": plan.seed, "policy": cc.policy, "path": path,
+            "model": cc.model, "backend": cfg.sim.backend, "state_source": cc.state_source}
     writer = LogWriter(tmp, spec, config=ecfg.model_dump(mode="json"), info=info)
     try:
         writer.write("events", {"t": 0.0, "kind": "episode_start", "message": plan.condition.name,
@@ -102,8 +102,28 @@ def collect_episode(cfg: C.LegadaptConfig, plan: EpisodePlan, out_dir: Path) -> 
     return {"index": plan.index, "transitions": res.transitions, "fell": res.fell, "error": res.error}
 
 
+def make_policy(cfg: C.LegadaptConfig, spec, rng: np.random.Generator):
+    """The episode's slow-loop policy and its path name (None for random actions)."""
+    cc = cfg.collect
+    if cc.policy == "random":
+        return RandomGaitPolicy(cc.random_policy, spec.action_dim, rng), None
+    from controller.daemon import build_controller, resolve_model
+
+    path = str(rng.choice(cc.paths))
+    pcfg = cfg.model_copy(update={
+        "task": cfg.task.model_copy(update={"path": path, "duration": cc.episode_duration}),
+        "controller": cfg.controller.model_copy(update={
+            "planner": cfg.controller.planner.model_copy(update={"seed": int(rng.integers(0, 2**31 - 1))})})})
+    mpc, _, _ = build_controller(pcfg, resolve_model(cc.model))
+    return mpc, path
+
+
 def _worker(args: tuple[C.LegadaptConfig, EpisodePlan, Path]) -> dict:
     cfg, plan, out_dir = args
+    if mp.current_process().name != "MainProcess":
+        import torch
+
+        torch.set_num_threads(1)  # workers share the cores: one BLAS thread each
     try:
         return collect_episode(cfg, plan, out_dir)
     except Exception as exc:  # noqa: BLE001 - one bad episode must not end the collection

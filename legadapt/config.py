@@ -206,12 +206,24 @@ class RandomPolicyConfig(_Section):
 class CollectConfig(_Section):
     """``legadapt collect``: simulated experience across a distribution of conditions."""
 
+    @model_validator(mode="after")
+    def _mpc_needs_a_model(self) -> "CollectConfig":
+        if self.policy == "mpc" and not self.model:
+            raise ValueError("policy 'mpc' plans with a model: set collect.model to a checkpoint")
+        return self
+
     episodes: int = Field(64, ge=1, le=100000, description="Episodes in the whole collection (all shards together).")
     episode_duration: float = Field(15.0, gt=1, le=600, description="Length of one episode, s (cut short by a fall).")
     workers: int = Field(2, ge=1, le=256, description="Parallel worker processes per shard.")
     seed: int = Field(0, ge=0, description="Seed of the episode list; episode i is reproducible on any shard layout.")
     state_source: Literal["privileged", "estimated"] = Field(
         "privileged", description="Model state from the simulator's true state or from onboard-sensor estimation.")
+    policy: Literal["random", "mpc"] = Field(
+        "random", description="random gait actions (first round), or the adaptive MPC on a model (data aggregation).")
+    model: str | None = Field(None, description="Checkpoint the mpc policy plans with (required for policy: mpc).")
+    paths: list[Literal["straight", "left_turn", "right_turn", "zigzag", "figure8"]] = Field(
+        default_factory=lambda: ["straight", "left_turn", "right_turn", "zigzag", "figure8"], min_length=1,
+        description="Paths the mpc policy follows, one drawn per episode.")
     random_policy: RandomPolicyConfig = Field(default_factory=RandomPolicyConfig, description="Random action policy.")
     conditions: list[ConditionSpec] = Field(
         default_factory=lambda: [ConditionSpec(name="intact")], min_length=1, description="Conditions drawn per episode.")
@@ -298,6 +310,31 @@ class ControllerConfig(_Section):
     threads: int = Field(0, ge=0, le=256, description="torch CPU threads for adapt+plan (0 = torch default).")
 
 
+class SerialConfig(_Section):
+    """The servo bus of a real robot (``SerialRobot``) and of its emulator (``legadapt fake-robot``)."""
+
+    port: str = Field("/dev/legadapt", description="Serial device or pyserial URL (/dev/serial/by-id/..., a pty path, socket://host:port).")
+    baudrate: int = Field(1_000_000, ge=9600, le=4_500_000, description="Bus speed, bit/s; every device's Baud Rate register must match.")
+    timeout: float = Field(0.02, gt=0, le=1, description="Reply timeout of one transaction attempt, s.")
+    retries: int = Field(2, ge=0, le=10, description="Retries of a transaction after a timeout or a corrupt reply.")
+    fast_sync_read: bool = Field(True, description="Read the servos with Fast Sync Read (one reply packet) instead of Sync Read.")
+    servo_ids: list[Annotated[int, Field(ge=0, le=252)]] = Field(
+        default_factory=lambda: list(range(1, 19)), min_length=18, max_length=18,
+        description="Bus ID of each joint's servo, in joint order LF_coxa .. RH_tibia.")
+    imu_id: int | None = Field(100, ge=0, le=252, description="Bus ID of the IMU device (register map in hardware.registers); null = no IMU.")
+    directions: dict[JointName, Literal[-1, 1]] = Field(
+        default_factory=dict, description="Sign from servo angle to joint angle per joint; unlisted joints +1.")
+    zero_offsets: dict[JointName, Annotated[float, Field(ge=-3.14, le=3.14)]] = Field(
+        default_factory=dict, description="Servo angle at which the joint is at 0, rad from the horn centre (raw 2048), servo sense; unlisted 0.")
+
+    @model_validator(mode="after")
+    def _distinct_ids(self) -> "SerialConfig":
+        ids = [*self.servo_ids, *([] if self.imu_id is None else [self.imu_id])]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"servo_ids and imu_id must all differ, got servo_ids={self.servo_ids}, imu_id={self.imu_id}")
+        return self
+
+
 class LegadaptConfig(_Section):
     """A whole robot config file (``configs/*.yaml``)."""
 
@@ -309,6 +346,7 @@ class LegadaptConfig(_Section):
     collect: CollectConfig = Field(default_factory=CollectConfig, description="Data collection for meta-training.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Offline training of the dynamics model.")
     controller: ControllerConfig = Field(default_factory=ControllerConfig, description="The adaptive controller daemon.")
+    serial: SerialConfig = Field(default_factory=SerialConfig, description="Servo bus of a real or emulated serial robot.")
 
 
 # ---------------------------------------------------------------- loading

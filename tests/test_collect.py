@@ -72,3 +72,26 @@ def test_bad_shard_is_refused_by_the_cli(tmp_path):
     out = subprocess.run([sys.executable, "-m", "controller.cli", "collect", "--out", str(tmp_path), "--shard", "2/2"],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and "0 <= i < n" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_mpc_policy_collects_with_a_model(tiny_model, tmp_path):
+    """The paper's data aggregation: the adaptive MPC on the current model drives collection."""
+    cfg = parse_config({"collect": {"episodes": 1, "episode_duration": 2.0, "workers": 1, "policy": "mpc",
+                                    "model": str(tiny_model), "paths": ["left_turn"]},
+                        "controller": {"planner": {"samples": 64, "horizon": 5}}})
+    summary = collect(cfg, tmp_path, progress=False)
+    assert summary.written == 1 and not summary.errors
+    log = read_log(tmp_path / "episode00000.mcap")
+    assert log.info["policy"] == "mpc" and log.info["path"] == "left_turn"
+    assert len(log.messages["transition"]) == 20
+    actions = np.array([m["action"] for m in log.messages["transition"]])
+    assert np.all(np.abs(actions) <= 1.0) and actions.std() > 0
+
+
+def test_mpc_policy_needs_a_model():
+    import pytest
+
+    from legadapt.config import ConfigError
+
+    with pytest.raises(ConfigError, match="collect.model"):
+        parse_config({"collect": {"policy": "mpc"}})
