@@ -253,6 +253,8 @@ def main() -> None:
     row("cycle p99 / limit", [f"{pct(cyc[s.name], 99) / sum(limits[s.name]):.2f}x" for s in setups])
     row("period (ms), p99 use", [f"{1e3 / s.cfg.task.control_rate:.0f}, {pct(cyc[s.name], 99) * s.cfg.task.control_rate / 1e3:.0%}"
                                  for s in setups])
+    row("cycles > period", [f"{sum(c > 1e3 / s.cfg.task.control_rate for c in cyc[s.name])}/{len(cyc[s.name])}"
+                            for s in setups])
     row("fallbacks to θ*", [f"{s.fallbacks}" for s in setups])
 
     print(f"\n3. planning alone, 1 iteration, median of {args.plan_repeats} interleaved rounds, ms")

@@ -173,6 +173,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if tty:
         print()
     print(summary.text())
+    if summary.log_path and summary.log_path.exists():
+        from controller.plots import plot_run
+
+        print(f"plot: {plot_run(summary.log_path)}")
     if summary.stop_reason and not stop.is_set():
         return EXIT_SAFETY_STOP
     return EXIT_OK

@@ -1,0 +1,279 @@
+"""``DynamixelBus``: transactions on a Dynamixel Protocol 2.0 bus over pyserial.
+
+The port is opened with ``serial.serial_for_url``, so a device path
+(``/dev/serial/by-id/usb-FTDI_...``, ``/dev/legadapt``), a pseudo-terminal (the fake
+robot), ``loop://`` or ``socket://host:port`` all work. It is opened non-blocking
+(``timeout=0``) and every wait is a deadline on ``time.monotonic``.
+
+Getting the bus fast on real hardware — both matter more than the baud rate:
+
+* **Return Delay Time** (register 9 of every servo): the default 250 (= 500 µs) is added
+  to each reply, 9 ms per 18-servo sync read. Set it to 0 (``SerialRobot`` does at
+  configure).
+* **FTDI latency timer** (U2D2 and other FTDI adapters): the USB driver holds received
+  bytes up to 16 ms by default. Set it to 1 ms with the udev rule in
+  ``deploy/99-legadapt-ftdi.rules`` (it also creates the ``/dev/legadapt`` symlink)::
+
+      sudo cp deploy/99-legadapt-ftdi.rules /etc/udev/rules.d/
+      sudo udevadm control --reload && sudo udevadm trigger
+      cat /sys/bus/usb-serial/devices/ttyUSB0/latency_timer   # -> 1
+
+Errors: every failure is a :class:`BusError` (with the servo ID where one is known):
+:class:`BusTimeout` when no (valid) reply came within the retries, :class:`ServoError`
+when a servo answered with an error number or (if ``raise_on_alert``) the hardware
+alert bit. A lost port (USB unplug, a closed pty) raises ``BusError`` from pyserial's
+``SerialException``. Timeouts and corrupt replies are retried ``retries`` times; a
+servo's error answer is not (except its CRC error: the instruction was damaged).
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import serial
+
+from hardware import protocol as P
+
+_BITS_PER_BYTE = 10  # start + 8 data + stop
+
+
+class BusError(Exception):
+    """Any failure of a bus transaction; ``servo_id`` names the servo where one is known."""
+
+    def __init__(self, message: str, servo_id: int | None = None) -> None:
+        super().__init__(message)
+        self.servo_id = servo_id
+
+
+class BusTimeout(BusError):
+    """No valid reply within the timeout, after every retry."""
+
+
+class ServoError(BusError):
+    """A servo answered with an error number and/or the hardware alert bit.
+
+    ``data`` holds what the transaction did read (per ID), so a sync read with one alerting
+    servo still delivers the other servos' values.
+    """
+
+    def __init__(self, servo_id: int, error_number: int, alert: bool, data: dict[int, bytes] | None = None) -> None:
+        text = P.describe_error(error_number | (P.ALERT_BIT if alert else 0))
+        super().__init__(f"servo {servo_id}: {text}", servo_id)
+        self.error_number = error_number
+        self.alert = alert
+        self.data = data or {}
+
+
+class _Retry(Exception):
+    """An attempt failed in a way worth retrying."""
+
+    def __init__(self, final: BusError) -> None:
+        self.final = final
+
+
+@dataclass
+class BusStats:
+    """Counters since the bus was opened."""
+
+    transactions: int = 0  # requests sent (retries not counted)
+    retries: int = 0  # extra attempts after a timeout or corrupt reply
+    timeouts: int = 0  # attempts that ended without the expected replies
+    crc_errors: int = 0  # replies whose CRC failed (packet or fast-read segment)
+    alerts: int = 0  # status packets with the hardware alert bit
+    servo_errors: int = 0  # status packets with an error number
+    garbage_bytes: int = 0  # received bytes that belonged to no valid packet
+
+
+class DynamixelBus:
+    """A Protocol 2.0 bus master on one serial port."""
+
+    def __init__(self, url: str, baudrate: int = 1_000_000, timeout: float = 0.02, retries: int = 2,
+                 raise_on_alert: bool = True) -> None:
+        """Open ``url`` at ``baudrate`` bit/s; ``timeout`` (s) per attempt on top of the wire time."""
+        self.url = url
+        self.baudrate = int(baudrate)
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.raise_on_alert = raise_on_alert
+        self.stats = BusStats()
+        self._parser = P.PacketParser()
+        device_path = "://" not in url
+        try:
+            self._ser = serial.serial_for_url(url, baudrate=self.baudrate, timeout=0, write_timeout=1.0,
+                                              **({"exclusive": True} if device_path else {}))
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise BusError(f"cannot open {url}: {exc}") from exc
+        try:
+            self._fd: int | None = self._ser.fileno()
+        except (AttributeError, serial.SerialException, OSError):
+            self._fd = None  # loop://, socket://: poll instead of select
+
+    # ------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close the port (idempotent)."""
+        try:
+            self._ser.close()
+        except (serial.SerialException, OSError):
+            pass
+
+    def __enter__(self) -> DynamixelBus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ operations
+    def ping(self, dxl_id: int) -> tuple[int, int]:
+        """Model number and firmware version of ``dxl_id``."""
+        data = self._unicast(P.ping_packet(dxl_id), dxl_id, 3)
+        return data[0] | data[1] << 8, data[2]
+
+    def read(self, dxl_id: int, address: int, length: int) -> bytes:
+        """``length`` bytes at ``address`` of ``dxl_id``."""
+        return self._unicast(P.read_packet(dxl_id, address, length), dxl_id, length)
+
+    def write(self, dxl_id: int, address: int, data: bytes) -> None:
+        """Write ``data`` at ``address``; waits for the status (none for broadcast ID 254)."""
+        tx = P.write_packet(dxl_id, address, data)
+        if dxl_id == P.BROADCAST_ID:
+            self._send_only(tx)
+        else:
+            self._unicast(tx, dxl_id, 0)
+
+    def read_int(self, dxl_id: int, address: int, size: int, signed: bool = False) -> int:
+        """A little-endian integer register of ``size`` bytes."""
+        return int.from_bytes(self.read(dxl_id, address, size), "little", signed=signed)
+
+    def write_int(self, dxl_id: int, address: int, size: int, value: int) -> None:
+        """Write a little-endian integer register of ``size`` bytes (two's complement if negative)."""
+        self.write(dxl_id, address, int(value).to_bytes(size, "little", signed=value < 0))
+
+    def reboot(self, dxl_id: int) -> None:
+        """Reboot a device (clears its hardware error; torque comes back off)."""
+        self._unicast(P.reboot_packet(dxl_id), dxl_id, 0)
+
+    def sync_write(self, address: int, length: int, data: Mapping[int, bytes]) -> None:
+        """One SYNC WRITE of ``length`` bytes at ``address`` to every servo in ``{id: bytes}``."""
+        self._send_only(P.sync_write_packet(address, length, data))
+
+    def sync_read(self, address: int, length: int, ids: Iterable[int]) -> dict[int, bytes]:
+        """One SYNC READ: ``{id: bytes}``; every servo answers with its own status packet."""
+        ids = list(ids)
+        return self._transact(P.sync_read_packet(address, length, ids), ids, length, fast=False)
+
+    def fast_sync_read(self, address: int, length: int, ids: Iterable[int]) -> dict[int, bytes]:
+        """One FAST SYNC READ: ``{id: bytes}`` from a single reply packet."""
+        ids = list(ids)
+        return self._transact(P.fast_sync_read_packet(address, length, ids), ids, length, fast=True)
+
+    # ------------------------------------------------------------ transactions
+    def _unicast(self, tx: bytes, dxl_id: int, length: int) -> bytes:
+        return self._transact(tx, [dxl_id], length, fast=False)[dxl_id]
+
+    def _send_only(self, tx: bytes) -> None:
+        self.stats.transactions += 1
+        self._discard_input()
+        self._send(tx)
+
+    def _transact(self, tx: bytes, ids: list[int], length: int, fast: bool) -> dict[int, bytes]:
+        self.stats.transactions += 1
+        reply_bytes = (length + 4) * len(ids) + 9 if fast else (length + 11) * len(ids)
+        budget = self.timeout + (len(tx) + reply_bytes) * _BITS_PER_BYTE / self.baudrate
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+            try:
+                statuses = self._attempt(tx, ids, length, fast, budget)
+            except _Retry as r:
+                final = r.final
+                continue
+            return self._check(statuses)
+        raise final
+
+    def _attempt(self, tx: bytes, ids: list[int], length: int, fast: bool, budget: float) -> dict[int, P.Status]:
+        self._discard_input()
+        self._send(tx)
+        deadline = time.monotonic() + budget
+        got: dict[int, P.Status] = {}
+        corrupt = 0
+        while True:
+            before = self._parser.crc_errors + self._parser.malformed
+            for pkt in self._receive(deadline):
+                if fast and pkt.is_fast_status:
+                    try:
+                        entries = P.decode_fast_status(pkt, length)
+                    except P.ProtocolError:
+                        corrupt += 1
+                        continue
+                    if [s.id for s in entries] == ids:
+                        got = {s.id: s for s in entries}
+                elif not fast and pkt.is_status and pkt.id in ids and pkt.id not in got:
+                    status = P.parse_status(pkt)
+                    if status.ok and len(status.data) != length:
+                        continue  # a late reply to an earlier, different request
+                    got[pkt.id] = status
+            corrupt += self._parser.crc_errors + self._parser.malformed - before
+            if len(got) == len(ids):
+                for s in got.values():
+                    if s.error_number == P.ErrorNumber.CRC:  # our instruction arrived damaged
+                        raise _Retry(BusError(f"servo {s.id} received a corrupt instruction", s.id))
+                return got
+            replies_expected = 1 if fast else len(ids)
+            if corrupt and len(got) + corrupt >= replies_expected:
+                self.stats.crc_errors += corrupt
+                raise _Retry(BusError(f"corrupt reply (CRC) from servo(s) {sorted(set(ids) - set(got))}", _first_missing(ids, got)))
+            if time.monotonic() >= deadline:
+                self.stats.crc_errors += corrupt
+                self.stats.timeouts += 1
+                missing = [i for i in ids if i not in got]
+                raise _Retry(BusTimeout(f"no reply from servo(s) {missing} within {budget * 1e3:.1f} ms", missing[0]))
+
+    def _check(self, statuses: dict[int, P.Status]) -> dict[int, bytes]:
+        data = {i: s.data for i, s in statuses.items()}
+        failed: P.Status | None = None
+        for s in statuses.values():
+            self.stats.alerts += s.alert
+            self.stats.servo_errors += not s.ok
+            if failed is None and (not s.ok or (s.alert and self.raise_on_alert)):
+                failed = s
+        if failed is not None:
+            raise ServoError(failed.id, failed.error_number, failed.alert, {i: d for i, d in data.items() if statuses[i].ok})
+        return data
+
+    # ------------------------------------------------------------ port I/O
+    def _send(self, tx: bytes) -> None:
+        try:
+            self._ser.write(tx)
+        except (serial.SerialException, OSError) as exc:
+            raise BusError(f"{self.url}: write failed (port lost?): {exc}") from exc
+
+    def _receive(self, deadline: float) -> list[P.Packet]:
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            if self._fd is not None:
+                select.select([self._fd], [], [], remaining)
+            data = self._ser.read(4096)
+            if not data and self._fd is None:
+                time.sleep(min(remaining, 0.0002))
+        except (serial.SerialException, OSError) as exc:
+            raise BusError(f"{self.url}: read failed (port lost?): {exc}") from exc
+        if not data:
+            return []
+        garbage = self._parser.garbage_bytes
+        packets = self._parser.feed(data)
+        self.stats.garbage_bytes += self._parser.garbage_bytes - garbage
+        return packets
+
+    def _discard_input(self) -> None:
+        try:
+            self._ser.reset_input_buffer()
+        except (serial.SerialException, OSError) as exc:
+            raise BusError(f"{self.url}: port lost: {exc}") from exc
+        self._parser.reset()
+
+
+def _first_missing(ids: list[int], got: Mapping[int, object]) -> int | None:
+    return next((i for i in ids if i not in got), None)

@@ -1,0 +1,265 @@
+"""Emulated Dynamixel bus devices: control tables and Protocol 2.0 instruction handling.
+
+No physics and no I/O here: :class:`BusEmulator` takes decoded instruction packets and
+returns the reply packets the devices on a real bus would send, in bus order.
+:mod:`sim.fake_robot` couples it to the simulated hexapod and a pseudo-terminal.
+
+Device behaviour follows the XM430 e-manual where the fake robot needs it:
+
+* EEPROM registers (address < 64) are writable only with torque off (else access error);
+  read-only registers and partial registers refuse writes (access / data length error);
+  values outside a register's range give a data range error, goal positions outside
+  the position limits a data limit error. A refused write changes nothing.
+* Status Return Level (68): 0 answers PING only, 1 also READ, 2 everything.
+* A hardware error (Hardware Error Status, 70) sets the alert bit in every status, turns
+  torque off and refuses torque enable (result fail) until REBOOT.
+* A *silent* device never answers (a dead servo or a cut cable to it); in a Fast Sync
+  Read the chain stops at it, so the client gets a truncated packet and times out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hardware import protocol as P
+from hardware import registers as R
+
+EEPROM_END = 64  # addresses below are EEPROM on an XM430
+
+
+class DeviceTable:
+    """One device's control table: memory plus the register map that guards writes."""
+
+    def __init__(self, dxl_id: int, registers: dict[str, R.Register], size: int) -> None:
+        self.registers = registers
+        self.mem = bytearray(size)
+        for name, reg in registers.items():
+            if reg.default:
+                self.set(name, reg.default)
+        self.set("id", dxl_id)
+        self._owner = [None] * size  # byte -> register name
+        for name, reg in registers.items():
+            for a in range(reg.address, reg.address + reg.size):
+                self._owner[a] = name
+        self.silent = False
+
+    @property
+    def id(self) -> int:
+        return self.get("id")
+
+    def get(self, name: str) -> int:
+        reg = self.registers[name]
+        return R.from_bytes(self.mem[reg.address:reg.address + reg.size], reg)
+
+    def set(self, name: str, value: int) -> None:
+        """Set a register from inside the device (bypasses the write rules)."""
+        reg = self.registers[name]
+        self.mem[reg.address:reg.address + reg.size] = R.to_bytes(value, reg)
+
+    def read(self, address: int, length: int) -> tuple[int, bytes]:
+        """(error number, data) of a READ."""
+        if length == 0 or address + length > len(self.mem):
+            return P.ErrorNumber.ACCESS, b""
+        return P.ErrorNumber.NONE, bytes(self.mem[address:address + length])
+
+    def write(self, address: int, data: bytes) -> int:
+        """Error number of a WRITE; the write is applied only if it is 0."""
+        if address + len(data) > len(self.mem):
+            return P.ErrorNumber.ACCESS
+        names = []
+        for a in range(address, address + len(data)):
+            name = self._owner[a]
+            if name is None or not self.registers[name].writable:
+                return P.ErrorNumber.ACCESS
+            if not names or names[-1] != name:
+                names.append(name)
+        values = {}
+        for name in names:
+            reg = self.registers[name]
+            if reg.address < address or reg.address + reg.size > address + len(data):
+                return P.ErrorNumber.DATA_LENGTH
+            off = reg.address - address
+            values[name] = R.from_bytes(data[off:off + reg.size], reg)
+            if reg.lo is not None and not reg.lo <= values[name] <= reg.hi:
+                return P.ErrorNumber.DATA_RANGE
+        err = self.check_write(values)
+        if err:
+            return err
+        self.mem[address:address + len(data)] = data
+        self.after_write(values)
+        return P.ErrorNumber.NONE
+
+    def check_write(self, values: dict[str, int]) -> int:
+        """Device-specific refusal of a write (error number, 0 = accept)."""
+        return P.ErrorNumber.NONE
+
+    def after_write(self, values: dict[str, int]) -> None:
+        """React to an accepted write."""
+
+    def reboot(self) -> None:
+        """Effect of a REBOOT instruction."""
+
+    def error_byte(self, number: int) -> int:
+        return number
+
+
+class ServoTable(DeviceTable):
+    """An XM430-W350 in position mode."""
+
+    def __init__(self, dxl_id: int, min_position: int = 0, max_position: int = 4095) -> None:
+        super().__init__(dxl_id, R.XM430, R.XM430_TABLE_SIZE)
+        self.set("min_position_limit", min_position)
+        self.set("max_position_limit", max_position)
+        self.set("goal_position", (min_position + max_position) // 2)
+        self.goal_changed = False
+        self.torque_changed = False
+
+    @property
+    def torque_enabled(self) -> bool:
+        return bool(self.get("torque_enable"))
+
+    @property
+    def hardware_error(self) -> int:
+        return self.get("hardware_error_status")
+
+    def raise_hardware_error(self, bits: int) -> None:
+        """A hardware fault (overload, overheating...): alert bit on, torque off."""
+        self.set("hardware_error_status", self.hardware_error | bits)
+        if self.torque_enabled:
+            self.set("torque_enable", 0)
+            self.torque_changed = True
+
+    def check_write(self, values: dict[str, int]) -> int:
+        torque_on = self.torque_enabled
+        if values.get("torque_enable") == 1 and self.hardware_error:
+            return P.ErrorNumber.RESULT_FAIL
+        if torque_on and any(self.registers[n].eeprom for n in values):
+            return P.ErrorNumber.ACCESS
+        if "goal_position" in values:
+            lo, hi = self.get("min_position_limit"), self.get("max_position_limit")
+            if not lo <= values["goal_position"] <= hi:
+                return P.ErrorNumber.DATA_LIMIT
+        return P.ErrorNumber.NONE
+
+    def after_write(self, values: dict[str, int]) -> None:
+        self.goal_changed |= "goal_position" in values
+        self.torque_changed |= "torque_enable" in values
+
+    def reboot(self) -> None:
+        self.set("hardware_error_status", 0)
+        if self.torque_enabled:
+            self.set("torque_enable", 0)
+            self.torque_changed = True
+
+    def error_byte(self, number: int) -> int:
+        return number | (P.ALERT_BIT if self.hardware_error else 0)
+
+
+class ImuTable(DeviceTable):
+    """The legadapt IMU device (register map in :mod:`hardware.registers`)."""
+
+    def __init__(self, dxl_id: int) -> None:
+        super().__init__(dxl_id, R.IMU_REGISTERS, R.IMU_TABLE_SIZE)
+
+    def set_measurement(self, block: bytes) -> None:
+        self.mem[R.IMU_BLOCK_ADDRESS:R.IMU_BLOCK_ADDRESS + R.IMU_BLOCK_LENGTH] = block
+
+
+@dataclass
+class EmulatorStats:
+    """What the emulated bus saw."""
+
+    instructions: int = 0
+    unknown_instructions: int = 0
+    by_instruction: dict[int, int] = field(default_factory=dict)
+
+
+class BusEmulator:
+    """Devices on one bus; :meth:`handle` answers one instruction packet."""
+
+    def __init__(self, devices: list[DeviceTable]) -> None:
+        self.devices = list(devices)
+        self.stats = EmulatorStats()
+
+    def device(self, dxl_id: int) -> DeviceTable | None:
+        return next((d for d in self.devices if d.id == dxl_id), None)
+
+    def handle(self, pkt: P.Packet) -> list[tuple[int, bytes]]:
+        """The replies ``(device id, packet bytes)`` to an instruction, in the order sent."""
+        if pkt.is_status:
+            return []  # another device's reply (or an echo): not for us
+        self.stats.instructions += 1
+        self.stats.by_instruction[pkt.instruction] = self.stats.by_instruction.get(pkt.instruction, 0) + 1
+        inst, params = pkt.instruction, pkt.params
+        if inst == P.Instruction.SYNC_WRITE:
+            self._sync_write(params)
+            return []
+        if inst in (P.Instruction.SYNC_READ, P.Instruction.FAST_SYNC_READ):
+            return self._sync_read(params, fast=inst == P.Instruction.FAST_SYNC_READ)
+        if pkt.id == P.BROADCAST_ID:
+            if inst == P.Instruction.PING:  # everyone answers, in ID order
+                return [r for d in sorted(self.devices, key=lambda d: d.id) for r in self._unicast(d, pkt)]
+            for d in self.devices:
+                self._unicast(d, pkt)  # broadcast write/reboot: carried out, no reply
+            return []
+        dev = self.device(pkt.id)
+        return self._unicast(dev, pkt) if dev is not None else []
+
+    # ------------------------------------------------------------ instructions
+    def _unicast(self, dev: DeviceTable, pkt: P.Packet) -> list[tuple[int, bytes]]:
+        inst, params, level = pkt.instruction, pkt.params, dev.get("status_return_level") if "status_return_level" in dev.registers else 2
+        error, data = P.ErrorNumber.NONE, b""
+        dxl_id = dev.id
+        if inst == P.Instruction.PING:
+            data = R.to_bytes(dev.get("model_number"), dev.registers["model_number"]) + bytes((dev.get("firmware_version"),))
+        elif inst == P.Instruction.READ:
+            if len(params) != 4:
+                error = P.ErrorNumber.DATA_LENGTH
+            else:
+                error, data = dev.read(params[0] | params[1] << 8, params[2] | params[3] << 8)
+        elif inst == P.Instruction.WRITE:
+            error = P.ErrorNumber.DATA_LENGTH if len(params) < 3 else dev.write(params[0] | params[1] << 8, params[2:])
+        elif inst == P.Instruction.REBOOT:
+            dev.reboot()
+        else:
+            self.stats.unknown_instructions += 1
+            error = P.ErrorNumber.INSTRUCTION
+        answers = inst == P.Instruction.PING or level == 2 or (level == 1 and inst == P.Instruction.READ)
+        if dev.silent or (pkt.id == P.BROADCAST_ID and inst != P.Instruction.PING) or not answers:
+            return []
+        return [(dxl_id, P.status_packet(dxl_id, dev.error_byte(error), data))]
+
+    def _sync_write(self, params: bytes) -> None:
+        if len(params) < 4:
+            return
+        address, length = params[0] | params[1] << 8, params[2] | params[3] << 8
+        for k in range(4, len(params) - length, length + 1):
+            dev = self.device(params[k])
+            if dev is not None:
+                dev.write(address, params[k + 1:k + 1 + length])
+
+    def _sync_read(self, params: bytes, fast: bool) -> list[tuple[int, bytes]]:
+        if len(params) < 5:
+            return []
+        address, length = params[0] | params[1] << 8, params[2] | params[3] << 8
+        ids = list(params[4:])
+        replies: list[tuple[int, bytes]] = []
+        entries: list[tuple[int, int, bytes]] = []
+        answered = len(ids)
+        for n, dxl_id in enumerate(ids):
+            dev = self.device(dxl_id)
+            if dev is None or dev.silent:  # the chain stops: later servos wait for a reply that never comes
+                answered = min(answered, n)
+                entries.append((dxl_id, 0, bytes(length)))
+                continue
+            error, data = dev.read(address, length)
+            data = data if error == 0 else bytes(length)
+            entries.append((dxl_id, dev.error_byte(error), data))
+            if not fast and n < answered:
+                replies.append((dxl_id, P.status_packet(dxl_id, dev.error_byte(error), data)))
+        if not fast or answered == 0:
+            return replies
+        packet = P.encode_fast_status(entries)
+        if answered < len(ids):  # what the answering servos put on the wire before the silence
+            packet = packet[:8 + answered * (length + 4)]
+        return [(ids[0], packet)]
