@@ -6,6 +6,7 @@ Subcommands:
   collect      simulated experience across a distribution of perturbations, as MCAP logs
   train        (meta-)train the dynamics model from logs; runs unchanged under torchrun
   evaluate-dynamics  held-out one-step prediction error: GrBAL before/after, MB, MB+DE, ReBAL
+  perturb      sim-to-real perturbation suites: GrBAL, ReBAL, MB, MB+DE (and an oracle) side by side
   check-config validate a config file and print it
   config-doc   print every config option with its default and meaning
 
@@ -182,6 +183,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_perturb(args: argparse.Namespace) -> int:
+    import json
+
+    from controller.perturb import run_suite
+    from controller.report import markdown, write_report
+    from legadapt.config import load_scenario, load_suite
+
+    if bool(args.suite) == bool(args.scenario):
+        print("error: give exactly one of --suite NAME|FILE or --scenario FILE", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.suite:
+        path = Path(args.suite)
+        if not path.exists():
+            path = Path("configs/suites") / f"{args.suite}.yaml"
+        if not path.exists():
+            known = ", ".join(sorted(p.stem for p in Path("configs/suites").glob("*.yaml")))
+            print(f"error: no suite {args.suite!r}; shipped suites: {known}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        suite = load_suite(path)
+    else:
+        suite = load_scenario(args.scenario, args.variants)
+    if args.variants and args.suite:
+        suite = suite.model_copy(update={"variants": args.variants})
+    out = args.out or Path("runs/perturb") / suite.name
+    results = run_suite(suite, out, workers=args.workers, progress=not args.quiet)
+    wall = json.loads((out / "results.json").read_text())["wall_time"]
+    report = write_report(suite, results, out, wall)
+    print(markdown(suite, results, wall))
+    print(f"report: {report}\nresults: {out / 'results.json'}\nplots: {out}/*.png\nlogs: {out / 'logs'}")
+    failed = [r for r in results if r.error]
+    for r in failed[:10]:
+        print(f"  run failed: {r.scenario} {r.variant} seed {r.seed}: {r.error}", file=sys.stderr)
+    return EXIT_OK if not failed else EXIT_INTERNAL
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     print(f"{args.config}: OK")
@@ -245,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--duration", type=float, help="run length, s (default: task.duration)")
     rn.add_argument("--log", type=Path, help="MCAP log path (default: controller.log_dir/run-<time>.mcap)")
     rn.set_defaults(func=_cmd_run)
+
+    pt = sub.add_parser("perturb", help="sim-to-real perturbation tests: every controller variant side by side")
+    pt.add_argument("--suite", help="suite name in configs/suites (held-out, training-like, mid-run-damage, ci) or a file")
+    pt.add_argument("--scenario", type=Path, help="one scenario YAML instead of a suite")
+    pt.add_argument("--variants", nargs="+", choices=["grbal", "rebal", "mb", "mbde", "oracle_mb"], help="override the variants")
+    pt.add_argument("--out", type=Path, help="output directory (default runs/perturb/<suite>)")
+    pt.add_argument("--workers", type=int, default=2, help="parallel runs (default 2)")
+    pt.add_argument("--quiet", action="store_true", help="no progress bar")
+    pt.set_defaults(func=_cmd_perturb)
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path)

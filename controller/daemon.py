@@ -31,6 +31,7 @@ from legadapt import config as C
 from legadapt.features import FeatureSpec, make_spec
 from legadapt.mcap_log import LogWriter
 from legadapt.paths import make_path
+from sim.rotations import rpy_from_quat
 
 REPO = Path(__file__).resolve().parents[1]
 FIT_MARGIN = 0.8  # adapt + plan must take at most this share of the control period (realtime)
@@ -60,6 +61,7 @@ class RunSummary:
     log_path: Path | None = None
     safe: bool = True  # ended in a safe stop with torque off
     trace: list[tuple[float, float, float, float, float]] = field(default_factory=list)  # t, x, y, yaw, cross-track
+    true_trace: list[tuple] = field(default_factory=list)  # simulation: t, x, y, yaw, cross-track, progress (truth)
 
     def text(self) -> str:
         return (f"ran {self.duration:.1f} s, {self.cycles} cycles; stop: {self.stop_reason or 'task complete'}\n"
@@ -176,8 +178,15 @@ def _run(cfg, robot, mpc, spec, duration, writer, notifier, stop, status, summar
                                         "next_state": s1, "displacement": d}, b.t)
         writer.write("adaptation", {"t": b.t, "loss_before": st.loss_before, "loss_after": st.loss_after,
                                     "fallback": st.fallback}, b.t)
-        writer.write("planner", {"t": b.t, "cost": st.cost, "plan_time": st.plan_time, "iterations": ctrl.planner.iterations,
-                                 "pose": b.pose, "cross_track": ct, "progress": float(mpc.cost.s_hint or 0.0)}, b.t)
+        msg = {"t": b.t, "cost": st.cost, "plan_time": st.plan_time, "iterations": ctrl.planner.iterations,
+               "pose": b.pose, "cross_track": ct, "progress": float(mpc.cost.s_hint or 0.0)}
+        truth = robot.state.privileged
+        if truth is not None:  # simulation: also score against the true pose (never used for control)
+            true_pose = np.array([truth.pos[0], truth.pos[1], rpy_from_quat(truth.quat)[2]])
+            true_s, true_ct = mpc.project(true_pose)
+            msg.update(true_pose=true_pose, true_cross_track=true_ct, true_progress=true_s)
+            summary.true_trace.append((b.t, *true_pose, true_ct, true_s))
+        writer.write("planner", msg, b.t)
         writer.write("timing", {"t": b.t, "read": _last(loop.stats.tick_read), "adapt": st.adapt_time, "plan": st.plan_time,
                                 "write": _last(loop.stats.tick_write), "cycle": st.adapt_time + st.plan_time,
                                 "missed": loop.stats.missed_plans}, b.t)

@@ -131,6 +131,10 @@ class AdaptiveMPC(SlowPolicy):
 
     def cross_track(self, pose: np.ndarray) -> float:
         """Signed distance (m) of ``pose`` from the path, + = left."""
-        _, e, _ = self.cost.path.project(torch.as_tensor(pose[:2], dtype=torch.float32).reshape(1, 2),
+        return self.project(pose)[1]
+
+    def project(self, pose: np.ndarray) -> tuple[float, float]:
+        """(arc length s m, signed cross-track m) of ``pose`` near the current progress."""
+        s, e, _ = self.cost.path.project(torch.as_tensor(pose[:2], dtype=torch.float32).reshape(1, 2),
                                          self.cost.s_hint, self.cost.window)
-        return float(e[0])
+        return float(s[0]), float(e[0])

@@ -39,6 +39,13 @@ from hardware import protocol as P
 
 _BITS_PER_BYTE = 10  # start + 8 data + stop
 
+try:  # POSIX ports raise termios.error (not an OSError) from tcflush on a lost device
+    import termios
+
+    _PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, termios.error)
+except ImportError:  # pragma: no cover - Windows
+    _PORT_ERRORS = (serial.SerialException, OSError)
+
 
 class BusError(Exception):
     """Any failure of a bus transaction; ``servo_id`` names the servo where one is known."""
@@ -108,7 +115,7 @@ class DynamixelBus:
             raise BusError(f"cannot open {url}: {exc}") from exc
         try:
             self._fd: int | None = self._ser.fileno()
-        except (AttributeError, serial.SerialException, OSError):
+        except (AttributeError, *_PORT_ERRORS):
             self._fd = None  # loop://, socket://: poll instead of select
 
     # ------------------------------------------------------------ lifecycle
@@ -116,7 +123,7 @@ class DynamixelBus:
         """Close the port (idempotent)."""
         try:
             self._ser.close()
-        except (serial.SerialException, OSError):
+        except _PORT_ERRORS:
             pass
 
     def __enter__(self) -> DynamixelBus:
@@ -247,7 +254,7 @@ class DynamixelBus:
     def _send(self, tx: bytes) -> None:
         try:
             self._ser.write(tx)
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             raise BusError(f"{self.url}: write failed (port lost?): {exc}") from exc
 
     def _receive(self, deadline: float) -> list[P.Packet]:
@@ -258,7 +265,7 @@ class DynamixelBus:
             data = self._ser.read(4096)
             if not data and self._fd is None:
                 time.sleep(min(remaining, 0.0002))
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             raise BusError(f"{self.url}: read failed (port lost?): {exc}") from exc
         if not data:
             return []
@@ -270,7 +277,7 @@ class DynamixelBus:
     def _discard_input(self) -> None:
         try:
             self._ser.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             raise BusError(f"{self.url}: port lost: {exc}") from exc
         self._parser.reset()
 

@@ -352,7 +352,9 @@ class PacketParser:
     framed packets whose CRC failed, ``malformed`` CRC-valid packets with broken stuffing.
     A header whose packet is still incomplete is not waited on forever: if a complete
     valid packet starts later in the buffer, the bytes before it are dropped as garbage.
-    Never raises.
+    Never raises. The one loss no framing can avoid: garbage that, with the first bytes of
+    the next packet, forms a CRC-valid packet (e.g. a reply cut one byte short whose
+    missing CRC byte happens to equal the next header's FF) is delivered instead of it.
     """
 
     def __init__(self, max_length: int = MAX_LENGTH) -> None:

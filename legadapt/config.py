@@ -22,6 +22,7 @@ JointName = Literal[
     "RF_coxa", "RF_femur", "RF_tibia", "RM_coxa", "RM_femur", "RM_tibia", "RH_coxa", "RH_femur", "RH_tibia",
 ]
 Vec3 = tuple[float, float, float]
+PathName = Literal["straight", "left_turn", "right_turn", "zigzag", "figure8"]
 
 
 class ConfigError(ValueError):
@@ -182,7 +183,7 @@ PERTURBATION_KINDS: tuple[str, ...] = (
 class TaskConfig(_Section):
     """The path-following task."""
 
-    path: Literal["straight", "left_turn", "right_turn", "zigzag", "figure8"] = Field("straight", description="Path shape.")
+    path: PathName = Field("straight", description="Path shape.")
     duration: float = Field(10.0, gt=0, le=3600, description="Run length, s.")
     target_speed: float = Field(0.2, gt=0, le=0.5, description="Desired speed along the path, m/s.")
     control_rate: float = Field(10.0, ge=1, le=50, description="Slow-loop (gait action) rate, Hz.")
@@ -221,7 +222,7 @@ class CollectConfig(_Section):
     policy: Literal["random", "mpc"] = Field(
         "random", description="random gait actions (first round), or the adaptive MPC on a model (data aggregation).")
     model: str | None = Field(None, description="Checkpoint the mpc policy plans with (required for policy: mpc).")
-    paths: list[Literal["straight", "left_turn", "right_turn", "zigzag", "figure8"]] = Field(
+    paths: list[PathName] = Field(
         default_factory=lambda: ["straight", "left_turn", "right_turn", "zigzag", "figure8"], min_length=1,
         description="Paths the mpc policy follows, one drawn per episode.")
     random_policy: RandomPolicyConfig = Field(default_factory=RandomPolicyConfig, description="Random action policy.")
@@ -335,6 +336,38 @@ class SerialConfig(_Section):
         return self
 
 
+Variant = Literal["grbal", "rebal", "mb", "mbde", "oracle_mb"]
+
+
+class ScenarioConfig(_Section):
+    """One sim-to-real perturbation test: a path, a duration, perturbations, backend, seeds."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Scenario name (letters, digits, _ . -).")
+    path: PathName = Field("straight", description="Path to follow.")
+    duration: float = Field(20.0, gt=1, le=600, description="Run length, s.")
+    target_speed: float = Field(0.2, gt=0, le=0.5, description="Desired speed along the path, m/s.")
+    backend: Literal["mujoco", "pybullet"] = Field("mujoco", description="Simulator behind the robot interface.")
+    state_source: Literal["privileged", "estimated"] = Field(
+        "estimated", description="What the controller sees: onboard-sensor estimate or the simulator's truth.")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1, description="Seeds, one run each.")
+    perturbations: list[Perturbation] = Field(default_factory=list, description="Perturbations, each with its start time.")
+    recover_band: float = Field(0.05, gt=0, le=1, description="Back within this cross-track error (m) for 1 s = recovered.")
+    oracle_model: str | None = Field(None, description="MB checkpoint trained on this very condition (the oracle variant).")
+
+
+class SuiteConfig(_Section):
+    """A suite of scenarios run for every controller variant (``configs/suites/*.yaml``)."""
+
+    name: str = Field(min_length=1, description="Suite name.")
+    description: str = Field("", description="What the suite tests.")
+    variants: list[Variant] = Field(default_factory=lambda: ["grbal", "rebal", "mb", "mbde", "oracle_mb"], min_length=1,
+                                    description="Controller variants compared (oracle_mb only where a scenario names its oracle).")
+    models: dict[Literal["grbal", "rebal", "mb"], str] = Field(
+        default_factory=lambda: {"grbal": "models/default.pt", "rebal": "models/rebal.pt", "mb": "models/mb.pt"},
+        description="Checkpoint per model kind; mbde uses the mb model with GrBAL's online step.")
+    scenarios: list[ScenarioConfig] = Field(min_length=1, description="The scenarios.")
+
+
 class LegadaptConfig(_Section):
     """A whole robot config file (``configs/*.yaml``)."""
 
@@ -380,8 +413,7 @@ def parse_config(data: object, source: str = "<config>") -> LegadaptConfig:
         raise ConfigError(_format_errors(err, source)) from None
 
 
-def load_config(path: str | Path) -> LegadaptConfig:
-    """Read and validate a YAML config file; raise :class:`ConfigError` on any problem."""
+def _read_yaml(path: str | Path) -> object:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -396,7 +428,37 @@ def load_config(path: str | Path) -> LegadaptConfig:
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{p}{where}: malformed YAML: {problem}; fix the syntax at that line") from None
-    return parse_config(data, str(p))
+    return data
+
+
+def load_config(path: str | Path) -> LegadaptConfig:
+    """Read and validate a YAML config file; raise :class:`ConfigError` on any problem."""
+    return parse_config(_read_yaml(path), str(path))
+
+
+def load_suite(path: str | Path) -> SuiteConfig:
+    """Read and validate a suite file (``configs/suites/*.yaml``)."""
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a suite file must be a mapping (name, variants, models, scenarios)")
+    try:
+        return SuiteConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, str(path))) from None
+
+
+def load_scenario(path: str | Path, variants: list[str] | None = None) -> SuiteConfig:
+    """A single scenario file as a one-scenario suite."""
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a scenario file must be a mapping (name, path, duration, perturbations, ...)")
+    suite = {"name": str(data.get("name", Path(path).stem)), "scenarios": [data]}
+    if variants:
+        suite["variants"] = variants
+    try:
+        return SuiteConfig.model_validate(suite)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, str(path))) from None
 
 
 def config_doc() -> str:

@@ -82,8 +82,11 @@ CHANNELS: dict[str, dict] = {
                                    "pose": _arr("estimated world pose x m, y m, yaw rad", 3),
                                    "cross_track": _num("signed distance from the path, m (+ = left)"),
                                    "progress": _num("arc length reached along the path, m"),
-                                   "plan": {"type": "array", "description": "planned gait actions [H][A]"}},
-                       optional=("pose", "cross_track", "progress", "plan")),
+                                   "plan": {"type": "array", "description": "planned gait actions [H][A]"},
+                                   "true_pose": _arr("simulation only: true world pose x m, y m, yaw rad", 3),
+                                   "true_cross_track": _num("simulation only: true signed distance from the path, m"),
+                                   "true_progress": _num("simulation only: true arc length reached, m")},
+                       optional=("pose", "cross_track", "progress", "plan", "true_pose", "true_cross_track", "true_progress")),
     "timing": _schema("timing", {
         "read": _num("read phase, s"), "adapt": _num("adapt phase, s"), "plan": _num("plan phase, s"),
         "write": _num("write phase, s"), "cycle": _num("whole cycle, s"),

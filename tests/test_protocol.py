@@ -178,7 +178,11 @@ def test_fuzz_parser_never_raises_and_never_loses_a_packet_in_garbage(before, pa
     for cut in sorted(c for c in cuts if c < len(stream)) + [len(stream)]:
         got += parser.feed(stream[start:cut])
         start = cut
-    assert packet in [p.raw for p in got], "the valid packet inside the garbage was lost"
+    if packet not in [p.raw for p in got]:
+        # the one ambiguity of any framing: bytes before the packet completed a CRC-valid packet
+        # with its first bytes (e.g. a reply cut one byte short, "completed" by the next FF)
+        at = len(before)
+        assert any(stream.find(p.raw) < at < stream.find(p.raw) + len(p.raw) for p in got), "the valid packet was lost"
     for p in got:
         assert P.decode_packet(p.raw) == p
     assert parser.garbage_bytes + sum(len(p.raw) for p in got) + parser.pending == len(stream)

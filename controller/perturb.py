@@ -1,0 +1,157 @@
+"""``legadapt perturb``: sim-to-real perturbation tests, every controller variant side by side.
+
+Each (scenario, seed, variant) is one run of the daemon in lockstep simulation, in
+parallel worker processes. Metrics come from the run's own log, scored against the
+simulator's true pose (the controller itself only sees its onboard estimate):
+
+* mean and max |cross-track error| (m);
+* progress along the path (m) and the speed it means;
+* fell (a tilt safety stop);
+* time to recover after mid-run damage (s): from the onset of the last perturbation that
+  starts mid-run until the error is back within ``recover_band`` for 1 s;
+* adapt + plan cycle time (ms, median).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from legadapt import config as C
+from legadapt.mcap_read import read_log
+
+RECOVER_HOLD = 1.0  # s the error must stay inside the band to count as recovered
+ADAPTER = {"grbal": "auto", "rebal": "auto", "mb": "mb", "mbde": "mbde", "oracle_mb": "mb"}
+LABEL = {"grbal": "GrBAL", "rebal": "ReBAL", "mb": "MB", "mbde": "MB+DE", "oracle_mb": "oracle MB"}
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    variant: str
+    seed: int
+    mean_cross_track: float = math.nan  # m
+    max_cross_track: float = math.nan  # m
+    progress: float = math.nan  # m
+    fell: bool = False
+    recovery_time: float | None = None  # s; None = no mid-run damage; inf = never recovered
+    cycle_ms: float = math.nan
+    loss_before: float = math.nan
+    loss_after: float = math.nan
+    stop_reason: str | None = None
+    log: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    suite: C.SuiteConfig
+    scenario: C.ScenarioConfig
+    variant: str
+    seed: int
+    out: Path
+
+
+def model_for(job: Job) -> str | None:
+    if job.variant == "oracle_mb":
+        return job.scenario.oracle_model
+    kind = "mb" if job.variant == "mbde" else job.variant
+    return job.suite.models.get(kind)
+
+
+def jobs_for(suite: C.SuiteConfig, out: Path) -> list[Job]:
+    """Every (scenario, seed, variant) with a model to run; oracle only where a scenario names one."""
+    jobs = []
+    for sc in suite.scenarios:
+        for seed in sc.seeds:
+            for v in suite.variants:
+                job = Job(suite, sc, v, seed, out)
+                if model_for(job):
+                    jobs.append(job)
+    return jobs
+
+
+def _config(job: Job) -> C.LegadaptConfig:
+    sc = job.scenario
+    return C.parse_config({
+        "sim": {"backend": sc.backend, "seed": job.seed},
+        "perturbations": [p.model_dump(mode="json") for p in sc.perturbations],
+        "task": {"path": sc.path, "duration": sc.duration, "target_speed": sc.target_speed},
+        "controller": {"model": model_for(job), "adapter": ADAPTER[job.variant], "state_source": sc.state_source,
+                       "status_interval": 60, "planner": {"seed": job.seed}},
+    }, f"scenario {sc.name}")
+
+
+def run_job(job: Job) -> RunResult:
+    """One daemon run, scored from its log (runs in a worker process)."""
+    import torch
+
+    from controller.daemon import run
+
+    torch.set_num_threads(1)
+    res = RunResult(job.scenario.name, job.variant, job.seed)
+    log = job.out / "logs" / f"{job.scenario.name}-{job.variant}-s{job.seed}.mcap"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    try:
+        summary = run(_config(job), log_path=log, status=lambda line: None)
+        res.stop_reason, res.fell = summary.stop_reason, bool(summary.stop_reason and summary.stop_reason.startswith("tilt"))
+        res.cycle_ms, res.loss_before, res.loss_after = 1e3 * summary.cycle_p50, summary.loss_before, summary.loss_after
+        score(res, read_log(log).messages["planner"], job.scenario)
+    except Exception as exc:  # noqa: BLE001 - one failed run is a result, not the end of the suite
+        res.error = f"{type(exc).__name__}: {exc}"
+    res.log = str(log)
+    return res
+
+
+def score(res: RunResult, planner: list[dict], sc: C.ScenarioConfig) -> None:
+    """Fill the path metrics of ``res`` from the planner channel (truth where logged)."""
+    key = "true_cross_track" if planner and "true_cross_track" in planner[0] else "cross_track"
+    t = np.array([m["t"] for m in planner])
+    xt = np.abs(np.array([m[key] for m in planner]))
+    res.mean_cross_track, res.max_cross_track = float(xt.mean()), float(xt.max())
+    res.progress = float(planner[-1].get("true_progress", planner[-1].get("progress", math.nan)))
+    onsets = [p.start for p in sc.perturbations if p.start > 0]
+    if onsets:
+        res.recovery_time = recovery_time(t, xt, max(onsets), sc.recover_band)
+
+
+def recovery_time(t: np.ndarray, err: np.ndarray, onset: float, band: float, hold: float = RECOVER_HOLD) -> float:
+    """Seconds from ``onset`` until |err| stays within ``band`` for ``hold`` s (inf if never)."""
+    after = t >= onset
+    inside = err <= band
+    for i in np.flatnonzero(after):
+        j = np.searchsorted(t, t[i] + hold)
+        if j <= len(t) and t[-1] >= t[i] + hold and inside[i:j].all():
+            return float(t[i] - onset)
+    return math.inf
+
+
+def run_suite(suite: C.SuiteConfig, out: Path, workers: int = 2, progress: bool = True) -> list[RunResult]:
+    """Run every job of ``suite`` in ``workers`` processes; writes ``out/results.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = jobs_for(suite, out)
+    results: list[RunResult] = []
+    t0 = time.perf_counter()
+    with tqdm(total=len(jobs), desc=f"perturb {suite.name}", unit="run", disable=not progress) as bar:
+        if workers <= 1:
+            for job in jobs:
+                results.append(run_job(job))
+                bar.update()
+        else:
+            with mp.get_context("spawn").Pool(workers) as pool:
+                for r in pool.imap_unordered(run_job, jobs):
+                    results.append(r)
+                    bar.update()
+    order = {(j.scenario.name, j.variant, j.seed): i for i, j in enumerate(jobs)}
+    results.sort(key=lambda r: order[(r.scenario, r.variant, r.seed)])
+    (out / "results.json").write_text(json.dumps({"suite": suite.model_dump(mode="json"), "wall_time": time.perf_counter() - t0,
+                                                  "results": [asdict(r) for r in results]}, indent=2, default=str))
+    return results

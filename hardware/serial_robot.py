@@ -1,0 +1,195 @@
+"""``SerialRobot``: the :class:`hardware.interface.Robot` over a Dynamixel Protocol 2.0 bus.
+
+18 XM430-W350 servos (IDs ``cfg.serial.servo_ids`` in joint order) and the legadapt IMU
+device (``cfg.serial.imu_id``) on one :class:`hardware.bus.DynamixelBus` — a real USB
+adapter, or the fake robot's pty (``legadapt fake-robot``), which is the same to it.
+
+Lifecycle (ros2_control-like, see :mod:`hardware.interface`):
+
+* **configure** opens the port, pings every ID and checks the model numbers (XM430-W350
+  = 1020, the IMU's), turns torque off, then sets what a fast bus needs and a safe robot
+  wants in EEPROM — Return Delay Time 0, position control mode, position limits from the
+  joint limits — writing only registers that differ (EEPROM wears).
+* **activate** sets each goal to the present position, drops the position P gain to
+  :data:`SOFT_GAIN_FRACTION` of nominal, enables torque and ramps the gain back up over
+  :data:`RAMP_IN_TIME` s, so nothing jumps however the robot lies.
+* **read** is one (Fast) Sync Read of present current, velocity and position of all 18
+  servos plus one READ of the IMU block; **write** is one Sync Write of 18 goal
+  positions. Units: raw <-> rad through each joint's direction and zero offset
+  (:class:`hardware.registers.JointMapping`); goals are clamped to the joint limits.
+* **deactivate** holds the present position for :data:`HOLD_TIME` s, then disables torque.
+* **on_error** broadcasts torque off and closes the port; if even that cannot be sent
+  (the adapter is gone) it returns FAILURE and the robot is finalized.
+
+Readings carry ``privileged=None`` always; ``stamp`` is host ``time.monotonic()`` (s).
+Without an IMU (``imu_id: null``) the IMU fields are NaN.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from hardware import registers as R
+from hardware.bus import BusError, DynamixelBus, ServoError
+from hardware.interface import CallbackReturn, ReturnType, Robot
+from legadapt import config as C
+from legadapt.robot_state import ImuReading, RobotState
+from sim.description import JOINT_NAMES, N_JOINTS, HexapodDescription
+
+HOLD_TIME = 0.1  # s, position hold before torque off on deactivate
+RAMP_IN_TIME = 0.2  # s, position-gain ramp after torque on
+RAMP_STEPS = 5
+SOFT_GAIN_FRACTION = 0.1
+POSITION_MODE = 3
+X = R.XM430
+#: Layout of the state block (present current, velocity, position at 126..135).
+STATE_BLOCK_DTYPE = np.dtype([("current", "<i2"), ("velocity", "<i4"), ("position", "<i4")])
+
+
+class SerialRobot(Robot):
+    """A Dynamixel servo hexapod behind the hardware interface."""
+
+    def __init__(self, cfg: C.LegadaptConfig, name: str = "serial") -> None:
+        super().__init__(name)
+        self.cfg = cfg
+        sc = cfg.serial
+        self.ids = list(sc.servo_ids)
+        self.imu_id = sc.imu_id
+        self.mapping = R.JointMapping(np.array([sc.directions.get(j, 1) for j in JOINT_NAMES], float),
+                                      np.array([sc.zero_offsets.get(j, 0.0) for j in JOINT_NAMES]))
+        desc = HexapodDescription()
+        self.q_lower, self.q_upper = desc.lower_limits(), desc.upper_limits()
+        self.raw_min, self.raw_max = self.mapping.raw_limits(self.q_lower, self.q_upper)
+        self.servo_period = 1.0 / cfg.sim.servo_rate  # s
+        self.bus: DynamixelBus | None = None
+        self._nominal_gain = np.full(N_JOINTS, X["position_p_gain"].default)
+
+    # ------------------------------------------------------------ lifecycle hooks
+    def _on_configure(self) -> CallbackReturn:
+        sc = self.cfg.serial
+        self.bus = DynamixelBus(sc.port, sc.baudrate, sc.timeout, sc.retries)
+        bus = self.bus
+        problems = []
+        for joint, dxl_id in zip(JOINT_NAMES, self.ids):
+            model, _ = self._ping(dxl_id)
+            if model != R.XM430_MODEL_NUMBER:
+                problems.append(f"{joint} (ID {dxl_id}): " + (f"model {model}, expected XM430-W350 ({R.XM430_MODEL_NUMBER})" if model is not None else "no answer"))
+        if self.imu_id is not None:
+            model, _ = self._ping(self.imu_id)
+            if model != R.IMU_MODEL_NUMBER:
+                problems.append(f"IMU (ID {self.imu_id}): " + (f"model {model}, expected {R.IMU_MODEL_NUMBER}" if model is not None else "no answer"))
+        if problems:
+            self.last_error = "configure: bus check failed: " + "; ".join(problems)
+            self._close()
+            return CallbackReturn.FAILURE
+        self._sync_write(X["torque_enable"], np.zeros(N_JOINTS, int))
+        for j, dxl_id in enumerate(self.ids):
+            self._ensure(dxl_id, X["return_delay_time"], 0)
+            self._ensure(dxl_id, X["operating_mode"], POSITION_MODE)
+            self._ensure(dxl_id, X["min_position_limit"], int(self.raw_min[j]))
+            self._ensure(dxl_id, X["max_position_limit"], int(self.raw_max[j]))
+            self._nominal_gain[j] = bus.read_int(dxl_id, X["position_p_gain"].address, 2)
+        if self.imu_id is not None:
+            self._ensure(self.imu_id, R.IMU_REGISTERS["return_delay_time"], 0)
+        ret, state = self._read()
+        self.state = state
+        return CallbackReturn.SUCCESS if ret is ReturnType.OK else CallbackReturn.FAILURE
+
+    def _on_activate(self) -> CallbackReturn:
+        raw = self._present_raw_positions()
+        self._sync_write(X["goal_position"], np.clip(raw, self.raw_min, self.raw_max))
+        soft = np.maximum(1, np.rint(self._nominal_gain * SOFT_GAIN_FRACTION)).astype(int)
+        self._sync_write(X["position_p_gain"], soft)
+        self._sync_write(X["torque_enable"], np.ones(N_JOINTS, int))
+        for k in range(1, RAMP_STEPS + 1):
+            time.sleep(RAMP_IN_TIME / RAMP_STEPS)
+            self._sync_write(X["position_p_gain"], np.rint(soft + (self._nominal_gain - soft) * k / RAMP_STEPS).astype(int))
+        self._barrier()
+        return CallbackReturn.SUCCESS
+
+    def _on_deactivate(self) -> CallbackReturn:
+        self._sync_write(X["goal_position"], np.clip(self._present_raw_positions(), self.raw_min, self.raw_max))
+        time.sleep(HOLD_TIME)
+        self._sync_write(X["torque_enable"], np.zeros(N_JOINTS, int))
+        self._barrier()
+        return CallbackReturn.SUCCESS
+
+    def _on_cleanup(self) -> CallbackReturn:
+        self._close()
+        return CallbackReturn.SUCCESS
+
+    def _on_error(self) -> CallbackReturn:
+        if self.bus is None:
+            return CallbackReturn.SUCCESS
+        try:
+            self.bus.write(0xFE, X["torque_enable"].address, b"\x00")  # broadcast: every servo, no reply
+            ok = True
+        except BusError:
+            ok = False  # the adapter is gone: nothing can reach the servos
+        if ok:
+            try:
+                self._barrier()
+            except BusError:
+                pass  # sent; whether a servo answers afterwards does not change that
+        self._close()
+        return CallbackReturn.SUCCESS if ok else CallbackReturn.FAILURE
+
+    # ------------------------------------------------------------ cyclic
+    def _read(self) -> tuple[ReturnType, RobotState]:
+        bus = self.bus
+        read = bus.fast_sync_read if self.cfg.serial.fast_sync_read else bus.sync_read
+        block = read(R.STATE_BLOCK_ADDRESS, R.STATE_BLOCK_LENGTH, self.ids)
+        stamp = time.monotonic()
+        raw = np.frombuffer(b"".join(block[i] for i in self.ids), dtype=STATE_BLOCK_DTYPE)
+        imu = self._read_imu()
+        m = self.mapping
+        state = RobotState(stamp=stamp, q=m.q_from_raw(raw["position"]), qd=m.qd_from_raw(raw["velocity"]),
+                           effort=m.effort_from_raw(raw["current"]), imu=imu, privileged=None)
+        return ReturnType.OK, state
+
+    def _write(self, q_cmd: np.ndarray) -> ReturnType:
+        if q_cmd.shape != (N_JOINTS,) or not np.all(np.isfinite(q_cmd)):
+            raise ValueError(f"joint command must be 18 finite angles (rad), got shape {q_cmd.shape}")
+        raw = self.mapping.raw_from_q(np.clip(q_cmd, self.q_lower, self.q_upper))
+        self._sync_write(X["goal_position"], np.clip(raw, self.raw_min, self.raw_max))
+        return ReturnType.OK
+
+    # ------------------------------------------------------------ helpers
+    def _read_imu(self) -> ImuReading:
+        if self.imu_id is None:
+            return ImuReading(quat=np.full(4, np.nan), gyro=np.full(3, np.nan), acc=np.full(3, np.nan))
+        _, quat, gyro, acc = R.unpack_imu(self.bus.read(self.imu_id, R.IMU_BLOCK_ADDRESS, R.IMU_BLOCK_LENGTH))
+        return ImuReading(quat=quat, gyro=gyro, acc=acc)
+
+    def _present_raw_positions(self) -> np.ndarray:
+        reg = X["present_position"]
+        data = self.bus.sync_read(reg.address, reg.size, self.ids)
+        return np.array([R.from_bytes(data[i], reg) for i in self.ids])
+
+    def _sync_write(self, reg: R.Register, values: np.ndarray) -> None:
+        self.bus.sync_write(reg.address, reg.size, {i: R.to_bytes(int(v), reg) for i, v in zip(self.ids, values)})
+
+    def _ensure(self, dxl_id: int, reg: R.Register, value: int) -> None:
+        """Write ``value`` only if the register holds something else (EEPROM wears)."""
+        if self.bus.read_int(dxl_id, reg.address, reg.size, reg.signed) != value:
+            self.bus.write(dxl_id, reg.address, R.to_bytes(value, reg))
+
+    def _barrier(self) -> None:
+        """One round trip: every write sent before it has reached the servos."""
+        try:
+            self.bus.ping(self.ids[0])
+        except ServoError:
+            pass  # an answer all the same
+
+    def _ping(self, dxl_id: int) -> tuple[int | None, int | None]:
+        try:
+            return self.bus.ping(dxl_id)
+        except BusError:
+            return None, None
+
+    def _close(self) -> None:
+        if self.bus is not None:
+            self.bus.close()
+            self.bus = None

@@ -1,0 +1,377 @@
+"""The emulated serial robot: the simulated hexapod behind a Dynamixel bus on a pty.
+
+``FakeRobot(cfg)`` opens a pseudo-terminal (``os.openpty``, raw mode) and serves, on
+its slave side (:attr:`FakeRobot.path`), 18 emulated XM430-W350 servos (IDs
+``cfg.serial.servo_ids``) and the legadapt IMU device (``cfg.serial.imu_id``, register
+map in :mod:`hardware.registers`). Any Protocol 2.0 client can open that path like a
+USB adapter: ROBOTIS's ``dynamixel_sdk``, :class:`hardware.bus.DynamixelBus`, ``SerialRobot``.
+
+Physics: the MuJoCo (or PyBullet) :class:`sim.hexapod.SimulatedHexapod` of ``cfg``,
+with its perturbations (start times count from power-on). It runs in real time:
+**whenever the serving loop wakes — on every received packet, at least every**
+:data:`TICK` **s — the physics is advanced by the elapsed wall time** (whole physics
+steps, at most :data:`MAX_CATCH_UP` s at once; a longer stall is skipped and counted in
+``overruns``), then the packet is answered from the state at that moment. Like a real
+robot at power-up the servos start with torque off and the robot settles on its belly.
+
+Mounting: servo raw units map to joint angles through each joint's direction sign and
+zero offset (:class:`hardware.registers.JointMapping`), from ``cfg.serial`` unless other
+"true" values are given, so calibration can be tested against a robot mounted unlike
+its config says.
+
+Faults (:class:`FaultConfig` at construction, and at run time through ``faults`` and
+the methods): drop replies with probability ``drop_prob`` or the next N, corrupt one
+byte of a reply (its CRC then fails), delay every reply, raise a hardware error (alert
+bit) on a servo, silence a device, close the pty master after ``disconnect_after`` s or
+on :meth:`disconnect` — to the client exactly a USB unplug (``SerialException``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import select
+import signal
+import sys
+import threading
+import time
+import tty
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hardware import protocol as P
+from hardware import registers as R
+from legadapt import config as C
+from sim.description import JOINT_NAMES, N_JOINTS
+from sim.hexapod import SimulatedHexapod, standing_pose
+from sim.servo_emulator import BusEmulator, ImuTable, ServoTable
+
+TICK = 0.002  # s, longest the serving loop sleeps between physics catch-ups
+MAX_CATCH_UP = 0.1  # s of physics advanced at most per wake; beyond that time is skipped
+SETTLE_TIME = 0.3  # s, unpowered settling at power-up
+
+
+@dataclass
+class FaultConfig:
+    """Faults the fake robot injects. Mutable: change fields at run time."""
+
+    drop_prob: float = 0.0  # probability each reply packet is not sent
+    corrupt_prob: float = 0.0  # probability each reply has one byte flipped (its CRC fails)
+    reply_delay: float = 0.0  # s added before every reply
+    alerts: dict[int, int] = field(default_factory=dict)  # servo id -> Hardware Error Status bits at power-up
+    silent_ids: tuple[int, ...] = ()  # devices that never answer
+    disconnect_after: float | None = None  # s after start(): close the pty master (a USB unplug)
+    seed: int = 0  # seed of the drop/corrupt draws
+
+
+@dataclass
+class FakeStats:
+    """Counters of the wire side."""
+
+    replies_sent: int = 0
+    replies_dropped: int = 0
+    replies_corrupted: int = 0
+    rx_crc_errors: int = 0  # instruction packets that failed their CRC
+    overruns: int = 0  # physics catch-ups cut to MAX_CATCH_UP
+
+
+class FakeRobot:
+    """An emulated Dynamixel hexapod on a pseudo-terminal."""
+
+    def __init__(self, cfg: C.LegadaptConfig, faults: FaultConfig | None = None,
+                 directions: np.ndarray | None = None, zero_offsets: np.ndarray | None = None) -> None:
+        """``directions``/``zero_offsets`` [18]: true mounting if it differs from ``cfg.serial``."""
+        self.cfg = cfg
+        self.faults = faults or FaultConfig()
+        self.stats = FakeStats()
+        sc = cfg.serial
+        dirs = np.array([sc.directions.get(j, 1) for j in JOINT_NAMES], float) if directions is None else directions
+        offs = np.array([sc.zero_offsets.get(j, 0.0) for j in JOINT_NAMES]) if zero_offsets is None else zero_offsets
+        self.mapping = R.JointMapping(dirs, offs)
+        self.hexapod = SimulatedHexapod.from_config(cfg)
+        q0, height = standing_pose(self.hexapod.desc, cfg.gait)
+        self.hexapod.reset(q0, height)
+        self.hexapod.set_torque(False)
+        self.hexapod.advance(SETTLE_TIME)
+        lo, hi = self.mapping.raw_limits(self.hexapod.desc.lower_limits(), self.hexapod.desc.upper_limits())
+        self.servos = [ServoTable(i, int(a), int(b)) for i, a, b in zip(sc.servo_ids, lo, hi)]
+        self.imu = ImuTable(sc.imu_id) if sc.imu_id is not None else None
+        self.bus = BusEmulator([*self.servos, *([self.imu] if self.imu else [])])
+        self._lock = threading.RLock()
+        for dxl_id, bits in self.faults.alerts.items():
+            self.raise_alert(dxl_id, bits)
+        for dxl_id in self.faults.silent_ids:
+            self.silence(dxl_id)
+        self._refresh_present()
+        q = self.hexapod.read().q
+        for s, raw in zip(self.servos, np.clip(self.mapping.raw_from_q(q), lo, hi)):
+            s.set("goal_position", int(raw))
+        self._rng = np.random.default_rng(self.faults.seed)
+        self._drop_next = 0
+        self._corrupt_next = 0
+        self._parser = P.PacketParser()
+        self._pending: list[tuple[float, bytes]] = []  # (due time, reply bytes)
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        os.set_blocking(self._master, False)
+        self.path = os.ttyname(self._slave)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connected = True
+        self._t_start = time.monotonic()
+        self._sim_start = self.hexapod.time
+
+    # ------------------------------------------------------------ runtime API
+    def start(self) -> FakeRobot:
+        """Serve in a background thread; returns self."""
+        self._thread = threading.Thread(target=self.serve, name="fake-robot", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the pty (idempotent)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+        with self._lock:
+            self._close_master()
+            if self._slave >= 0:
+                os.close(self._slave)
+                self._slave = -1
+            self.hexapod.backend.close()
+
+    def __enter__(self) -> FakeRobot:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def drop_next(self, n: int = 1) -> None:
+        """Drop the next ``n`` reply packets."""
+        with self._lock:
+            self._drop_next += n
+
+    def corrupt_next(self, n: int = 1) -> None:
+        """Flip one byte in each of the next ``n`` reply packets."""
+        with self._lock:
+            self._corrupt_next += n
+
+    def raise_alert(self, dxl_id: int, bits: int = R.HW_OVERLOAD) -> None:
+        """A hardware error on servo ``dxl_id``: alert bit on, its torque off until REBOOT."""
+        with self._lock:
+            servo = self._servo(dxl_id)
+            servo.raise_hardware_error(bits)
+            self._apply_servo_commands()
+
+    def silence(self, dxl_id: int, silent: bool = True) -> None:
+        """Make device ``dxl_id`` stop (or resume) answering."""
+        with self._lock:
+            dev = self.bus.device(dxl_id)
+            if dev is None:
+                raise KeyError(f"no device with ID {dxl_id} on the fake bus")
+            dev.silent = silent
+
+    def disconnect(self) -> None:
+        """Close the pty master now: the client sees a USB unplug."""
+        with self._lock:
+            self._close_master()
+
+    def mark_run_start(self) -> None:
+        """Perturbations not yet active start ``start`` s from now (see ``SimulatedHexapod``)."""
+        with self._lock:
+            self.hexapod.mark_run_start()
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """True joint angles (rad) and goal angles (rad) [18], for tests."""
+        with self._lock:
+            goals = np.array([s.get("goal_position") for s in self.servos])
+            return self.hexapod.read().q, self.mapping.q_from_raw(goals)
+
+    def torque_enabled(self) -> np.ndarray:
+        """Torque Enable of each servo [18] (bool)."""
+        with self._lock:
+            return np.array([s.torque_enabled for s in self.servos])
+
+    # ------------------------------------------------------------ serving loop
+    def serve(self) -> None:
+        """Serve until :meth:`stop` (or a disconnect); the physics follows the wall clock."""
+        self._t_start = time.monotonic()
+        self._sim_start = self.hexapod.time
+        while not self._stop.is_set() and self._master >= 0:
+            now = time.monotonic()
+            wait = TICK if not self._pending else max(0.0, min(TICK, self._pending[0][0] - now))
+            try:
+                ready, _, _ = select.select([self._master], [], [], wait)
+            except (OSError, ValueError):  # master closed by disconnect() meanwhile
+                break
+            with self._lock:
+                if self._master < 0:
+                    break
+                self._catch_up()
+                if ready:
+                    self._receive()
+                self._send_due()
+                after = self.faults.disconnect_after
+                if after is not None and time.monotonic() - self._t_start >= after:
+                    self._close_master()
+
+    def _catch_up(self) -> None:
+        dt = self.hexapod.backend.timestep
+        lag = (time.monotonic() - self._t_start) - (self.hexapod.time - self._sim_start)
+        if lag > MAX_CATCH_UP:
+            self.stats.overruns += 1
+            self._sim_start += lag - MAX_CATCH_UP  # skip the stalled time
+            lag = MAX_CATCH_UP
+        n = int(lag / dt)
+        if n > 0:
+            self.hexapod.advance(n * dt)
+            self._reapply_torque_mask()
+
+    def _receive(self) -> None:
+        try:
+            data = os.read(self._master, 4096)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno == errno.EIO:  # no client has the slave open: nothing to read
+                return
+            raise
+        crc_before = self._parser.crc_errors
+        packets = self._parser.feed(data)
+        self.stats.rx_crc_errors += self._parser.crc_errors - crc_before
+        for pkt in packets:
+            if pkt.is_status:
+                continue
+            self._refresh_present()
+            replies = self.bus.handle(pkt)
+            self._apply_servo_commands()
+            due = time.monotonic() + self.faults.reply_delay
+            for _, raw in replies:
+                self._pending.append((due, self._wire_faults(raw)))
+
+    def _wire_faults(self, raw: bytes) -> bytes:
+        if self._drop_next > 0 or (self.faults.drop_prob > 0 and self._rng.random() < self.faults.drop_prob):
+            self._drop_next = max(0, self._drop_next - 1)
+            self.stats.replies_dropped += 1
+            return b""
+        if self._corrupt_next > 0 or (self.faults.corrupt_prob > 0 and self._rng.random() < self.faults.corrupt_prob):
+            self._corrupt_next = max(0, self._corrupt_next - 1)
+            self.stats.replies_corrupted += 1
+            buf = bytearray(raw)
+            k = int(self._rng.integers(7, len(buf)))  # from INST on: the frame stays, the CRC fails
+            buf[k] ^= int(self._rng.integers(1, 256))
+            return bytes(buf)
+        return raw
+
+    def _send_due(self) -> None:
+        now = time.monotonic()
+        while self._pending and self._pending[0][0] <= now:
+            _, raw = self._pending.pop(0)
+            if not raw:
+                continue
+            try:
+                os.write(self._master, raw)
+                self.stats.replies_sent += 1
+            except BlockingIOError:  # the client is not reading: the bytes are lost, as on a wire
+                self.stats.replies_dropped += 1
+
+    def _close_master(self) -> None:
+        if self._master >= 0:
+            os.close(self._master)
+            self._master = -1
+            self.connected = False
+
+    # ------------------------------------------------------------ physics coupling
+    def _servo(self, dxl_id: int) -> ServoTable:
+        for s in self.servos:
+            if s.id == dxl_id:
+                return s
+        raise KeyError(f"no servo with ID {dxl_id} on the fake bus")
+
+    def _refresh_present(self) -> None:
+        state = self.hexapod.read()
+        m = self.mapping
+        pos, vel = m.raw_from_q(state.q), m.raw_from_qd(state.qd)
+        cur = np.clip(m.raw_from_effort(state.effort), -1193, 1193)
+        tick = int(self.hexapod.time * 1000) % 32768
+        for j, s in enumerate(self.servos):
+            s.set("present_position", int(pos[j]))
+            s.set("present_velocity", int(vel[j]))
+            s.set("present_current", int(cur[j]) if s.torque_enabled else 0)
+            s.set("realtime_tick", tick)
+            s.set("moving", int(abs(vel[j]) > s.get("moving_threshold")))
+        if self.imu is not None:
+            imu = state.imu
+            self.imu.set_measurement(R.pack_imu(int(self.hexapod.time * 1e6), imu.quat, imu.gyro, imu.acc))
+
+    def _apply_servo_commands(self) -> None:
+        if any(s.goal_changed for s in self.servos):
+            goals = np.array([s.get("goal_position") for s in self.servos])
+            self.hexapod.write(self.mapping.q_from_raw(goals))
+            for s in self.servos:
+                s.goal_changed = False
+        if any(s.torque_changed for s in self.servos):
+            for s in self.servos:
+                s.torque_changed = False
+            self._reapply_torque_mask(recompute=True)
+
+    def _reapply_torque_mask(self, recompute: bool = False) -> None:
+        mask = np.array([s.torque_enabled for s in self.servos], dtype=float)
+        if recompute:
+            self.hexapod.set_torque(bool(mask.any()))  # the hexapod's own scales (perturbations)
+        if mask.any() and not mask.all():
+            b = self.hexapod.backend
+            b.set_motor_scales(b.kp_scale, b.force_scale * mask)
+
+
+# ---------------------------------------------------------------- console entry
+def _parse_alert(text: str) -> tuple[int, int]:
+    dxl_id, _, bits = text.partition(":")
+    return int(dxl_id), int(bits, 0) if bits else R.HW_OVERLOAD
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``legadapt fake-robot``: serve an emulated robot on a pty until SIGINT/SIGTERM."""
+    ap = argparse.ArgumentParser(prog="legadapt fake-robot", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", help="robot config YAML (default: built-in defaults)")
+    ap.add_argument("--link", help="also make this symlink to the pty (e.g. /tmp/legadapt-fake)")
+    ap.add_argument("--drop", type=float, default=0.0, help="probability a reply is dropped")
+    ap.add_argument("--corrupt", type=float, default=0.0, help="probability a reply has a corrupt byte")
+    ap.add_argument("--delay", type=float, default=0.0, help="reply delay, s")
+    ap.add_argument("--alert", action="append", default=[], metavar="ID[:BITS]", help="servo with a hardware error (default bits 0x20 overload)")
+    ap.add_argument("--silent", action="append", type=int, default=[], metavar="ID", help="device that never answers")
+    ap.add_argument("--disconnect-after", type=float, help="close the pty after this many s (a USB unplug)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
+    args = ap.parse_args(argv)
+    try:
+        cfg = C.load_config(args.config) if args.config else C.parse_config({})
+    except C.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    faults = FaultConfig(drop_prob=args.drop, corrupt_prob=args.corrupt, reply_delay=args.delay,
+                         alerts=dict(_parse_alert(a) for a in args.alert), silent_ids=tuple(args.silent),
+                         disconnect_after=args.disconnect_after, seed=args.seed)
+    fake = FakeRobot(cfg, faults)
+    if args.link:
+        if os.path.islink(args.link):
+            os.unlink(args.link)
+        os.symlink(fake.path, args.link)
+    print(f"fake robot: {N_JOINTS} XM430 servos (IDs {cfg.serial.servo_ids[0]}..{cfg.serial.servo_ids[-1]}), "
+          f"IMU ID {cfg.serial.imu_id}, on {fake.path}" + (f" (link {args.link})" if args.link else ""), flush=True)
+    print(fake.path, flush=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: fake._stop.set())
+    try:
+        fake.serve()
+    finally:
+        fake.stop()
+        if args.link and os.path.islink(args.link):
+            os.unlink(args.link)
+    print(f"fake robot stopped: {fake.stats}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
