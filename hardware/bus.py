@@ -32,6 +32,7 @@ import select
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Self
 
 import serial
 
@@ -126,7 +127,7 @@ class DynamixelBus:
         except _PORT_ERRORS:
             pass
 
-    def __enter__(self) -> DynamixelBus:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -158,7 +158,7 @@ def _frame(dxl_id: int, body: bytes) -> bytes:
 
 def encode_packet(dxl_id: int, instruction: int, params: bytes = b"") -> bytes:
     """A complete packet (stuffed, with CRC) of ``instruction`` and unstuffed ``params``."""
-    if not 0 <= dxl_id <= 0xFF or dxl_id == 0xFD:
+    if not (0 <= dxl_id <= MAX_ID or dxl_id == BROADCAST_ID):
         raise PacketBuildError(f"ID {dxl_id} cannot be sent (0..252, 254 broadcast)")
     return _frame(dxl_id, stuff(bytes((instruction,)) + bytes(params)))
 

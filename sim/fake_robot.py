@@ -38,6 +38,7 @@ import threading
 import time
 import tty
 from dataclasses import dataclass, field
+from typing import Self
 
 import numpy as np
 
@@ -50,7 +51,7 @@ from sim.servo_emulator import BusEmulator, ImuTable, ServoTable
 
 TICK = 0.002  # s, longest the serving loop sleeps between physics catch-ups
 MAX_CATCH_UP = 0.1  # s of physics advanced at most per wake; beyond that time is skipped
-SETTLE_TIME = 0.3  # s, unpowered settling at power-up
+SETTLE_TIME = 0.6  # s, unpowered settling at power-up (the collapse is over by then)
 
 
 @dataclass
@@ -142,7 +143,7 @@ class FakeRobot:
                 self._slave = -1
             self.hexapod.backend.close()
 
-    def __enter__(self) -> FakeRobot:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

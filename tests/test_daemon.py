@@ -99,7 +99,7 @@ def test_incompatible_checkpoint_is_refused(tiny_model, tmp_path):
 
 def test_planner_that_cannot_fit_the_control_period_is_refused(tiny_model, tmp_path):
     cfg = write_run_config(tmp_path / "c.yaml", tiny_model, mode="realtime",
-                           planner={"samples": 20000, "horizon": 60, "iterations": 3})
+                           planner={"samples": 8000, "horizon": 40, "iterations": 2})
     out = _cli("run", "--config", cfg, "--log", tmp_path / "run.mcap")
     assert out.returncode == 2, out.stderr
     assert "control period" in out.stderr and "samples" in out.stderr and "Traceback" not in out.stderr

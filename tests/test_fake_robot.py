@@ -12,7 +12,14 @@ import time
 import numpy as np
 import pytest
 import serial
-from dynamixel_sdk import COMM_RX_TIMEOUT, COMM_SUCCESS, GroupSyncRead, GroupSyncWrite, PacketHandler, PortHandler
+from dynamixel_sdk import (
+    COMM_RX_TIMEOUT,
+    COMM_SUCCESS,
+    GroupSyncRead,
+    GroupSyncWrite,
+    PacketHandler,
+    PortHandler,
+)
 
 from hardware import protocol as P
 from hardware import registers as R
@@ -129,6 +136,13 @@ def test_bus_operations_agree_with_the_simulation(fake, bus):
     assert np.linalg.norm(quat) == pytest.approx(1.0, abs=1e-5) and stamp > 0
     assert acc[2] == pytest.approx(9.81, abs=0.5) and np.abs(gyro).max() < 0.5, "standing still"
     assert bus.stats.timeouts == bus.stats.crc_errors == bus.stats.retries == 0
+
+
+def test_bus_over_a_url_without_file_descriptor():
+    with DynamixelBus("loop://", timeout=0.01, retries=1) as bus:  # hears its own instruction, which is no reply
+        with pytest.raises(BusTimeout):
+            bus.ping(1)
+        assert bus.stats.timeouts == 2 and bus.stats.retries == 1
 
 
 def test_servo_errors_are_decoded(bus):

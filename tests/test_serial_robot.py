@@ -59,7 +59,10 @@ def test_configure_checks_the_bus_and_reads_the_robot(fake, robot):
     assert s.privileged is None and s.q.shape == s.qd.shape == s.effort.shape == (18,)
     q_true, _ = fake.joint_state()
     assert np.abs(s.q - q_true).max() < 0.01, "directions and offsets undone: the joints in rad"
-    assert s.imu.acc[2] == pytest.approx(9.81, abs=0.5) and np.linalg.norm(s.imu.quat) == pytest.approx(1, abs=1e-5)
+    assert np.linalg.norm(s.imu.acc) == pytest.approx(9.81, abs=0.5), "at rest the IMU reads gravity"
+    assert np.linalg.norm(s.imu.quat) == pytest.approx(1, abs=1e-5)
+    true_imu = fake.hexapod.read().imu
+    assert np.abs(s.imu.quat - true_imu.quat).max() < 0.01, "the IMU registers carry the simulated IMU"
     assert not fake.torque_enabled().any()
 
 
@@ -68,8 +71,9 @@ def test_positions_round_trip_in_rad_and_torque_off_at_deactivate(fake, robot):
     q_before = fake.joint_state()[0]
     assert robot.activate() is CallbackReturn.SUCCESS
     assert fake.torque_enabled().all()
-    q_now, goals = fake.joint_state()
-    assert np.abs(goals - q_before).max() < 0.05, "activation holds the measured pose: nothing jumps"
+    _, goals = fake.joint_state()
+    held = np.clip(q_before, robot.q_lower, robot.q_upper)  # a collapsed femur rests a bit past its limit
+    assert np.abs(goals - held).max() < 0.02, "activation holds the measured pose: nothing jumps"
     assert fake.servos[0].get("position_p_gain") == R.XM430["position_p_gain"].default, "gain ramped back to nominal"
     q_stand, _ = standing_pose(fake.hexapod.desc, robot.cfg.gait)
     run_for(robot, q_stand, 1.2)

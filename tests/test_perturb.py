@@ -1,0 +1,68 @@
+"""legadapt perturb: scenario validation, the recovery metric, and the small CI suite end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from controller.perturb import recovery_time
+from legadapt.config import ConfigError, load_scenario, load_suite
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_recovery_time():
+    t = np.arange(0, 10, 0.1)
+    err = np.where((t > 4) & (t < 6.5), 0.2, 0.01)  # knocked off at 4 s, back at 6.5 s
+    assert recovery_time(t, err, onset=4.0, band=0.05) == pytest.approx(2.5, abs=0.11)
+    assert recovery_time(t, np.full_like(t, 0.01), onset=4.0, band=0.05) == pytest.approx(0.0)
+    assert math.isinf(recovery_time(t, np.where(t > 4, 0.2, 0.0), onset=4.0, band=0.05))
+
+
+def test_shipped_suites_are_valid():
+    names = sorted(p.stem for p in (REPO / "configs/suites").glob("*.yaml"))
+    assert {"held-out", "training-like", "mid-run-damage", "ci"} <= set(names)
+    for name in names:
+        load_suite(REPO / f"configs/suites/{name}.yaml")
+
+
+@pytest.mark.parametrize("body,field", [
+    ("name: s\nperturbations: [{kind: teleport}]\n", "unknown perturbation 'teleport'"),
+    ("name: s\npath: spiral\n", "scenarios[0].path"),
+    ("name: s\nbackend: ode\n", "scenarios[0].backend"),
+    ("name: s\nperturbations: [{kind: slope, pitch_deg: 45}]\n", "pitch_deg"),
+    ("name: s\nduration: -3\n", "scenarios[0].duration"),
+])
+def test_bad_scenarios_are_refused_before_any_run(tmp_path, body, field):
+    f = tmp_path / "s.yaml"
+    f.write_text(body)
+    with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        load_scenario(f)
+    out = subprocess.run([sys.executable, "-m", "controller.cli", "perturb", "--scenario", str(f), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert not (tmp_path / "o").exists(), "nothing ran"
+
+
+@pytest.mark.suite
+@pytest.mark.slow
+def test_ci_suite_runs_and_reports(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "controller.cli", "perturb", "--suite", "ci", "--out", str(tmp_path), "--quiet"],
+                         capture_output=True, text=True, cwd=REPO, timeout=1200)
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert {r["variant"] for r in results} == {"grbal", "mb"}
+    for r in results:
+        assert r["error"] is None and not r["fell"]
+        assert r["progress"] > 1.0 and r["mean_cross_track"] < 0.1
+        assert r["recovery_time"] is not None
+    report = (tmp_path / "report.md").read_text()
+    assert "| GrBAL |" in report and "| MB |" in report and "## Verdicts" in report
+    png = tmp_path / "limp_LF_midrun_ci.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
