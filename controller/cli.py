@@ -6,6 +6,7 @@ Subcommands:
   collect      simulated experience across a distribution of perturbations, as MCAP logs
   train        (meta-)train the dynamics model from logs; runs unchanged under torchrun
   evaluate-dynamics  held-out one-step prediction error: GrBAL before/after, MB, MB+DE, ReBAL
+  fake-robot   an emulated serial robot on a pseudo-terminal (the same Dynamixel bus, MuJoCo behind it)
   perturb      sim-to-real perturbation suites: GrBAL, ReBAL, MB, MB+DE (and an oracle) side by side
   check-config validate a config file and print it
   config-doc   print every config option with its default and meaning
@@ -157,6 +158,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = cfg.model_copy(update={"controller": ctrl})
     if args.sim_backend:
         cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"backend": args.sim_backend})})
+    if args.port:
+        cfg = cfg.model_copy(update={"serial": cfg.serial.model_copy(update={"port": args.port})})
     stop = threading.Event()
 
     def request_stop(signum, frame) -> None:
@@ -273,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rn = sub.add_parser("run", help="run the adaptive controller daemon on a robot")
     rn.add_argument("--config", type=Path, default=Path("configs/hexapod_sim.yaml"), help="robot config YAML")
-    rn.add_argument("--backend", choices=["sim"], default="sim", help="robot interface (sim: the simulated hexapod)")
+    rn.add_argument("--backend", choices=["sim", "serial"], default="sim",
+                    help="robot interface: sim (the simulated hexapod) or serial (Dynamixel bus, e.g. legadapt fake-robot)")
+    rn.add_argument("--port", help="serial: override serial.port (device path, pty, or pyserial URL)")
     rn.add_argument("--sim-backend", choices=["mujoco", "pybullet"], help="override sim.backend")
     rn.add_argument("--model", help="override controller.model (checkpoint)")
     rn.add_argument("--adapter", choices=["auto", "grbal", "mb", "mbde", "rebal"], help="override controller.adapter")
@@ -291,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--quiet", action="store_true", help="no progress bar")
     pt.set_defaults(func=_cmd_perturb)
 
+    sub.add_parser("fake-robot", help="emulated serial robot on a pseudo-terminal (MuJoCo behind 18 Dynamixel servos + IMU); "
+                   "see legadapt fake-robot --help")
+
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path)
     check.set_defaults(func=_cmd_check_config)
@@ -301,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["fake-robot"]:  # the emulator owns its own arguments
+        from sim.fake_robot import main as fake_robot_main
+
+        return fake_robot_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -117,7 +117,19 @@ def make_robot(cfg: C.LegadaptConfig, backend: str) -> Robot:
         from hardware.sim_robot import SimRobot
 
         return SimRobot(cfg)
-    raise PreflightError(f"backend {backend!r} is not available; allowed: sim")
+    if backend == "serial":
+        from hardware.serial_robot import SerialRobot
+
+        return SerialRobot(cfg)
+    raise PreflightError(f"backend {backend!r} is not available; allowed: sim, serial")
+
+
+def check_backend(cfg: C.LegadaptConfig, backend: str) -> None:
+    """A real (serial) robot runs on the wall clock and has no simulator truth."""
+    if backend == "serial" and cfg.controller.mode != "realtime":
+        raise PreflightError("the serial robot runs in real time: use --mode realtime (controller.mode: realtime)")
+    if backend == "serial" and cfg.controller.state_source != "estimated":
+        raise PreflightError("the serial robot has only onboard sensors: use controller.state_source: estimated")
 
 
 def run(cfg: C.LegadaptConfig, backend: str = "sim", duration: float | None = None, log_path: Path | None = None,
@@ -129,6 +141,7 @@ def run(cfg: C.LegadaptConfig, backend: str = "sim", duration: float | None = No
         import torch
 
         torch.set_num_threads(ctrl.threads)
+    check_backend(cfg, backend)
     model = resolve_model(ctrl.model)
     mpc, spec, window = build_controller(cfg, model)
     control_period = 1.0 / cfg.task.control_rate

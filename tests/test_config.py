@@ -20,7 +20,7 @@ def _error(data) -> str:
 
 
 def test_shipped_configs_are_valid():
-    paths = sorted((REPO / "configs").rglob("*.yaml"))
+    paths = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "suites" not in p.parts)  # suites: test_perturb
     assert paths
     for path in paths:
         load_config(path)
