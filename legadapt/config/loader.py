@@ -1,0 +1,139 @@
+"""The whole config file, its YAML loaders, error formatting and the option reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from legadapt.config.base import ConfigError, _Section
+from legadapt.config.perturbations import (PERTURBATION_KINDS, ActionLatency, CalibrationError, FloorFriction, ImuError,
+                                           LimpLeg, LockedJoint, Payload, Perturbation, Slope, WeakMotor)
+from legadapt.config.robot import GaitConfig, RobotConfig, SerialConfig, SimConfig, TaskConfig
+from legadapt.config.runtime import CollectConfig, ConditionSpec, ControllerConfig, TrainConfig
+from legadapt.config.suites import SuiteConfig
+
+class LegadaptConfig(_Section):
+    """A whole robot config file (``configs/*.yaml``)."""
+
+    robot: RobotConfig = Field(default_factory=RobotConfig, description="Robot physical parameters.")
+    gait: GaitConfig = Field(default_factory=GaitConfig, description="Gait and action space.")
+    sim: SimConfig = Field(default_factory=SimConfig, description="Simulation settings.")
+    perturbations: list[Perturbation] = Field(default_factory=list, description="Perturbations, each with its start time.")
+    task: TaskConfig = Field(default_factory=TaskConfig, description="Path-following task.")
+    collect: CollectConfig = Field(default_factory=CollectConfig, description="Data collection for meta-training.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Offline training of the dynamics model.")
+    controller: ControllerConfig = Field(default_factory=ControllerConfig, description="The adaptive controller daemon.")
+    serial: SerialConfig = Field(default_factory=SerialConfig, description="Servo bus of a real or emulated serial robot.")
+
+
+# ---------------------------------------------------------------- loading
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config ({err.error_count()} problem{'s' if err.error_count() > 1 else ''}):"]
+    for e in err.errors():
+        loc = ""
+        for part in e["loc"]:
+            if isinstance(part, str) and part in PERTURBATION_KINDS:
+                continue  # the discriminator tag pydantic inserts, not a user-visible key
+            loc += f"[{part}]" if isinstance(part, int) else f".{part}" if loc else str(part)
+        msg = e["msg"]
+        if e["type"] == "union_tag_invalid":
+            got = e.get("ctx", {}).get("tag")
+            msg = f"unknown perturbation {got!r}; allowed: {', '.join(PERTURBATION_KINDS)}"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown option; check the spelling (legadapt config-doc lists every option)"
+        lines.append(f"  {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: object, source: str = "<config>") -> LegadaptConfig:
+    """Validate already-parsed YAML/JSON data into a :class:`LegadaptConfig`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections (robot, gait, sim, perturbations, task), got {type(data).__name__}")
+    try:
+        return LegadaptConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def _read_yaml(path: str | Path) -> object:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{p}{where}: malformed YAML: {problem}; fix the syntax at that line") from None
+    return data
+
+
+def load_config(path: str | Path) -> LegadaptConfig:
+    """Read and validate a YAML config file; raise :class:`ConfigError` on any problem."""
+    return parse_config(_read_yaml(path), str(path))
+
+
+def load_suite(path: str | Path) -> SuiteConfig:
+    """Read and validate a suite file (``configs/suites/*.yaml``)."""
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a suite file must be a mapping (name, variants, models, scenarios)")
+    try:
+        return SuiteConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, str(path))) from None
+
+
+def load_scenario(path: str | Path, variants: list[str] | None = None) -> SuiteConfig:
+    """A single scenario file as a one-scenario suite."""
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a scenario file must be a mapping (name, path, duration, perturbations, ...)")
+    suite = {"name": str(data.get("name", Path(path).stem)), "scenarios": [data]}
+    if variants:
+        suite["variants"] = variants
+    try:
+        return SuiteConfig.model_validate(suite)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, str(path))) from None
+
+
+def config_doc() -> str:
+    """Every option with its type, default and description, as Markdown."""
+    out: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            key = f"{prefix}{name}"
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                out.append(f"\n### `{key}` — {field.description}\n")
+                walk(ann, key + ".")
+            elif name == "perturbations":
+                out.append(f"\n### `{key}` — {field.description}\n")
+                for cls in (LimpLeg, LockedJoint, WeakMotor, Payload, FloorFriction, Slope, CalibrationError, ImuError, ActionLatency):
+                    out.append(f"\n#### `kind: {cls.model_fields['kind'].annotation.__args__[0]}` — {cls.__doc__}\n")
+                    walk_fields(cls, "  ")
+            elif name == "conditions":
+                out.append(f"- `{key}`: {field.description} Each item:")
+                walk_fields(ConditionSpec, "  ")
+            else:
+                out.append(f"- `{key}` (default `{field.get_default(call_default_factory=True)!r}`): {field.description}")
+
+    def walk_fields(model: type[BaseModel], indent: str) -> None:
+        for name, field in model.model_fields.items():
+            if name != "kind":
+                default = "required" if field.is_required() else f"default `{field.get_default(call_default_factory=True)!r}`"
+                out.append(f"{indent}- `{name}` ({default}): {field.description}")
+
+    walk(LegadaptConfig, "")
+    return "# legadapt config options\n" + "\n".join(out) + "\n"

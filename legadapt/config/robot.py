@@ -1,0 +1,90 @@
+"""Robot, gait, simulation, task and serial-bus sections (units in each description)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from legadapt.config.base import JointName, PathName, _Section
+
+class ServoConfig(_Section):
+    """Servo model (XM430-W350 class), identical on every backend."""
+
+    kp: float = Field(20.0, gt=0, le=500, description="Position gain at the joint, N·m/rad.")
+    kv: float = Field(0.35, ge=0, le=10, description="Velocity gain (damping) at the joint, N·m·s/rad.")
+    stall_torque: float = Field(4.1, gt=0, le=20, description="Torque limit, N·m.")
+    max_speed: float = Field(4.8, gt=0, le=20, description="Goal rate limit (profile velocity), rad/s.")
+
+
+class RobotConfig(_Section):
+    """Physical robot parameters that differ between units of the same hexapod design."""
+
+    body_mass: float = Field(1.25, gt=0.2, le=10, description="Torso mass without legs, kg.")
+    foot_friction: float = Field(1.0, gt=0, le=3, description="Coulomb friction coefficient of the feet.")
+    servo: ServoConfig = Field(default_factory=ServoConfig, description="Servo model.")
+
+
+class GaitConfig(_Section):
+    """Tripod gait shape and the action space the planner controls."""
+
+    action_mode: Literal["per_side", "per_leg"] = Field(
+        "per_side", description="Gait action layout: 'per_side' = [left, right] stride modulation, 'per_leg' = 6 values.")
+    frequency: float = Field(2.0, gt=0.2, le=4.0, description="Gait cycles per second, Hz.")
+    stride_length: float = Field(0.06, gt=0, le=0.12, description="Foot travel in stance at |action| = 1, m.")
+    lift_height: float = Field(0.04, gt=0, le=0.08, description="Swing-foot clearance, m.")
+    stance_radius: float = Field(0.13, ge=0.08, le=0.18, description="Horizontal hip-to-foot distance at neutral, m.")
+    body_height: float = Field(0.10, ge=0.05, le=0.16, description="Foot depth below the hip plane, m.")
+
+
+class SimConfig(_Section):
+    """Simulated robot settings."""
+
+    backend: Literal["mujoco", "pybullet"] = Field("mujoco", description="Physics backend.")
+    timestep: float = Field(0.002, ge=0.0005, le=0.005, description="Physics step, s.")
+    servo_rate: float = Field(50.0, ge=10, le=500, description="Fast-loop (servo command) rate, Hz.")
+    seed: int = Field(0, ge=0, description="Seed of sensor noise and any randomness in the simulation.")
+
+    @model_validator(mode="after")
+    def _servo_rate_divides(self) -> "SimConfig":
+        steps = 1.0 / (self.servo_rate * self.timestep)
+        if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
+            raise ValueError(f"servo_rate {self.servo_rate} Hz must be a whole fraction of 1/timestep = {1 / self.timestep:g} Hz")
+        return self
+
+
+# ---------------------------------------------------------------- perturbations
+
+
+class TaskConfig(_Section):
+    """The path-following task."""
+
+    path: PathName = Field("straight", description="Path shape.")
+    duration: float = Field(10.0, gt=0, le=3600, description="Run length, s.")
+    target_speed: float = Field(0.2, gt=0, le=0.5, description="Desired speed along the path, m/s.")
+    control_rate: float = Field(10.0, ge=1, le=50, description="Slow-loop (gait action) rate, Hz.")
+
+
+class SerialConfig(_Section):
+    """The servo bus of a real robot (``SerialRobot``) and of its emulator (``legadapt fake-robot``)."""
+
+    port: str = Field("/dev/legadapt", description="Serial device or pyserial URL (/dev/serial/by-id/..., a pty path, socket://host:port).")
+    baudrate: int = Field(1_000_000, ge=9600, le=4_500_000, description="Bus speed, bit/s; every device's Baud Rate register must match.")
+    timeout: float = Field(0.02, gt=0, le=1, description="Reply timeout of one transaction attempt, s.")
+    retries: int = Field(2, ge=0, le=10, description="Retries of a transaction after a timeout or a corrupt reply.")
+    fast_sync_read: bool = Field(True, description="Read the servos with Fast Sync Read (one reply packet) instead of Sync Read.")
+    servo_ids: list[Annotated[int, Field(ge=0, le=252)]] = Field(
+        default_factory=lambda: list(range(1, 19)), min_length=18, max_length=18,
+        description="Bus ID of each joint's servo, in joint order LF_coxa .. RH_tibia.")
+    imu_id: int | None = Field(100, ge=0, le=252, description="Bus ID of the IMU device (register map in hardware.registers); null = no IMU.")
+    directions: dict[JointName, Literal[-1, 1]] = Field(
+        default_factory=dict, description="Sign from servo angle to joint angle per joint; unlisted joints +1.")
+    zero_offsets: dict[JointName, Annotated[float, Field(ge=-3.14, le=3.14)]] = Field(
+        default_factory=dict, description="Servo angle at which the joint is at 0, rad from the horn centre (raw 2048), servo sense; unlisted 0.")
+
+    @model_validator(mode="after")
+    def _distinct_ids(self) -> "SerialConfig":
+        ids = [*self.servo_ids, *([] if self.imu_id is None else [self.imu_id])]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"servo_ids and imu_id must all differ, got servo_ids={self.servo_ids}, imu_id={self.imu_id}")
+        return self

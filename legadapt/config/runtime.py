@@ -1,0 +1,131 @@
+"""Sections of the three jobs: collection, training, and the controller daemon."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from legadapt.config.base import PathName, _Section
+from legadapt.config.perturbations import Perturbation
+
+class ConditionSpec(_Section):
+    """One condition of the collection distribution: a named set of perturbations."""
+
+    name: str = Field(min_length=1, description="Label of the condition (used in logs and reports).")
+    weight: float = Field(1.0, gt=0, description="Relative probability of drawing this condition for an episode.")
+    perturbations: list[Perturbation] = Field(default_factory=list, description="Perturbations, each with its start time.")
+
+
+class RandomPolicyConfig(_Section):
+    """Random gait actions for the first round of data collection."""
+
+    change_prob: float = Field(0.3, ge=0, le=1, description="Probability per control period of drawing a new target action.")
+    smoothing: float = Field(0.5, ge=0, lt=1, description="Low-pass factor towards the target action per control period.")
+
+
+class CollectConfig(_Section):
+    """``legadapt collect``: simulated experience across a distribution of conditions."""
+
+    @model_validator(mode="after")
+    def _mpc_needs_a_model(self) -> "CollectConfig":
+        if self.policy == "mpc" and not self.model:
+            raise ValueError("policy 'mpc' plans with a model: set collect.model to a checkpoint")
+        return self
+
+    episodes: int = Field(64, ge=1, le=100000, description="Episodes in the whole collection (all shards together).")
+    episode_duration: float = Field(15.0, gt=1, le=600, description="Length of one episode, s (cut short by a fall).")
+    workers: int = Field(2, ge=1, le=256, description="Parallel worker processes per shard.")
+    seed: int = Field(0, ge=0, description="Seed of the episode list; episode i is reproducible on any shard layout.")
+    state_source: Literal["privileged", "estimated"] = Field(
+        "privileged", description="Model state from the simulator's true state or from onboard-sensor estimation.")
+    policy: Literal["random", "mpc"] = Field(
+        "random", description="random gait actions (first round), or the adaptive MPC on a model (data aggregation).")
+    model: str | None = Field(None, description="Checkpoint the mpc policy plans with (required for policy: mpc).")
+    paths: list[PathName] = Field(
+        default_factory=lambda: ["straight", "left_turn", "right_turn", "zigzag", "figure8"], min_length=1,
+        description="Paths the mpc policy follows, one drawn per episode.")
+    random_policy: RandomPolicyConfig = Field(default_factory=RandomPolicyConfig, description="Random action policy.")
+    conditions: list[ConditionSpec] = Field(
+        default_factory=lambda: [ConditionSpec(name="intact")], min_length=1, description="Conditions drawn per episode.")
+
+
+class TrainConfig(_Section):
+    """``legadapt train``: offline (meta-)training of the dynamics model from logs."""
+
+    method: Literal["grbal", "mb", "rebal"] = Field(
+        "grbal", description="grbal = MAML meta-training; mb = plain supervised (also the MB+DE model); rebal = recurrent.")
+    hidden: list[Annotated[int, Field(ge=4, le=4096)]] = Field(
+        default_factory=lambda: [512, 512, 512], min_length=1, max_length=8, description="Hidden layer widths of the MLP.")
+    M: int = Field(16, ge=1, le=512, description="Past transitions adapted on (the online window).")
+    K: int = Field(16, ge=1, le=512, description="Future transitions the adapted model is scored on.")
+    inner_lr: float = Field(0.01, gt=0, le=1, description="Inner (online) gradient step size on the normalised loss.")
+    inner_steps: int = Field(1, ge=1, le=10, description="Inner gradient steps.")
+    first_order: bool = Field(False, description="First-order MAML (drop second-order terms).")
+    learn_inner_lr: bool = Field(False, description="Learn a per-parameter inner learning rate (Meta-SGD).")
+    meta_batch: int = Field(10, ge=1, le=1024, description="Tasks per meta-step (per process under torchrun).")
+    batch_size: int = Field(256, ge=1, le=65536, description="Transitions per step for mb training.")
+    lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate.")
+    max_steps: int = Field(3000, ge=1, le=10_000_000, description="Upper bound on optimiser steps.")
+    eval_every: int = Field(100, ge=1, description="Steps between validation evaluations (and resume checkpoints).")
+    patience: int = Field(8, ge=1, description="Evaluations without validation improvement before early stopping.")
+    val_fraction: float = Field(0.15, gt=0, lt=0.9, description="Share of trajectories held out for validation.")
+    val_tasks: int = Field(200, ge=10, le=100000, description="Fixed validation tasks drawn once.")
+    grad_clip: float = Field(10.0, gt=0, description="Gradient-norm clip of every update.")
+    rebal_hidden: int = Field(128, ge=4, le=4096, description="ReBAL GRU context size.")
+    seed: int = Field(0, ge=0, description="Seed of initialisation and task draws.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto = cuda if available.")
+
+
+class PlannerConfig(_Section):
+    """The sampling MPC planner over the adapted model."""
+
+    kind: Literal["mppi", "cem", "random_shooting"] = Field("mppi", description="Planner.")
+    samples: int = Field(500, ge=4, le=100000, description="Candidate action sequences per iteration.")
+    horizon: int = Field(10, ge=1, le=200, description="Planning horizon, control periods.")
+    iterations: int = Field(1, ge=1, le=50, description="Optimiser iterations per cycle (CEM refits, MPPI updates).")
+    temperature: float = Field(0.3, gt=0, description="MPPI temperature, in cost units.")
+    noise: float = Field(0.4, gt=0, le=2, description="MPPI noise standard deviation, action units.")
+    smoothing_window: int = Field(3, ge=1, le=50, description="MPPI update smoothing over the horizon, steps.")
+    elites: int = Field(50, ge=1, description="CEM elites per iteration.")
+    alpha: float = Field(0.1, ge=0, lt=1, description="CEM weight kept on the previous mean/std.")
+    seed: int = Field(0, ge=0, description="Planner noise seed (deterministic runs).")
+
+
+class CostConfig(_Section):
+    """Path-following cost: weighted squared residuals summed over the horizon."""
+
+    cross_track: float = Field(100.0, ge=0, description="Weight per m² of cross-track error.")
+    heading: float = Field(20.0, ge=0, description="Weight per rad² of heading error to the path tangent.")
+    speed: float = Field(100.0, ge=0, description="Weight per (m/s)² of speed error along the path.")
+    smoothness: float = Field(1.0, ge=0, description="Weight per unit² of action change between steps.")
+    terminal: float = Field(5.0, ge=0, description="Extra factor on the last step's residuals.")
+
+
+class SafetyConfig(_Section):
+    """Safety filter and safe stop."""
+
+    max_tilt_deg: float = Field(45.0, gt=5, le=90, description="|roll| or |pitch| beyond this -> safe stop, deg.")
+    stale_plan: float = Field(0.5, gt=0, le=10, description="Plan age beyond which the robot safe-stops, s.")
+    joint_margin: float = Field(0.02, ge=0, le=0.3, description="Joint targets stay this far inside the limits, rad.")
+    max_joint_speed: float = Field(6.0, gt=0, le=50, description="Joint target rate limit, rad/s.")
+    ramp_time: float = Field(1.0, ge=0.1, le=10, description="Start-up ramp from the measured pose to standing, s.")
+    stop_time: float = Field(0.4, ge=0.05, le=5, description="Safe stop: time to lower the body before torque off, s.")
+    crouch_height: float = Field(0.06, ge=0.03, le=0.15, description="Foot depth below the hips in the safe low pose, m.")
+
+
+class ControllerConfig(_Section):
+    """``legadapt run``: the adaptive controller daemon."""
+
+    model: str = Field("models/default.pt", description="Checkpoint of the dynamics model (relative to the repo or absolute).")
+    adapter: Literal["auto", "grbal", "mb", "mbde", "rebal"] = Field(
+        "auto", description="Online adaptation: auto = the checkpoint's own kind; mbde = MB model + online step.")
+    state_source: Literal["privileged", "estimated"] = Field(
+        "estimated", description="Model state from onboard sensors (always on hardware) or the simulator's truth.")
+    mode: Literal["lockstep", "realtime"] = Field("lockstep", description="Simulated time as fast as the CPU allows, or wall-clock deadlines.")
+    planner: PlannerConfig = Field(default_factory=PlannerConfig, description="MPC planner.")
+    cost: CostConfig = Field(default_factory=CostConfig, description="Path cost weights.")
+    safety: SafetyConfig = Field(default_factory=SafetyConfig, description="Safety filter and stop.")
+    log_dir: str = Field("runs/logs", description="Where the MCAP run logs go.")
+    status_interval: float = Field(1.0, gt=0, le=60, description="Seconds between live status lines.")
+    threads: int = Field(0, ge=0, le=256, description="torch CPU threads for adapt+plan (0 = torch default).")

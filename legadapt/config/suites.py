@@ -1,0 +1,41 @@
+"""Perturbation scenarios and suites (``configs/suites/*.yaml``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from legadapt.config.base import PathName, _Section
+from legadapt.config.perturbations import Perturbation
+
+Variant = Literal["grbal", "rebal", "mb", "mbde", "oracle_mb"]
+
+
+class ScenarioConfig(_Section):
+    """One sim-to-real perturbation test: a path, a duration, perturbations, backend, seeds."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Scenario name (letters, digits, _ . -).")
+    path: PathName = Field("straight", description="Path to follow.")
+    duration: float = Field(20.0, gt=1, le=600, description="Run length, s.")
+    target_speed: float = Field(0.2, gt=0, le=0.5, description="Desired speed along the path, m/s.")
+    backend: Literal["mujoco", "pybullet"] = Field("mujoco", description="Simulator behind the robot interface.")
+    state_source: Literal["privileged", "estimated"] = Field(
+        "estimated", description="What the controller sees: onboard-sensor estimate or the simulator's truth.")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1, description="Seeds, one run each.")
+    perturbations: list[Perturbation] = Field(default_factory=list, description="Perturbations, each with its start time.")
+    recover_band: float = Field(0.05, gt=0, le=1, description="Back within this cross-track error (m) for 1 s = recovered.")
+    oracle_model: str | None = Field(None, description="MB checkpoint trained on this very condition (the oracle variant).")
+
+
+class SuiteConfig(_Section):
+    """A suite of scenarios run for every controller variant (``configs/suites/*.yaml``)."""
+
+    name: str = Field(min_length=1, description="Suite name.")
+    description: str = Field("", description="What the suite tests.")
+    variants: list[Variant] = Field(default_factory=lambda: ["grbal", "rebal", "mb", "mbde", "oracle_mb"], min_length=1,
+                                    description="Controller variants compared (oracle_mb only where a scenario names its oracle).")
+    models: dict[Literal["grbal", "rebal", "mb"], str] = Field(
+        default_factory=lambda: {"grbal": "models/default.pt", "rebal": "models/rebal.pt", "mb": "models/mb.pt"},
+        description="Checkpoint per model kind; mbde uses the mb model with GrBAL's online step.")
+    scenarios: list[ScenarioConfig] = Field(min_length=1, description="The scenarios.")
