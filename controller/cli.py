@@ -177,7 +177,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if tty:
         print()
     print(summary.text())
-    if summary.log_path and summary.log_path.exists():
+    if summary.log_path and summary.log_path.exists() and not stop.is_set():  # a stop request exits at once
         from controller.plots import plot_run
 
         print(f"plot: {plot_run(summary.log_path)}")

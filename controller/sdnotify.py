@@ -18,6 +18,11 @@ class Notifier:
             addr = "\0" + addr[1:]  # abstract namespace
         self.address = addr
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if addr else None
+        if self._sock is not None:
+            # never block the control loop on systemd (libsystemd sends with MSG_DONTWAIT too): a full
+            # receive queue drops the message instead of stalling the robot
+            self._sock.setblocking(False)
+        self.dropped = 0
         usec = os.environ.get("WATCHDOG_USEC")
         self.watchdog_interval = int(usec) / 2e6 if usec and usec.isdigit() else None  # s, half the timeout
         self.sent: list[str] = []
@@ -28,8 +33,8 @@ class Notifier:
             return
         try:
             self._sock.sendto(message.encode(), self.address)
-        except OSError:
-            pass  # systemd gone: keep controlling the robot
+        except OSError:  # queue full (BlockingIOError) or systemd gone: keep controlling the robot
+            self.dropped += 1
 
     def ready(self) -> None:
         self.notify("READY=1")

@@ -121,3 +121,19 @@ def test_realtime_mode_keeps_the_servo_rate(tiny_model, tmp_path):
     assert 3.0 < wall < 60, wall
     timing = contents.messages["timing"]
     assert np.median([m["cycle"] for m in timing]) < 0.1
+
+
+def test_notify_never_blocks_when_systemd_stops_reading(tmp_path, monkeypatch):
+    """A full notify queue drops messages; the control loop must never stall on it."""
+    from controller.sdnotify import Notifier
+
+    path = tmp_path / "n.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))  # bound, never read
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    n = Notifier()
+    t0 = time.monotonic()
+    for _ in range(5000):
+        n.status("x" * 200)
+    assert time.monotonic() - t0 < 2.0
+    assert n.dropped > 0
