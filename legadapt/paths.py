@@ -21,6 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from legadapt.features import wrap_angle
+
+__all__ = ["PATH_NAMES", "Path", "make_path", "wrap_angle"]
+
 PATH_NAMES: tuple[str, ...] = ("straight", "left_turn", "right_turn", "zigzag", "figure8")
 
 TURN_LEAD_IN = 0.5  # m, straight before the turn
@@ -33,11 +37,6 @@ FIGURE8_RADIUS = 0.6  # m
 
 # A primitive: ("line", length m) or ("arc", radius m, signed turn angle rad; + = left).
 _Primitive = tuple
-
-
-def wrap_angle(a: np.ndarray | float) -> np.ndarray | float:
-    """Wrap angle(s) (rad) to [-pi, pi)."""
-    return (np.asarray(a) + np.pi) % (2.0 * np.pi) - np.pi
 
 
 class Path:
