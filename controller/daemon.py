@@ -35,6 +35,7 @@ from sim.rotations import rpy_from_quat
 
 REPO = Path(__file__).resolve().parents[1]
 FIT_MARGIN = 0.8  # adapt + plan must take at most this share of the control period (realtime)
+RECONNECT_MAX_DELAY = 8.0  # s, longest wait between reconnection attempts
 
 
 class PreflightError(ValueError):
@@ -163,17 +164,38 @@ def run(cfg: C.LegadaptConfig, backend: str = "sim", duration: float | None = No
     info = {"model": str(model), "adapter": ctrl.adapter, "backend": backend, "mode": ctrl.mode, "command": " ".join(sys.argv),
             "timing_check_p50": p50, "timing_check_max": worst}
     writer = LogWriter(log_path, spec, config=cfg.model_dump(mode="json"), info=info)
+    robots = [robot]
     try:
-        return _run(cfg, robot, mpc, spec, duration, writer, notifier, stop, status, summary)
+        return _run(cfg, backend, robots, mpc, spec, duration, writer, notifier, stop, status, summary)
     finally:
         writer.finish()
-        robot.shutdown()
+        for r in robots:
+            r.shutdown()
         notifier.stopping()
         notifier.close()
 
 
-def _run(cfg, robot, mpc, spec, duration, writer, notifier, stop, status, summary) -> RunSummary:
+def reconnect(cfg: C.LegadaptConfig, backend: str, stop: threading.Event, event) -> Robot | None:
+    """A fresh robot after a fault, with exponential back-off; None when out of attempts or stopped."""
     ctrl = cfg.controller
+    for attempt in range(1, ctrl.reconnect_attempts + 1):
+        delay = min(RECONNECT_MAX_DELAY, ctrl.reconnect_backoff * 2 ** (attempt - 1))
+        event("reconnect_wait", f"attempt {attempt} of {ctrl.reconnect_attempts} in {delay:.2f} s", {"delay": delay})
+        if stop.wait(delay):
+            return None
+        robot = make_robot(cfg, backend)
+        if robot.configure() is CallbackReturn.SUCCESS and robot.activate() is CallbackReturn.SUCCESS:
+            event("reconnected", f"robot active again after {attempt} attempt(s)", {"attempt": attempt})
+            return robot
+        event("reconnect_failed", str(robot.last_error), {"attempt": attempt})
+        robot.shutdown()
+    return None
+
+
+def _run(cfg, backend, robots, mpc, spec, duration, writer, notifier, stop, status, summary) -> RunSummary:
+    ctrl = cfg.controller
+    robot = robots[0]
+    clock = {"offset": 0.0}  # s of run time before the current robot connection
     for step, ret in (("configure", robot.configure), ("activate", robot.activate)):
         if ret() is not CallbackReturn.SUCCESS:
             raise RuntimeError(f"robot {step} failed: {robot.last_error}")
@@ -184,6 +206,8 @@ def _run(cfg, robot, mpc, spec, duration, writer, notifier, stop, status, summar
     last_status = [0.0, 0.0]
 
     def on_cycle(b: Boundary) -> None:
+        robot = robots[-1]
+        b.t += clock["offset"]
         st = mpc.stats
         ct = mpc.cross_track(b.pose)
         xt.append(ct)
@@ -225,20 +249,39 @@ def _run(cfg, robot, mpc, spec, duration, writer, notifier, stop, status, summar
     started = [False]
 
     def on_tick(t: float, q_cmd: np.ndarray) -> None:
-        s = robot.state
+        s = robots[-1].state
+        t += clock["offset"]
         msg = {"t": max(t, 0.0), "q": s.q, "qd": s.qd, "effort": s.effort, "imu_quat": s.imu.quat, "gyro": s.imu.gyro,
                "acc": s.imu.acc}
         if started[0]:
             msg["model_state"] = source.model_state()
         writer.write("state", msg, msg["t"])
 
-    loop = TwoRateLoop(robot, gait, source, mpc, ctrl.safety, 1.0 / cfg.sim.servo_rate, 1.0 / cfg.task.control_rate,
-                       ctrl.mode, on_cycle=on_cycle, on_tick=on_tick, should_stop=stop.is_set)
-    writer.write("events", {"t": 0.0, "kind": "start", "message": "robot active, ramping to stand", "data": {}}, 0.0)
-    loop.start()
-    started[0] = True
-    stats = loop.run(duration)
-    t_end = max(loop.now() - loop.t0, 0.0)
+    def event(kind: str, message: str, data: dict) -> None:
+        t = clock["offset"]
+        writer.write("events", {"t": t, "kind": kind, "message": message, "data": data}, t)
+        status(f"{kind}: {message}")
+
+    event("start", "robot active, ramping to stand", {})
+    while True:
+        loop = TwoRateLoop(robots[-1], gait, source, mpc, ctrl.safety, 1.0 / cfg.sim.servo_rate,
+                           1.0 / cfg.task.control_rate, ctrl.mode, on_cycle=on_cycle, on_tick=on_tick,
+                           should_stop=stop.is_set)
+        started[0] = False
+        loop.start()
+        started[0] = True
+        stats = loop.run(duration - clock["offset"])
+        clock["offset"] += max(loop.now() - loop.t0, 0.0)
+        if not (stats.stop_reason or "").startswith("robot fault") or stop.is_set():
+            break
+        # the robot was made safe in the failing cycle (on_error: torque off); now try to get it back
+        event("robot_fault", stats.stop_reason, {"torque_off_sent": True})
+        fresh = reconnect(cfg, backend, stop, event)
+        if fresh is None:
+            break
+        robots.append(fresh)  # the next loop ramps it from its measured pose and resets the state estimate
+    robot = robots[-1]
+    t_end = clock["offset"]
     kind = "safe_stop"
     writer.write("events", {"t": t_end, "kind": kind, "message": stats.stop_reason or "task complete",
                             "data": {"cycles": stats.cycles, "missed": stats.missed_plans, "skipped_ticks": stats.skipped_ticks,

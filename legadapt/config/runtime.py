@@ -129,3 +129,5 @@ class ControllerConfig(_Section):
     log_dir: str = Field("runs/logs", description="Where the MCAP run logs go.")
     status_interval: float = Field(1.0, gt=0, le=60, description="Seconds between live status lines.")
     threads: int = Field(0, ge=0, le=256, description="torch CPU threads for adapt+plan (0 = torch default).")
+    reconnect_attempts: int = Field(5, ge=0, le=100, description="After a robot fault (port gone, bus errors): reconnection attempts.")
+    reconnect_backoff: float = Field(0.5, gt=0, le=10, description="First wait before reconnecting, s; doubles per attempt (at most 8 s).")
