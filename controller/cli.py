@@ -6,6 +6,7 @@ Subcommands:
   collect      simulated experience across a distribution of perturbations, as MCAP logs
   train        (meta-)train the dynamics model from logs; runs unchanged under torchrun
   evaluate-dynamics  held-out one-step prediction error: GrBAL before/after, MB, MB+DE, ReBAL
+  calibrate    servo offsets and directions, IMU bias, bus latency, simulator system identification
   fake-robot   an emulated serial robot on a pseudo-terminal (the same Dynamixel bus, MuJoCo behind it)
   perturb      sim-to-real perturbation suites: GrBAL, ReBAL, MB, MB+DE (and an oracle) side by side
   check-config validate a config file and print it
@@ -153,6 +154,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from controller.daemon import PreflightError, run
 
     cfg = load_config(args.config)
+    if args.calibration:
+        from calibration.overlay import apply_overlay_files
+
+        cfg = apply_overlay_files(cfg, args.calibration)
     ctrl = cfg.controller.model_copy(update={k: v for k, v in (("model", args.model), ("mode", args.mode),
                                                                  ("adapter", args.adapter)) if v is not None})
     cfg = cfg.model_copy(update={"controller": ctrl})
@@ -285,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--mode", choices=["lockstep", "realtime"], help="override controller.mode")
     rn.add_argument("--duration", type=float, help="run length, s (default: task.duration)")
     rn.add_argument("--log", type=Path, help="MCAP log path (default: controller.log_dir/run-<time>.mcap)")
+    rn.add_argument("--calibration", type=Path, nargs="+", help="calibration YAML overlays (legadapt calibrate) applied to the config")
     rn.set_defaults(func=_cmd_run)
 
     pt = sub.add_parser("perturb", help="sim-to-real perturbation tests: every controller variant side by side")
@@ -298,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("fake-robot", help="emulated serial robot on a pseudo-terminal (MuJoCo behind 18 Dynamixel servos + IMU); "
                    "see legadapt fake-robot --help")
+
+    sub.add_parser("calibrate", help="servo offsets/directions, IMU bias, bus latency, simulator system identification; "
+                   "see legadapt calibrate --help")
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path)
@@ -314,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         from sim.fake_robot import main as fake_robot_main
 
         return fake_robot_main(argv[1:])
+    if argv[:1] == ["calibrate"]:  # so does calibration
+        from calibration.cli import main as calibrate_main
+
+        return calibrate_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

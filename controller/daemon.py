@@ -233,7 +233,7 @@ def _run(cfg, backend, robots, mpc, spec, duration, writer, notifier, stop, stat
         writer.write("timing", {"t": b.t, "read": _last(loop.stats.tick_read), "adapt": st.adapt_time, "plan": st.plan_time,
                                 "write": _last(loop.stats.tick_write), "cycle": st.adapt_time + st.plan_time,
                                 "missed": loop.stats.missed_plans}, b.t)
-        writer.write("command", {"t": b.t, "q": robot.state.q, "action": b.action}, b.t)
+        current_action[0] = b.action
         if st.fallback:
             writer.write("events", {"t": b.t, "kind": "adaptation_fallback", "message": "non-finite or exploding loss: θ* used",
                                     "data": {"loss_before": st.loss_before, "loss_after": st.loss_after}}, b.t)
@@ -248,9 +248,12 @@ def _run(cfg, backend, robots, mpc, spec, duration, writer, notifier, stop, stat
 
     started = [False]
 
+    current_action = [np.zeros(spec.action_dim)]
+
     def on_tick(t: float, q_cmd: np.ndarray) -> None:
         s = robots[-1].state
         t += clock["offset"]
+        writer.write("command", {"t": max(t, 0.0), "q": q_cmd, "action": current_action[0]}, max(t, 0.0))
         msg = {"t": max(t, 0.0), "q": s.q, "qd": s.qd, "effort": s.effort, "imu_quat": s.imu.quat, "gyro": s.imu.gyro,
                "acc": s.imu.acc}
         if started[0]:

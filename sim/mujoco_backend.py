@@ -75,7 +75,10 @@ class MujocoBackend(PhysicsBackend):
         m.body_mass[self._payload] = max(mass, 1e-9)
         m.body_pos[self._payload] = offset
         m.body_inertia[self._payload] = 1e-12
-        mujoco.mj_setConst(m, self.data)
+        # mj_setConst recomputes derived constants (subtree masses) by running the model from
+        # qpos0 on the data it is given: give it scratch data, never the live simulation
+        mujoco.mj_setConst(m, mujoco.MjData(m))
+        mujoco.mj_forward(m, self.data)
 
     def set_floor_friction(self, mu: float) -> None:
         self.model.geom_friction[self._floor_geom, 0] = mu

@@ -182,3 +182,23 @@ def test_perturbations_compose(backend):
     # on a 10° incline the floor carries the weight's normal component
     weight = (hx.desc.total_mass + 1.0) * G
     assert hx.backend.floor_normal_force() == pytest.approx(weight * np.cos(np.radians(10)), rel=0.08)
+
+
+def test_payload_starting_mid_run_does_not_move_the_robot(backend):
+    """Strapping a payload on changes the mass, not where the robot is (a MuJoCo mj_setConst trap)."""
+    from conftest import make_config
+    from sim.hexapod import SimulatedHexapod, standing_pose
+
+    cfg = make_config(backend, [{"kind": "payload", "mass": 1.0, "start": 0.6}])
+    hx = SimulatedHexapod.from_config(cfg)
+    q0, height = standing_pose(hx.desc, cfg.gait)
+    hx.reset(q0, height, base_xy=(0.3, 0.2), yaw=0.4)  # away from the model's default pose
+    hx.write(q0)
+    hx.advance(0.5)
+    before = hx.read().privileged.pos.copy()
+    q_before = hx.backend.joint_state()[0].copy()
+    hx.advance(0.12)  # the payload starts at 0.6 s
+    after = hx.read().privileged.pos
+    assert np.linalg.norm(after[:2] - before[:2]) < 0.01, (before, after)
+    assert abs(after[2] - before[2]) < 0.02, "it sags a little under the extra kilogram, no jump"
+    assert np.allclose(hx.backend.joint_state()[0], q_before, atol=0.1)

@@ -1,0 +1,7 @@
+"""``python -m calibration <procedure> ...``: the same as ``legadapt calibrate``."""
+
+import sys
+
+from calibration.cli import main
+
+sys.exit(main())

@@ -1,0 +1,109 @@
+"""Pieces every bus calibration shares: the error type, raw servo I/O, the command line.
+
+Raw servo I/O here talks to the servos in their own units (raw positions 0..4095,
+0.088° each), never through a :class:`hardware.registers.JointMapping`: calibration
+finds the mapping, so it must not depend on one.
+
+Command line: each procedure's ``main(argv)`` takes ``--config`` (robot config YAML;
+built-in defaults without it), ``--port`` (overrides ``serial.port``), ``--out`` (the
+result YAML) and ``--emulate`` (run against an in-process emulated robot,
+:class:`sim.fake_robot.FakeRobot` of the config, instead of the port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hardware import registers as R
+from hardware.bus import BusError, DynamixelBus
+from legadapt import config as C
+
+X = R.XM430
+DEFAULT_DIR = Path("runs/calibration")  # where results go unless --out says otherwise
+
+
+class CalibrationError(RuntimeError):
+    """A calibration that cannot give a trustworthy result; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------- raw servo I/O
+def sync_write_register(bus: DynamixelBus, ids: Sequence[int], reg: R.Register, values: Sequence[int]) -> None:
+    """One Sync Write of ``values`` (register units) to ``reg`` of every servo in ``ids``."""
+    bus.sync_write(reg.address, reg.size, {i: R.to_bytes(int(v), reg) for i, v in zip(ids, values)})
+
+
+def sync_read_register(bus: DynamixelBus, ids: Sequence[int], reg: R.Register) -> np.ndarray:
+    """One Sync Read of ``reg`` from every servo in ``ids`` [len(ids)] (register units, int64)."""
+    data = bus.sync_read(reg.address, reg.size, ids)
+    return np.array([R.from_bytes(data[i], reg) for i in ids], dtype=np.int64)
+
+
+def read_raw_positions(bus: DynamixelBus, ids: Sequence[int]) -> np.ndarray:
+    """Present positions [len(ids)] (raw units, 2048 = horn centre)."""
+    return sync_read_register(bus, ids, X["present_position"])
+
+
+def set_torque(bus: DynamixelBus, ids: Sequence[int], on: bool) -> None:
+    """Torque on or off on every servo in ``ids``; returns once the servos have it (a ping round trip)."""
+    sync_write_register(bus, ids, X["torque_enable"], [int(on)] * len(ids))
+    bus.ping(ids[0])
+
+
+def raw_to_servo_angle(raw: np.ndarray) -> np.ndarray:
+    """Servo angle (rad from the horn centre, servo sense) of raw positions."""
+    return (np.asarray(raw, dtype=float) - R.POSITION_CENTER) * R.RAD_PER_POSITION
+
+
+# ---------------------------------------------------------------- command line
+def add_bus_arguments(ap: argparse.ArgumentParser, kind: str) -> None:
+    """The options every bus procedure takes (see the module docstring)."""
+    ap.add_argument("--config", help="robot config YAML (default: built-in defaults)")
+    ap.add_argument("--port", help="serial port or pyserial URL (default: serial.port of the config)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_DIR / f"{kind}.yaml", help="result YAML (default: %(default)s)")
+    ap.add_argument("--emulate", action="store_true", help="run against an in-process emulated robot (MuJoCo behind a pty)")
+
+
+def load_config(path: str | None) -> C.LegadaptConfig:
+    """The config at ``path``, or the built-in defaults."""
+    return C.load_config(path) if path else C.parse_config({})
+
+
+@contextlib.contextmanager
+def bus_for(cfg: C.LegadaptConfig, port: str | None = None) -> Iterator[DynamixelBus]:
+    """An open :class:`DynamixelBus` on ``port`` (default ``cfg.serial.port``), closed afterwards."""
+    sc = cfg.serial
+    bus = DynamixelBus(port or sc.port, sc.baudrate, sc.timeout, sc.retries)
+    try:
+        yield bus
+    finally:
+        bus.close()
+
+
+def run_cli(body, *args) -> int:
+    """Run ``body(*args)``; a calibration, config or bus failure becomes a message and exit status 1."""
+    try:
+        return body(*args)
+    except (CalibrationError, C.ConfigError, BusError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+__all__ = [
+    "DEFAULT_DIR",
+    "CalibrationError",
+    "add_bus_arguments",
+    "bus_for",
+    "load_config",
+    "raw_to_servo_angle",
+    "read_raw_positions",
+    "run_cli",
+    "set_torque",
+    "sync_read_register",
+    "sync_write_register",
+]

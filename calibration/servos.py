@@ -1,0 +1,265 @@
+"""Servo zero offsets and direction signs: ``legadapt calibrate servos``.
+
+What it finds: for each joint the :class:`hardware.registers.JointMapping` numbers,
+``q = direction * (servo_angle - zero_offset)`` (rad), written as the overlay
+``serial: {directions: {...}, zero_offsets: {...}}`` that ``SerialRobot`` applies.
+
+The procedure (:func:`calibrate_servos`), the same on a real robot and the emulator;
+only the *witness*, who knows the true joint angles, differs:
+
+1. **Reference posture.** The witness puts the robot in :data:`CALIBRATION_POSE`
+   (every coxa along its mount direction = 0, femur horizontal = 0, tibia pointing
+   straight down = -π/2) and keeps it still; the servos' raw positions are averaged over
+   a few reads, and ``zero_offset = servo_angle - direction * q_true`` per joint.
+2. **Direction signs.** With torque on, holding the present positions, servos are nudged
+   by +Δ and -Δ raw units (clipped to their position limits); the witness reports which
+   way each joint angle went; ``direction = sign(Δq)``. A joint that does not move (a
+   blocked leg, a dead servo) is an error, not a guess.
+3. Torque off.
+
+Real robot (:class:`OperatorWitness`): put the robot on a stand, legs free. Step 1:
+torque off, the operator sets each leg in the jig pose (a square: femur level, tibia
+plumb; coxa along the leg's mount yaw, 45° front/hind legs, 90° middle) and presses
+Enter. Step 2: for one servo at a time the operator answers which way it moved:
+``+`` means coxa counter-clockwise seen from above, femur lifting the leg, tibia
+swinging the foot up/outwards (the sign conventions of :mod:`sim.description`).
+
+Emulator (:class:`EmulatorWitness`): the emulated robot is driven into the reference
+posture through the bus with its *true* mounting (what the operator's hands do on a
+real robot) and it reports the simulator's true joint angles, so all 18 servos are
+nudged at once. Loads make the true pose differ from the commanded one a little; the
+offsets use the true angles, so that does not matter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from calibration import common as K
+from calibration.overlay import write_yaml
+from hardware import registers as R
+from hardware.bus import DynamixelBus
+from sim.description import JOINT_NAMES, N_JOINTS
+
+#: Reference posture, rad [18]: coxa 0, femur 0 (level), tibia -π/2 (plumb), every leg.
+CALIBRATION_POSE = np.tile([0.0, 0.0, -np.pi / 2], 6)
+NUDGE_RAW = 80  # raw units (0.12 rad) each way in the direction probe
+NUDGE_SETTLE = 0.3  # s to wait after each nudge
+MIN_MOTION = 0.25  # fraction of the commanded motion a joint must follow
+MAX_OFFSET = 3.14  # rad, the config's bound on a zero offset
+
+Nudge = Callable[[Sequence[int], int], None]  # nudge(joint indices, sign): goals = hold + sign * Δ; waits to settle
+
+
+class Witness(Protocol):
+    """Who knows the true joint angles during calibration."""
+
+    def place(self, bus: DynamixelBus, ids: Sequence[int]) -> None:
+        """Put the robot in :data:`CALIBRATION_POSE` and keep it still."""
+
+    def pose(self) -> np.ndarray:
+        """True joint angles [18] (rad) now."""
+
+    def free(self) -> None:
+        """Get the robot ready for the direction probe (legs free to move, hands clear)."""
+
+    def motion(self, nudge: Nudge) -> np.ndarray:
+        """Signed joint motion [18] caused by +Δ servo units (rad, or ±1 where only the sign is known)."""
+
+
+class EmulatorWitness:
+    """The simulator behind an emulated robot (:class:`sim.fake_robot.FakeRobot`) as witness."""
+
+    def __init__(self, fake, settle: float = 1.2) -> None:
+        self.fake = fake
+        self.settle = settle  # s to stand up and come to rest in the reference posture
+
+    def place(self, bus: DynamixelBus, ids: Sequence[int]) -> None:
+        raw = self.fake.mapping.raw_from_q(CALIBRATION_POSE)  # the emulator's TRUE mounting: the operator's hands
+        K.sync_write_register(bus, ids, R.XM430["goal_position"], raw)
+        K.set_torque(bus, ids, True)
+        time.sleep(self.settle)
+
+    def pose(self) -> np.ndarray:
+        return self.fake.joint_state()[0]
+
+    def free(self) -> None:
+        """Nothing to do: the robot stays in the reference posture and is probed there."""
+
+    def motion(self, nudge: Nudge) -> np.ndarray:
+        every = list(range(N_JOINTS))
+        nudge(every, +1)
+        plus = self.pose()
+        nudge(every, -1)
+        minus = self.pose()
+        nudge(every, 0)
+        return (plus - minus) / 2.0
+
+
+class OperatorWitness:
+    """A person with a jig at a real robot, asked on the terminal."""
+
+    def __init__(self, ask: Callable[[str], str] = input, say: Callable[[str], None] = print) -> None:
+        self.ask, self.say = ask, say
+
+    def place(self, bus: DynamixelBus, ids: Sequence[int]) -> None:
+        K.set_torque(bus, ids, False)
+        self.say("Torque is off. With the robot on its stand, set every leg to the calibration pose:\n"
+                 "  coxa along the leg's mount direction, femur level, tibia plumb (pointing straight down).")
+        self.ask("Press Enter when every leg is in the jig and still: ")
+
+    def pose(self) -> np.ndarray:
+        return CALIBRATION_POSE.copy()
+
+    def free(self) -> None:
+        self.ask("Remove the jig (robot on its stand, legs free, hands clear); torque comes on next. Press Enter: ")
+
+    def motion(self, nudge: Nudge) -> np.ndarray:
+        out = np.zeros(N_JOINTS)
+        for j, name in enumerate(JOINT_NAMES):
+            nudge([j], +1)
+            hint = {"coxa": "counter-clockwise seen from above", "femur": "leg up", "tibia": "foot up/outwards"}[name.split("_")[1]]
+            while not out[j]:
+                answer = self.ask(f"{name} moved: + ({hint}) or - ? ").strip()
+                out[j] = {"+": 1.0, "-": -1.0}.get(answer, 0.0)
+            nudge([j], 0)
+        return out
+
+
+@dataclass
+class ServoCalibration:
+    """Mounting of each joint's servo, in ``JOINT_NAMES`` order."""
+
+    directions: np.ndarray  # [18] ±1
+    zero_offsets: np.ndarray  # [18] rad, servo angle at joint angle 0
+    reference_raw: np.ndarray  # [18] raw positions read in the reference posture
+    reference_pose: np.ndarray  # [18] rad, true joint angles there
+    motion: np.ndarray  # [18] joint motion per +Δ probe (rad; ±1 from an operator)
+
+    def mapping(self) -> R.JointMapping:
+        return R.JointMapping(self.directions, self.zero_offsets)
+
+    def overlay(self) -> dict:
+        """The config overlay ``serial: {directions, zero_offsets}``."""
+        return {"serial": {
+            "directions": {n: int(d) for n, d in zip(JOINT_NAMES, self.directions)},
+            "zero_offsets": {n: round(float(o), 5) for n, o in zip(JOINT_NAMES, self.zero_offsets)}}}
+
+    def write(self, path: str | Path) -> Path:
+        """Write the overlay YAML (with a comment header) to ``path``."""
+        return write_yaml(path, self.overlay(), [
+            "legadapt calibrate servos: joint mounting, q = direction * (servo_angle - zero_offset)",
+            "directions: +1/-1; zero_offsets: rad from the horn centre (raw 2048), servo sense.",
+            "Merge into the robot config (or calibration.overlay.apply_overlay_files)."])
+
+
+def calibrate_servos(bus: DynamixelBus, ids: Sequence[int], witness: Witness, nudge_raw: int = NUDGE_RAW,
+                     settle: float = NUDGE_SETTLE, samples: int = 5) -> ServoCalibration:
+    """Run the procedure of the module docstring on the 18 servos ``ids`` (joint order)."""
+    ids = list(ids)
+    if len(ids) != N_JOINTS:
+        raise K.CalibrationError(f"need the {N_JOINTS} servo IDs in joint order, got {len(ids)}")
+    witness.place(bus, ids)
+    raw, q_ref = _reference(bus, ids, witness, samples)
+    witness.free()
+    hold = K.read_raw_positions(bus, ids)
+    lo = K.sync_read_register(bus, ids, R.XM430["min_position_limit"])
+    hi = K.sync_read_register(bus, ids, R.XM430["max_position_limit"])
+    K.sync_write_register(bus, ids, R.XM430["goal_position"], np.clip(hold, lo, hi))
+    K.set_torque(bus, ids, True)
+    try:
+        motion = witness.motion(_nudger(bus, ids, np.clip(hold, lo, hi), lo, hi, nudge_raw, settle))
+    finally:
+        K.set_torque(bus, ids, False)
+    expected = nudge_raw * R.RAD_PER_POSITION
+    stuck = [JOINT_NAMES[j] for j in range(N_JOINTS) if abs(motion[j]) < MIN_MOTION * expected]
+    if stuck:
+        raise K.CalibrationError(f"joint(s) {', '.join(stuck)} did not follow a {expected:.3f} rad nudge "
+                                 f"(moved {np.round(motion, 4).tolist()} rad): blocked leg, joint limit or dead servo?")
+    directions = np.sign(motion)
+    offsets = K.raw_to_servo_angle(raw) - directions * q_ref
+    offsets = np.clip((offsets + np.pi) % (2 * np.pi) - np.pi, -MAX_OFFSET, MAX_OFFSET)
+    return ServoCalibration(directions, offsets, raw, q_ref, motion)
+
+
+def _reference(bus: DynamixelBus, ids: list[int], witness: Witness, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean raw positions [18] and mean true pose [18] (rad) over ``samples`` reads, 20 ms apart."""
+    raws, poses = [], []
+    for _ in range(samples):
+        raws.append(K.read_raw_positions(bus, ids))
+        poses.append(witness.pose())
+        time.sleep(0.02)
+    raws = np.array(raws, dtype=float)
+    spread = raws.max(axis=0) - raws.min(axis=0)
+    if spread.max() > 3:
+        moving = [JOINT_NAMES[j] for j in np.flatnonzero(spread > 3)]
+        raise K.CalibrationError(f"the robot moved while the reference posture was read ({', '.join(moving)}): keep it still")
+    return raws.mean(axis=0), np.mean(poses, axis=0)
+
+
+def _nudger(bus: DynamixelBus, ids: list[int], hold: np.ndarray, lo: np.ndarray, hi: np.ndarray, delta: int,
+            settle: float) -> Nudge:
+    def nudge(joints: Sequence[int], sign: int) -> None:
+        goal = hold.copy()
+        idx = list(joints)
+        goal[idx] = np.clip(hold[idx] + sign * delta, lo[idx], hi[idx])
+        K.sync_write_register(bus, ids, R.XM430["goal_position"], goal)
+        bus.ping(ids[0])  # the goals have arrived
+        time.sleep(settle)
+    return nudge
+
+
+def random_mounting(seed: int, max_offset: float = 0.3, flip_prob: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Random true mounting for an emulated robot: directions [18] (±1) and offsets [18] (rad, |o| <= max_offset)."""
+    rng = np.random.default_rng(seed)
+    directions = np.where(rng.random(N_JOINTS) < flip_prob, -1.0, 1.0)
+    return directions, rng.uniform(-max_offset, max_offset, N_JOINTS)
+
+
+# ---------------------------------------------------------------- command line
+def main(argv: list[str] | None = None) -> int:
+    """``legadapt calibrate servos``: find the mounting, write the overlay YAML."""
+    ap = argparse.ArgumentParser(prog="legadapt calibrate servos", description=__doc__.split("\n\n")[0])
+    K.add_bus_arguments(ap, "servos")
+    ap.add_argument("--mounting-error", type=int, metavar="SEED",
+                    help="with --emulate: give the emulated servos a random true mounting (offsets up to ±0.3 rad, some signs flipped)")
+    ap.add_argument("--nudge", type=int, default=NUDGE_RAW, help="probe motion, raw units (default: %(default)s)")
+    args = ap.parse_args(argv)
+    return K.run_cli(_main, args)
+
+
+def _main(args: argparse.Namespace) -> int:
+    cfg = K.load_config(args.config)
+    ids = cfg.serial.servo_ids
+    if not args.emulate:
+        with K.bus_for(cfg, args.port) as bus:
+            result = calibrate_servos(bus, ids, OperatorWitness(), args.nudge)
+        return _report(result, args.out, None)
+    from sim.fake_robot import FakeRobot
+
+    dirs, offs = random_mounting(args.mounting_error) if args.mounting_error is not None else (None, None)
+    with FakeRobot(cfg, directions=dirs, zero_offsets=offs) as fake, K.bus_for(cfg, fake.path) as bus:
+        result = calibrate_servos(bus, ids, EmulatorWitness(fake), args.nudge)
+        return _report(result, args.out, fake.mapping)
+
+
+def _report(result: ServoCalibration, out: Path, truth: R.JointMapping | None) -> int:
+    path = result.write(out)
+    for j, name in enumerate(JOINT_NAMES):
+        line = f"{name:9s} direction {int(result.directions[j]):+d}  zero offset {result.zero_offsets[j]:+.4f} rad"
+        if truth is not None:
+            line += f"   (true {int(truth.directions[j]):+d} {truth.zero_offsets[j]:+.4f})"
+        print(line)
+    print(f"wrote {path}")
+    return 0
+
+
+__all__ = ["CALIBRATION_POSE", "EmulatorWitness", "OperatorWitness", "ServoCalibration", "Witness", "calibrate_servos",
+           "main", "random_mounting"]

@@ -1,0 +1,192 @@
+"""Calibration procedures against the emulated robot on a real pty and the MuJoCo hexapod:
+servo mounting, IMU bias, bus latency, system identification; their YAML overlays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from calibration import cli
+from calibration.common import CalibrationError
+from calibration.excitation import excitation_commands, record_excitation
+from calibration.imu import ImuBias, calibrate_imu, estimate_bias
+from calibration.latency import measure_latency, summarize
+from calibration.overlay import apply_overlay, apply_overlay_files, merge, read_overlay
+from calibration.replay import load_run
+from calibration.servos import EmulatorWitness, calibrate_servos, random_mounting
+from calibration.sysid import identify
+from hardware.bus import DynamixelBus
+from hardware.interface import CallbackReturn, ReturnType
+from hardware.serial_robot import SerialRobot
+from hardware.sim_robot import SimRobot
+from legadapt.config import parse_config
+from sim.description import JOINT_NAMES
+from sim.fake_robot import FakeRobot
+from sim.hexapod import make_description
+from sim.rotations import quat_from_rpy
+
+IMU_ID = 100
+
+
+def serve(cfg, **kwargs) -> FakeRobot:
+    return FakeRobot(cfg, **kwargs).start()
+
+
+# ---------------------------------------------------------------- servos
+def test_servo_calibration_recovers_a_wrong_mounting(tmp_path):
+    directions, offsets = random_mounting(seed=7, max_offset=0.3, flip_prob=0.3)
+    assert (directions < 0).sum() >= 3 and np.abs(offsets).max() > 0.25, "a real test: flipped signs and large offsets"
+    cfg = parse_config({})  # the config believes: every direction +1, every offset 0
+    fake = serve(cfg, directions=directions, zero_offsets=offsets)
+    try:
+        with DynamixelBus(fake.path) as bus:
+            result = calibrate_servos(bus, cfg.serial.servo_ids, EmulatorWitness(fake))
+        np.testing.assert_array_equal(result.directions, directions)
+        err = np.abs(result.zero_offsets - offsets)
+        print(f"servo offsets: max error {err.max():.5f} rad, mean {err.mean():.5f} rad")
+        assert err.max() < 0.01
+        assert not fake.torque_enabled().any(), "torque off at the end"
+
+        path = result.write(tmp_path / "servos.yaml")
+        overlay = read_overlay(path)
+        assert set(overlay) == {"serial"} and set(overlay["serial"]["directions"]) == set(JOINT_NAMES)
+        calibrated = apply_overlay_files(parse_config({"serial": {"port": fake.path}}), [path])
+        for c, expect_ok in ((parse_config({"serial": {"port": fake.path}}), False), (calibrated, True)):
+            robot = SerialRobot(c)
+            try:
+                assert robot.configure() is CallbackReturn.SUCCESS and robot.read() is ReturnType.OK
+                q_err = np.abs(robot.state.q - fake.joint_state()[0]).max()
+            finally:
+                robot.shutdown()
+            assert bool(q_err < 0.01) == expect_ok, f"SerialRobot reads joint angles off by {q_err:.3f} rad (calibrated: {expect_ok})"
+    finally:
+        fake.stop()
+
+
+def test_servo_calibration_refuses_a_joint_that_does_not_move():
+    cfg = parse_config({"perturbations": [{"kind": "locked_joint", "joint": "LM_femur"}]})
+    fake = serve(cfg)
+    try:
+        with DynamixelBus(fake.path) as bus, pytest.raises(CalibrationError, match="LM_femur did not follow"):
+            calibrate_servos(bus, cfg.serial.servo_ids, EmulatorWitness(fake))
+    finally:
+        fake.stop()
+
+
+# ---------------------------------------------------------------- IMU
+def test_imu_bias_from_a_still_period(tmp_path):
+    gyro_bias, acc_bias = np.array([0.05, -0.03, 0.02]), np.array([0.3, -0.2, 0.15])
+    cfg = parse_config({"perturbations": [{"kind": "imu_error", "gyro_bias": gyro_bias.tolist(), "acc_bias": acc_bias.tolist(),
+                                           "gyro_noise": 0.01, "acc_noise": 0.05}]})
+    fake = serve(cfg)
+    try:
+        with DynamixelBus(fake.path) as bus:
+            result = calibrate_imu(bus, IMU_ID, duration=1.5, rate=200)
+        still = fake.hexapod.read()
+    finally:
+        fake.stop()
+    gyro_err, acc_err = np.abs(result.gyro_bias - gyro_bias), np.linalg.norm(result.acc_bias - acc_bias)
+    print(f"IMU: gyro bias error {gyro_err.max():.4f} rad/s, acc bias error {acc_err:.4f} m/s² "
+          f"({100 * acc_err / np.linalg.norm(acc_bias):.1f} %), {result.samples} samples")
+    assert gyro_err.max() < 0.02 and acc_err < 0.1 * np.linalg.norm(acc_bias)
+    assert result.samples > 150 and 0.005 < result.gyro_std.mean() < 0.02, "the noise is seen, not averaged into the bias"
+    loaded = ImuBias.read(result.write(tmp_path / "imu.yaml"))
+    np.testing.assert_allclose(loaded.gyro_bias, result.gyro_bias, atol=1e-6)
+    corrected = loaded.correct(still.imu)
+    assert np.abs(corrected.gyro).max() < 0.05 and abs(np.linalg.norm(corrected.acc) - 9.81) < 0.2
+
+
+def test_imu_calibration_refuses_a_robot_that_moves():
+    n = 200
+    quats = np.array([quat_from_rpy(0.0, 0.0, yaw) for yaw in np.linspace(0.0, 0.2, n)])  # turning 11° in the period
+    still = np.tile([0.0, 0.0, 9.81], (n, 1))
+    with pytest.raises(CalibrationError, match="rotated"):
+        estimate_bias(quats, np.zeros((n, 3)), still, duration=1.0)
+    result = estimate_bias(np.tile(quats[0], (n, 1)), np.zeros((n, 3)), still + [0.1, 0.0, 0.0], duration=1.0)
+    np.testing.assert_allclose(result.acc_bias, [0.1, 0.0, 0.0], atol=1e-9)
+
+
+# ---------------------------------------------------------------- latency
+def test_latency_rises_by_the_injected_reply_delay():
+    cfg = parse_config({})
+    fake = serve(cfg)
+    delay = 0.003
+    try:
+        with DynamixelBus(fake.path) as bus:
+            base = measure_latency(bus, cfg, cycles=150)
+            fake.faults.reply_delay = delay
+            slow = measure_latency(bus, cfg, cycles=150)
+    finally:
+        fake.stop()
+    rise = {name: slow.phases[name].median - base.phases[name].median for name in base.phases}
+    cycle_rise = slow.cycle.median - base.cycle.median
+    print(f"latency: cycle median {1e3 * base.cycle.median:.2f} -> {1e3 * slow.cycle.median:.2f} ms; rise per phase (ms) "
+          + ", ".join(f"{k} {1e3 * v:.2f}" for k, v in rise.items()))
+    for name in ("state_read", "imu_read"):  # one reply each
+        assert abs(rise[name] - delay) < 0.001, f"{name} rose by {1e3 * rise[name]:.2f} ms, injected {1e3 * delay:g} ms"
+    assert abs(rise["write"]) < 0.001, "a sync write waits for no reply"
+    assert abs(cycle_rise - 2 * delay) < 0.002, "two replies per cycle"
+    assert base.max_servo_rate > slow.max_servo_rate > 0
+    assert apply_overlay(cfg, slow.overlay()).sim.servo_rate <= slow.max_servo_rate
+
+
+def test_latency_lowers_the_servo_rate_when_the_bus_is_slow():
+    cfg = parse_config({})
+    fast = summarize(np.full((100, 3), 0.001), cfg)
+    assert fast.servo_rate == cfg.sim.servo_rate, "a rate that fits is kept"
+    slow = summarize(np.full((100, 3), 0.005), cfg)  # 15 ms a cycle: at most 33 Hz with margin 2
+    assert slow.servo_rate == 20.0 and apply_overlay(cfg, slow.overlay()).sim.servo_rate == 20.0
+    with pytest.raises(CalibrationError, match="FTDI"):
+        summarize(np.full((100, 3), 0.02), cfg).overlay()
+
+
+# ---------------------------------------------------------------- system identification
+def test_sysid_recovers_a_weak_motor_and_a_payload(tmp_path):
+    truth = parse_config({"perturbations": [
+        {"kind": "weak_motor", "joints": list(JOINT_NAMES), "kp_scale": 0.6, "force_scale": 1.0},
+        {"kind": "payload", "mass": 0.8}]})
+    robot = SimRobot(truth)
+    robot.configure()
+    robot.activate()
+    try:
+        commands = excitation_commands(make_description(truth.robot), truth.gait, truth.sim.servo_rate)
+        log = record_excitation(robot, commands, 1.0 / truth.sim.servo_rate, tmp_path / "excitation.mcap")
+    finally:
+        robot.shutdown()
+    run = load_run(log)
+    assert run.q.shape == (len(commands), 18) and run.duration == pytest.approx(len(commands) / truth.sim.servo_rate)
+
+    nominal = parse_config({})
+    result = identify(run, nominal)
+    p = result.named()
+    print(f"sysid: kp_scale {p['kp_scale']:.3f} (true 0.6), payload {p['payload_mass']:.3f} kg (true 0.8), kv {p['kv']:.3f}, "
+          f"mu {p['floor_friction']:.3f}; RMS {result.rms_nominal:.4f} -> {result.rms_fit:.4f} rad; "
+          f"{result.evaluations} simulations in {result.wall_time:.1f} s")
+    assert abs(p["kp_scale"] - 0.6) < 0.15 * 0.6
+    assert abs(p["payload_mass"] - 0.8) < 0.2
+    assert result.rms_fit < 0.2 * result.rms_nominal
+    assert result.wall_time < 60
+
+    fitted = apply_overlay_files(nominal, [result.write(tmp_path / "sysid.yaml")])
+    assert fitted.robot.servo.kp == pytest.approx(nominal.robot.servo.kp * p["kp_scale"], rel=1e-4)
+    assert {q.kind for q in fitted.perturbations} == {"payload", "floor_friction"}
+
+
+# ---------------------------------------------------------------- overlays and the command line
+def test_overlay_merge_rules():
+    base = {"serial": {"port": "/dev/x", "directions": {"LF_coxa": -1}},
+            "perturbations": [{"kind": "limp_leg", "leg": "LF"}, {"kind": "payload", "mass": 0.2}]}
+    out = merge(base, {"serial": {"directions": {"RH_tibia": -1}}, "perturbations": [{"kind": "payload", "mass": 1.0}]})
+    assert out["serial"] == {"port": "/dev/x", "directions": {"LF_coxa": -1, "RH_tibia": -1}}
+    assert out["perturbations"] == [{"kind": "limp_leg", "leg": "LF"}, {"kind": "payload", "mass": 1.0}]
+    assert base["perturbations"][1]["mass"] == 0.2, "the base is not modified"
+
+
+def test_cli_dispatch_and_latency_on_the_emulator(tmp_path, capsys):
+    assert cli.main(["nonsense"]) == 2
+    out = tmp_path / "latency.yaml"
+    assert cli.main(["latency", "--emulate", "--cycles", "50", "--out", str(out)]) == 0
+    assert "allowed servo rate" in capsys.readouterr().out
+    data = yaml.safe_load(out.read_text())
+    assert apply_overlay(parse_config({}), data).sim.servo_rate == data["sim"]["servo_rate"]
