@@ -16,6 +16,7 @@ import statistics
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from sim.rotations import rpy_from_quat
 REPO = Path(__file__).resolve().parents[1]
 FIT_MARGIN = 0.8  # adapt + plan must take at most this share of the control period (realtime)
 RECONNECT_MAX_DELAY = 8.0  # s, longest wait between reconnection attempts
+HISTORY = 10_000  # control cycles kept for percentiles and traces (17 min at 10 Hz): memory stays bounded
 
 
 class PreflightError(ValueError):
@@ -61,8 +63,9 @@ class RunSummary:
     loss_after: float = math.nan
     log_path: Path | None = None
     safe: bool = True  # ended in a safe stop with torque off
-    trace: list[tuple[float, float, float, float, float]] = field(default_factory=list)  # t, x, y, yaw, cross-track
-    true_trace: list[tuple] = field(default_factory=list)  # simulation: t, x, y, yaw, cross-track, progress (truth)
+    start_pose: np.ndarray | None = None  # [3] pose at the first cycle
+    trace: deque = field(default_factory=lambda: deque(maxlen=HISTORY))  # recent (t, x, y, yaw, cross-track)
+    true_trace: deque = field(default_factory=lambda: deque(maxlen=HISTORY))  # simulation: (t, x, y, yaw, xt, progress)
 
     def text(self) -> str:
         return (f"ran {self.duration:.1f} s, {self.cycles} cycles; stop: {self.stop_reason or 'task complete'}\n"
@@ -202,7 +205,9 @@ def _run(cfg, backend, robots, mpc, spec, duration, writer, notifier, stop, stat
     notifier.ready()
     gait = _gait(robot, cfg)
     source = make_state_source(ctrl.state_source, gait)
-    cycle_times, xt, losses = [], [], []
+    cycle_times: deque[float] = deque(maxlen=HISTORY)
+    xt = RunningStats()  # |cross-track| over the whole run
+    losses = [RunningStats(), RunningStats()]  # adaptation loss before, after (full windows)
     last_status = [0.0, 0.0]
 
     def on_cycle(b: Boundary) -> None:
@@ -210,11 +215,14 @@ def _run(cfg, backend, robots, mpc, spec, duration, writer, notifier, stop, stat
         b.t += clock["offset"]
         st = mpc.stats
         ct = mpc.cross_track(b.pose)
-        xt.append(ct)
+        xt.add(abs(ct))
+        if summary.start_pose is None:
+            summary.start_pose = np.asarray(b.pose, dtype=float).copy()
         summary.trace.append((b.t, *b.pose, ct))
         cycle_times.append(st.adapt_time + st.plan_time)
-        if st.window >= mpc.window_x.maxlen and math.isfinite(st.loss_before):
-            losses.append((st.loss_before, st.loss_after))
+        if st.window >= mpc.window_x.maxlen and math.isfinite(st.loss_before) and math.isfinite(st.loss_after):
+            losses[0].add(st.loss_before)
+            losses[1].add(st.loss_after)
         if b.transition is not None:
             s0, a0, s1, d = b.transition
             writer.write("transition", {"t": b.t, "episode": 0, "condition": "run", "state": s0, "action": a0,
@@ -306,24 +314,37 @@ def _last(values: list[float]) -> float:
     return values[-1] if values else 0.0
 
 
-def _status_line(b: Boundary, cycle_times: list[float], missed: int, ct: float, st) -> str:
-    recent = np.array(cycle_times[-100:]) * 1e3
+class RunningStats:
+    """Count, mean and max of a stream, in constant memory."""
+
+    def __init__(self) -> None:
+        self.n, self.total, self.max = 0, 0.0, -math.inf
+
+    def add(self, x: float) -> None:
+        self.n += 1
+        self.total += x
+        self.max = max(self.max, x)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else math.nan
+
+
+def _status_line(b: Boundary, cycle_times: deque, missed: int, ct: float, st) -> str:
+    recent = np.array(cycle_times)[-100:] * 1e3
     return (f"t {b.t:6.1f} s | cycle p50 {np.percentile(recent, 50):5.1f} ms p99 {np.percentile(recent, 99):5.1f} ms | "
             f"misses {missed} | cross-track {ct:+.3f} m | adapt loss {st.loss_before:.3f} -> {st.loss_after:.3f}")
 
 
-def _fill(summary: RunSummary, stats, xt, cycle_times, losses, mpc: AdaptiveMPC, t_end: float) -> None:
+def _fill(summary: RunSummary, stats, xt: RunningStats, cycle_times: deque, losses: list[RunningStats],
+          mpc: AdaptiveMPC, t_end: float) -> None:
     summary.duration, summary.cycles, summary.stop_reason = t_end, stats.cycles, stats.stop_reason
     summary.missed, summary.fallbacks = stats.missed_plans, mpc.fallbacks
-    if xt:
-        a = np.abs(np.array(xt))
-        summary.mean_cross_track, summary.max_cross_track = float(a.mean()), float(a.max())
+    if xt.n:
+        summary.mean_cross_track, summary.max_cross_track = xt.mean, xt.max
     if cycle_times:
         summary.cycle_p50, summary.cycle_p99 = float(np.percentile(cycle_times, 50)), float(np.percentile(cycle_times, 99))
-    if losses:
-        arr = np.array(losses)
-        summary.loss_before, summary.loss_after = float(np.nanmean(arr[:, 0])), float(np.nanmean(arr[:, 1]))
-    if summary.trace:
-        tr = np.array(summary.trace)
-        summary.distance = float(np.linalg.norm(tr[-1, 1:3] - tr[0, 1:3]))
+    summary.loss_before, summary.loss_after = losses[0].mean, losses[1].mean
+    if summary.trace and summary.start_pose is not None:
+        summary.distance = float(np.linalg.norm(np.asarray(summary.trace[-1][1:3]) - summary.start_pose[:2]))
     summary.progress = float(mpc.cost.s_hint or 0.0)

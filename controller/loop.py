@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections import deque
 import time
 import warnings
 from collections.abc import Callable
@@ -35,6 +36,9 @@ from hardware.interface import ReturnType, Robot
 from legadapt import config as C
 from legadapt.features import body_displacement
 from sim.gait import TripodGait
+
+
+TIMING_WINDOW = 1000  # recent ticks kept for timing figures: a daemon runs for days, memory must not grow
 
 
 class SlowPolicy(ABC):
@@ -57,8 +61,8 @@ class LoopStats:
     missed_plans: int = 0  # slow-loop deadline misses (realtime)
     skipped_ticks: int = 0  # fast-loop periods skipped because the loop was late (realtime)
     stop_reason: str | None = None
-    tick_read: list[float] = field(default_factory=list)
-    tick_write: list[float] = field(default_factory=list)
+    tick_read: deque[float] = field(default_factory=lambda: deque(maxlen=TIMING_WINDOW))  # s, recent ticks only
+    tick_write: deque[float] = field(default_factory=lambda: deque(maxlen=TIMING_WINDOW))
 
 
 @dataclass
