@@ -56,7 +56,7 @@ from dynamics.checkpoint import load_checkpoint
 from dynamics.mlp import DeltaMLP
 from legadapt import config as C
 from legadapt.features import FeatureSpec, make_spec
-from legadapt.paths import make_path
+from legadapt.paths import task_path
 
 DEFAULT_TRAIN_CONFIG = REPO / "configs" / "train" / "default.yaml"
 
@@ -97,7 +97,7 @@ def build_mpc(cfg: C.LegadaptConfig, model_path: Path | None) -> tuple[AdaptiveM
         adapter: Adapter = make_adapter_from(ck, cfg.controller.adapter)
         window = ck.maml.M if ck.maml else cfg.train.M
     task = cfg.task
-    path = make_path(task.path, max(2.0, 1.5 * task.target_speed * task.duration + 1.0))
+    path = task_path(task)
     return AdaptiveMPC(adapter, spec, path, cfg.controller, task.target_speed, window), spec, window
 
 

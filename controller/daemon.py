@@ -31,7 +31,7 @@ from hardware.interface import CallbackReturn, Robot
 from legadapt import config as C
 from legadapt.features import FeatureSpec, make_spec
 from legadapt.mcap_log import LogWriter
-from legadapt.paths import make_path
+from legadapt.paths import task_path
 from sim.rotations import rpy_from_quat
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def build_controller(cfg: C.LegadaptConfig, model: Path) -> tuple[AdaptiveMPC, F
     ck = load_checkpoint(model, spec)
     window = ck.maml.M if ck.maml else cfg.train.M
     task = cfg.task
-    path = make_path(task.path, max(2.0, 1.5 * task.target_speed * task.duration + 1.0))
+    path = task_path(task)
     return AdaptiveMPC(make_adapter_from(ck, cfg.controller.adapter), spec, path, cfg.controller,
                        task.target_speed, window), spec, window
 

@@ -21,8 +21,14 @@ Lifecycle (ros2_control-like, see :mod:`hardware.interface`):
 * **on_error** broadcasts torque off and closes the port; if even that cannot be sent
   (the adapter is gone) it returns FAILURE and the robot is finalized.
 
-Readings carry ``privileged=None`` always; ``stamp`` is host ``time.monotonic()`` (s).
-Without an IMU (``imu_id: null``) the IMU fields are NaN.
+Readings carry ``privileged=None`` always. ``stamp`` (s, on the host's ``time.monotonic()``
+scale) is the IMU's own sample stamp (µs of device time, unwrapped past its 2**32 µs wrap)
+anchored to the host clock at the first reading: the state estimator differentiates joint
+angles over successive stamps, and a host stamp taken when the reply is read carries the
+host's scheduling jitter (measured: 2–47 ms periods for a nominal 20 ms under load), the
+device stamp only the sampling. A device stamp that strays more than
+:data:`STAMP_REANCHOR` s from the host clock (an IMU reboot) is re-anchored. Without an IMU
+(``imu_id: null``) the stamp is the host time of the reply and the IMU fields are NaN.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ HOLD_TIME = 0.1  # s, position hold before torque off on deactivate
 RAMP_IN_TIME = 0.2  # s, position-gain ramp after torque on
 RAMP_STEPS = 5
 SOFT_GAIN_FRACTION = 0.1
+STAMP_REANCHOR = 0.25  # s, device-vs-host clock disagreement that re-anchors the device stamps
 POSITION_MODE = 3
 X = R.XM430
 #: Layout of the state block (present current, velocity, position at 126..135).
@@ -65,6 +72,7 @@ class SerialRobot(Robot):
         self.servo_period = 1.0 / cfg.sim.servo_rate  # s
         self.bus: DynamixelBus | None = None
         self._nominal_gain = np.full(N_JOINTS, X["position_p_gain"].default)
+        self._clock = DeviceClock()
 
     # ------------------------------------------------------------ lifecycle hooks
     def _on_configure(self) -> CallbackReturn:
@@ -141,9 +149,9 @@ class SerialRobot(Robot):
         bus = self.bus
         read = bus.fast_sync_read if self.cfg.serial.fast_sync_read else bus.sync_read
         block = read(R.STATE_BLOCK_ADDRESS, R.STATE_BLOCK_LENGTH, self.ids)
-        stamp = time.monotonic()
         raw = np.frombuffer(b"".join(block[i] for i in self.ids), dtype=STATE_BLOCK_DTYPE)
-        imu = self._read_imu()
+        imu, device_us = self._read_imu()
+        stamp = time.monotonic() if device_us is None else self._clock.stamp(device_us, time.monotonic())
         m = self.mapping
         state = RobotState(stamp=stamp, q=m.q_from_raw(raw["position"]), qd=m.qd_from_raw(raw["velocity"]),
                            effort=m.effort_from_raw(raw["current"]), imu=imu, privileged=None)
@@ -157,11 +165,12 @@ class SerialRobot(Robot):
         return ReturnType.OK
 
     # ------------------------------------------------------------ helpers
-    def _read_imu(self) -> ImuReading:
+    def _read_imu(self) -> tuple[ImuReading, int | None]:
+        """The IMU reading and its device stamp (µs), or NaNs and None without an IMU."""
         if self.imu_id is None:
-            return ImuReading(quat=np.full(4, np.nan), gyro=np.full(3, np.nan), acc=np.full(3, np.nan))
-        _, quat, gyro, acc = R.unpack_imu(self.bus.read(self.imu_id, R.IMU_BLOCK_ADDRESS, R.IMU_BLOCK_LENGTH))
-        return ImuReading(quat=quat, gyro=gyro, acc=acc)
+            return ImuReading(quat=np.full(4, np.nan), gyro=np.full(3, np.nan), acc=np.full(3, np.nan)), None
+        stamp_us, quat, gyro, acc = R.unpack_imu(self.bus.read(self.imu_id, R.IMU_BLOCK_ADDRESS, R.IMU_BLOCK_LENGTH))
+        return ImuReading(quat=quat, gyro=gyro, acc=acc), stamp_us
 
     def _present_raw_positions(self) -> np.ndarray:
         reg = X["present_position"]
@@ -193,3 +202,36 @@ class SerialRobot(Robot):
         if self.bus is not None:
             self.bus.close()
             self.bus = None
+
+
+class DeviceClock:
+    """Device sample stamps (u32 µs, wrapping) -> seconds on the host's monotonic scale.
+
+    stamp = device time (unwrapped) + offset, where the offset follows host − device time
+    through a slow low-pass (:data:`OFFSET_GAIN` per reading): successive stamps differ by
+    the device's sampling interval (host jitter enters at 1/1000 of its size), and clock
+    drift between the two crystals is followed. A jump of more than
+    :data:`STAMP_REANCHOR` s (device reboot) starts over from the host time.
+    """
+
+    WRAP = 1 << 32  # µs
+    OFFSET_GAIN = 1e-3
+
+    def __init__(self) -> None:
+        self._last_us: int | None = None
+        self._device = 0.0  # s of device time since the first sample, unwrapped
+        self._offset = 0.0  # s, host - device
+
+    def stamp(self, device_us: int, host_now: float) -> float:
+        """Host-scale time (s) of the sample stamped ``device_us``, read at ``host_now``."""
+        if self._last_us is None:
+            self._offset = host_now
+        else:
+            self._device += ((device_us - self._last_us) % self.WRAP) * 1e-6
+        self._last_us = device_us
+        error = host_now - (self._device + self._offset)
+        if abs(error) > STAMP_REANCHOR:
+            self._device, self._offset = 0.0, host_now
+            return host_now
+        self._offset += self.OFFSET_GAIN * error
+        return self._device + self._offset

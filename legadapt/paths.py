@@ -43,7 +43,7 @@ class Path:
     """A polyline path with arc-length parametrisation.
 
     Attributes:
-        points: [N, 2] vertices (m, world xy), ``points[0] == (0, 0)``.
+        points: [N, 2] vertices (m, world xy); ``make_path`` starts them at (0, offset).
         s: [N] arc length at each vertex (m), ``s[0] == 0``, ``s[-1] == length``.
         headings: [N-1] tangent angle of each segment (rad, from +x, counter-clockwise).
     """
@@ -148,8 +148,11 @@ def _shape_primitives(name: str) -> tuple[list[_Primitive], list[_Primitive]]:
     raise ValueError(f"unknown path {name!r}; allowed: {', '.join(PATH_NAMES)}")
 
 
-def make_path(name: str, length: float = 4.0, spacing: float = 0.01) -> Path:
+def make_path(name: str, length: float = 4.0, spacing: float = 0.01, offset: float = 0.0) -> Path:
     """The named reference path, ``length`` m long, sampled every ~``spacing`` m.
+
+    ``offset`` (m) moves the whole path along +y: a robot starting at the origin heading
+    +x then starts ``offset`` m to the right of the path (left for a negative offset).
 
     Raises:
         ValueError: unknown ``name`` (the message lists ``PATH_NAMES``) or non-positive
@@ -182,7 +185,13 @@ def make_path(name: str, length: float = 4.0, spacing: float = 0.01) -> Path:
             yaw_end = float(ang[-1])
         pts.append(np.stack([px, py], axis=1))
         x, y, yaw, total = float(px[-1]), float(py[-1]), yaw_end, total + seg_len
-    return Path(np.concatenate(pts, axis=0), name)
+    return Path(np.concatenate(pts, axis=0) + np.array([0.0, offset]), name)
 
 
-__all__ = ["PATH_NAMES", "Path", "make_path", "wrap_angle"]
+def task_path(task) -> Path:
+    """The path of a task config (``legadapt.config.TaskConfig``): long enough for 1.5× the
+    distance the run asks for, plus 1 m."""
+    return make_path(task.path, max(2.0, 1.5 * task.target_speed * task.duration + 1.0), offset=task.path_offset)
+
+
+__all__ = ["PATH_NAMES", "Path", "make_path", "task_path", "wrap_angle"]

@@ -103,7 +103,7 @@ class HexapodPathEnv(gym.Env):
         self.gait = make_gait(self.hexapod.desc, cfg.gait)
         self.q_stand, self.stand_height = standing_pose(self.hexapod.desc, cfg.gait)
         task = cfg.task
-        self.path: Path = make_path(task.path, path_length or max(2.0, 2.0 * task.target_speed * task.duration))
+        self.path: Path = make_path(task.path, path_length or max(2.0, 2.0 * task.target_speed * task.duration), offset=task.path_offset)
         self.dt = 1.0 / task.control_rate  # s
         self.servo_dt = 1.0 / cfg.sim.servo_rate  # s
         self.n_servo = max(1, int(round(self.dt / self.servo_dt)))

@@ -68,3 +68,10 @@ def test_zigzag_and_figure8_shapes() -> None:
 def test_unknown_path_name() -> None:
     with pytest.raises(ValueError, match="allowed: straight, left_turn"):
         make_path("spiral")
+
+
+def test_offset_moves_the_path_sideways():
+    p, q = make_path("left_turn", 3.0), make_path("left_turn", 3.0, offset=0.2)
+    assert np.allclose(q.points, p.points + [0.0, 0.2]) and q.length == pytest.approx(p.length)
+    s, cross, _ = q.project(np.zeros((1, 2)))
+    assert s[0] == pytest.approx(0.0, abs=1e-9) and cross[0] == pytest.approx(-0.2), "the origin is 0.2 m right of it"

@@ -57,3 +57,46 @@ def test_unplug_mid_run_is_safe_then_the_daemon_reconnects(tiny_model, tmp_path)
     times = [m["t"] for m in contents.messages["transition"]]
     assert any(t < fault_t for t in times) and any(t > fault_t + 1.0 for t in times), "logging went on after the reconnect"
     assert "robot_fault" in out and "reconnected" in out
+
+
+def _path_errors(log: Path) -> tuple[float, float]:
+    """Mean |cross-track| (m) and final progress (m) of a run, from its planner channel."""
+    planner = read_log(log).messages["planner"]
+    return (sum(abs(m["cross_track"]) for m in planner) / len(planner), planner[-1]["progress"])
+
+
+@pytest.mark.slow
+def test_serial_run_keeps_the_path_like_the_simulated_run(tmp_path):
+    """The straight-line task over the bus, against the same run on the simulated backend.
+
+    The path starts 0.2 m to the robot's left, so the mean cross-track error measures how
+    the controller steers onto the path (on a plain straight start both stay within
+    1–3 cm, where run-to-run noise is larger than 20 %). Both runs: the default model and
+    controller, realtime, onboard state estimate; the emulated robot is the same MuJoCo
+    hexapod as the simulated backend, behind 18 emulated servos and the IMU on a pty.
+    """
+    import yaml
+
+    link = tmp_path / "robot"
+    cfg = tmp_path / "straight.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "controller": {"model": str(REPO / "models" / "default.pt"), "state_source": "estimated", "mode": "realtime"},
+        "task": {"path": "straight", "duration": 12.0, "target_speed": 0.2, "path_offset": 0.2},
+        "serial": {"port": str(link)}}))
+    fake = _fake_robot(link)
+    try:
+        serial = subprocess.run([sys.executable, "-m", "controller.cli", "run", "--backend", "serial", "--config", str(cfg),
+                                 "--log", str(tmp_path / "serial.mcap")], cwd=REPO, capture_output=True, text=True, timeout=180)
+    finally:
+        fake.terminate()
+        fake.wait(timeout=30)
+    assert serial.returncode == 0, serial.stderr[-3000:]
+    sim = subprocess.run([sys.executable, "-m", "controller.cli", "run", "--config", str(cfg),
+                          "--log", str(tmp_path / "sim.mcap")], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert sim.returncode == 0, sim.stderr[-3000:]
+    ct_serial, progress_serial = _path_errors(tmp_path / "serial.mcap")
+    ct_sim, progress_sim = _path_errors(tmp_path / "sim.mcap")
+    print(f"mean cross-track: serial {ct_serial:.3f} m, simulated {ct_sim:.3f} m (ratio {ct_serial / ct_sim:.2f}); "
+          f"progress {progress_serial:.2f} m vs {progress_sim:.2f} m")
+    assert abs(ct_serial - ct_sim) <= 0.2 * ct_sim, (ct_serial, ct_sim)
+    assert progress_serial > 1.5 and abs(progress_serial - progress_sim) <= 0.2 * progress_sim, (progress_serial, progress_sim)

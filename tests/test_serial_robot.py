@@ -7,10 +7,12 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hardware import registers as R
 from hardware.interface import CallbackReturn, LifecycleState, ReturnType
-from hardware.serial_robot import SerialRobot
+from hardware.serial_robot import DeviceClock, SerialRobot
 from legadapt.config import parse_config
 from sim.description import JOINT_NAMES
 from sim.fake_robot import FakeRobot
@@ -143,3 +145,38 @@ def test_unplug_makes_read_return_error(fake, robot):
     assert "read failed" in robot.last_error or "port lost" in robot.last_error
     assert robot.lifecycle in (LifecycleState.UNCONFIGURED, LifecycleState.FINALIZED)
     assert robot.write(np.zeros(18)) is ReturnType.OK and robot.ignored_writes == 1, "no longer active"
+
+
+def test_reading_stamps_are_the_imu_sample_times_on_the_host_scale(fake, robot):
+    """Stamps advance with the IMU's sample clock (the emulated robot's physics time)."""
+    robot.configure()
+    stamps, sim_times, hosts = [], [], []
+    for _ in range(12):
+        assert robot.read() is ReturnType.OK
+        stamps.append(robot.state.stamp)
+        hosts.append(time.monotonic())
+        sim_times.append(R.unpack_imu(fake.imu.mem[R.IMU_BLOCK_ADDRESS:R.IMU_BLOCK_ADDRESS + R.IMU_BLOCK_LENGTH])[0] * 1e-6)
+        time.sleep(0.02)
+    assert np.allclose(np.diff(stamps), np.diff(sim_times), atol=1e-4)
+    assert abs(stamps[-1] - hosts[-1]) < 0.05, "anchored to the host clock"
+
+
+@given(start=st.integers(0, 2**32 - 1), steps=st.lists(st.integers(1_000, 60_000), min_size=5, max_size=60),
+       jitter=st.lists(st.floats(0.0, 0.03), min_size=60, max_size=60))
+def test_device_clock_unwraps_and_ignores_host_jitter(start, steps, jitter):
+    clock = DeviceClock()
+    dev, host, out = start, 100.0, []
+    for k, step in enumerate(steps):
+        dev = (dev + step) % 2**32
+        host += step * 1e-6
+        out.append(clock.stamp(dev, host + jitter[k]))  # the reply is read 0..30 ms after the sample
+    assert np.allclose(np.diff(out), np.array(steps[1:]) * 1e-6, atol=1e-4), "intervals are the device's, wrap included"
+
+
+def test_device_clock_reanchors_after_a_device_reboot():
+    clock = DeviceClock()
+    for k in range(5):
+        clock.stamp(5_000_000 + 20_000 * k, 50.0 + 0.02 * k)
+    t = clock.stamp(1_000, 50.12)  # the IMU rebooted: its clock restarts near 0
+    assert t == pytest.approx(50.12)
+    assert clock.stamp(21_000, 50.14) == pytest.approx(50.14, abs=1e-3)

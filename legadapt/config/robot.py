@@ -62,6 +62,7 @@ class TaskConfig(_Section):
     path: PathName = Field("straight", description="Path shape.")
     duration: float = Field(10.0, gt=0, le=3600, description="Run length, s.")
     target_speed: float = Field(0.2, gt=0, le=0.5, description="Desired speed along the path, m/s.")
+    path_offset: float = Field(0.0, ge=-1.0, le=1.0, description="Path moved sideways (+y, to the robot's left) from the robot's start, m: the run begins off the path and must converge to it.")
     control_rate: float = Field(10.0, ge=1, le=50, description="Slow-loop (gait action) rate, Hz.")
 
 
