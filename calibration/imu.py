@@ -13,10 +13,10 @@ specific force of exactly gravity pointing up, so per sample
 It refuses (:class:`calibration.common.CalibrationError`) when the orientation drifted by
 more than ``max_rotation_deg`` between the first and second half: the robot moved.
 
-Result: the separate YAML section ``imu_bias:`` (not a config overlay: the config schema
-has no IMU bias field). Apply it by subtracting from every reading —
-``ImuBias.read(path).correct(reading)`` returns the corrected
-:class:`legadapt.robot_state.ImuReading`.
+Result: a config overlay setting ``serial.imu_gyro_bias`` and ``serial.imu_acc_bias``
+(the noise figures go in its header comment). ``legadapt run --calibration FILE`` applies
+it: ``SerialRobot`` subtracts the biases from every reading. ``ImuBias.read(path)``
+loads it back, ``ImuBias.correct(reading)`` does the same subtraction.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from legadapt.robot_state import ImuReading
 from sim.rotations import quat_to_matrix
 
 GRAVITY = 9.81  # m/s², what a still, level IMU reads on z (the simulator's gravity)
-SECTION = "imu_bias"
 
 
 @dataclass
@@ -57,29 +56,26 @@ class ImuBias:
         """``reading`` with the biases subtracted (orientation unchanged)."""
         return ImuReading(quat=reading.quat, gyro=reading.gyro - self.gyro_bias, acc=reading.acc - self.acc_bias)
 
-    def to_dict(self) -> dict:
-        return {SECTION: {
-            "imu_id": self.imu_id, "gyro_bias": _r(self.gyro_bias), "acc_bias": _r(self.acc_bias),
-            "gyro_noise_std": _r(self.gyro_std), "acc_noise_std": _r(self.acc_std),
-            "samples": int(self.samples), "duration_s": round(float(self.duration), 3), "gravity": float(self.gravity)}}
+    def to_overlay(self) -> dict:
+        """The config overlay: ``serial.imu_gyro_bias`` (rad/s), ``serial.imu_acc_bias`` (m/s²)."""
+        return {"serial": {"imu_gyro_bias": _r(self.gyro_bias), "imu_acc_bias": _r(self.acc_bias)}}
 
     def write(self, path: str | Path) -> Path:
-        """Write the ``imu_bias:`` YAML (with a comment header) to ``path``."""
-        return write_yaml(path, self.to_dict(), [
-            "legadapt calibrate imu: IMU biases, sensor frame. NOT a config overlay (the schema has no IMU bias):",
-            "subtract gyro_bias (rad/s) and acc_bias (m/s²) from every IMU reading,",
-            "e.g. calibration.imu.ImuBias.read(path).correct(reading)."], check_overlay=False)
+        """Write the overlay (with the measurement in a comment header) to ``path``."""
+        return write_yaml(path, self.to_overlay(), [
+            f"legadapt calibrate imu (IMU ID {self.imu_id}): biases from {self.samples} samples over {self.duration:.2f} s still,",
+            f"gravity {self.gravity} m/s² removed; noise std gyro {_r(self.gyro_std)} rad/s, acc {_r(self.acc_std)} m/s².",
+            "Apply with: legadapt run --calibration <this file> (SerialRobot subtracts the biases from every reading)."])
 
     @classmethod
     def read(cls, path: str | Path) -> ImuBias:
-        """Load a file written by :meth:`write`."""
+        """The biases of an overlay written by :meth:`write` (noise and counts are not stored: NaN / 0)."""
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or not isinstance(data.get(SECTION), dict):
-            raise K.CalibrationError(f"{path}: no '{SECTION}:' section; write it with legadapt calibrate imu")
-        d = data[SECTION]
-        return cls(np.asarray(d["gyro_bias"], float), np.asarray(d["acc_bias"], float), np.asarray(d["gyro_noise_std"], float),
-                   np.asarray(d["acc_noise_std"], float), int(d["samples"]), float(d["duration_s"]), float(d["gravity"]),
-                   d.get("imu_id"))
+        serial = data.get("serial") if isinstance(data, dict) else None
+        if not isinstance(serial, dict) or "imu_gyro_bias" not in serial or "imu_acc_bias" not in serial:
+            raise K.CalibrationError(f"{path}: no serial.imu_gyro_bias / imu_acc_bias; write it with legadapt calibrate imu")
+        nan = np.full(3, np.nan)
+        return cls(np.asarray(serial["imu_gyro_bias"], float), np.asarray(serial["imu_acc_bias"], float), nan, nan, 0, 0.0)
 
 
 def _r(v: np.ndarray) -> list[float]:

@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["fake-robot"]:  # the emulator owns its own arguments
-        from sim.fake_robot import main as fake_robot_main
+        from sim.fake_robot_cli import main as fake_robot_main
 
         return fake_robot_main(argv[1:])
     if argv[:1] == ["calibrate"]:  # so does calibration

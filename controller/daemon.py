@@ -188,6 +188,7 @@ def reconnect(cfg: C.LegadaptConfig, backend: str, stop: threading.Event, event)
             return None
         robot = make_robot(cfg, backend)
         if robot.configure() is CallbackReturn.SUCCESS and robot.activate() is CallbackReturn.SUCCESS:
+            _report_reboots(robot, event)
             event("reconnected", f"robot active again after {attempt} attempt(s)", {"attempt": attempt})
             return robot
         event("reconnect_failed", str(robot.last_error), {"attempt": attempt})
@@ -195,10 +196,15 @@ def reconnect(cfg: C.LegadaptConfig, backend: str, stop: threading.Event, event)
     return None
 
 
+def _report_reboots(robot: Robot, event) -> None:
+    for joint, error in getattr(robot, "rebooted", {}).items():
+        event("servo_rebooted", f"{joint}: hardware error {error} cleared by REBOOT", {"joint": joint, "error": error})
+
+
 def _run(cfg, backend, robots, mpc, spec, duration, writer, notifier, stop, status, summary) -> RunSummary:
     ctrl = cfg.controller
     robot = robots[0]
-    clock = {"offset": 0.0}  # s of run time before the current robot connection
+    clock = {"offset": 0.0, "fault_at": None}  # s of run time before the current connection; monotonic s of a fault
     for step, ret in (("configure", robot.configure), ("activate", robot.activate)):
         if ret() is not CallbackReturn.SUCCESS:
             raise RuntimeError(f"robot {step} failed: {robot.last_error}")
@@ -269,10 +275,11 @@ def _run(cfg, backend, robots, mpc, spec, duration, writer, notifier, stop, stat
         writer.write("state", msg, msg["t"])
 
     def event(kind: str, message: str, data: dict) -> None:
-        t = clock["offset"]
+        t = clock["offset"] + (time.monotonic() - clock["fault_at"] if clock["fault_at"] is not None else 0.0)
         writer.write("events", {"t": t, "kind": kind, "message": message, "data": data}, t)
         status(f"{kind}: {message}")
 
+    _report_reboots(robot, event)
     event("start", "robot active, ramping to stand", {})
     while True:
         loop = TwoRateLoop(robots[-1], gait, source, mpc, ctrl.safety, 1.0 / cfg.sim.servo_rate,
@@ -285,9 +292,14 @@ def _run(cfg, backend, robots, mpc, spec, duration, writer, notifier, stop, stat
         clock["offset"] += max(loop.now() - loop.t0, 0.0)
         if not (stats.stop_reason or "").startswith("robot fault") or stop.is_set():
             break
-        # the robot was made safe in the failing cycle (on_error: torque off); now try to get it back
-        event("robot_fault", stats.stop_reason, {"torque_off_sent": True})
+        # the robot was made safe in the failing cycle (on_error: broadcast torque off, unless the
+        # port itself is gone: then nothing reaches the servos, which hold their last goal)
+        clock["fault_at"] = time.monotonic()  # run time goes on while the robot is away
+        sent = robots[-1].lifecycle.value == "unconfigured"
+        event("robot_fault", stats.stop_reason, {"torque_off_sent": sent})
         fresh = reconnect(cfg, backend, stop, event)
+        clock["offset"] += time.monotonic() - clock["fault_at"]
+        clock["fault_at"] = None
         if fresh is None:
             break
         robots.append(fresh)  # the next loop ramps it from its measured pose and resets the state estimate

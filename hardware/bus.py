@@ -207,6 +207,7 @@ class DynamixelBus:
         deadline = time.monotonic() + budget
         got: dict[int, P.Status] = {}
         corrupt = 0
+        garbage_before = self._parser.garbage_bytes
         while True:
             before = self._parser.crc_errors + self._parser.malformed
             for pkt in self._receive(deadline):
@@ -232,12 +233,29 @@ class DynamixelBus:
             replies_expected = 1 if fast else len(ids)
             if corrupt and len(got) + corrupt >= replies_expected:
                 self.stats.crc_errors += corrupt
-                raise _Retry(BusError(f"corrupt reply (CRC) from servo(s) {sorted(set(ids) - set(got))}", _first_missing(ids, got)))
+                raise _Retry(BusError(f"corrupt reply (CRC) from servo(s) {_ranges(sorted(set(ids) - set(got)))}", _first_missing(ids, got)))
             if time.monotonic() >= deadline:
                 self.stats.crc_errors += corrupt
                 self.stats.timeouts += 1
                 missing = [i for i in ids if i not in got]
-                raise _Retry(BusTimeout(f"no reply from servo(s) {missing} within {budget * 1e3:.1f} ms", missing[0]))
+                noise = self._parser.garbage_bytes - garbage_before
+                hint = (f"; {noise} bytes of garbage instead (noise on the line, or a device at another baud rate)"
+                        if noise else (f"; {corrupt} corrupt packet(s) (CRC)" if corrupt else ""))
+                if fast and not got:
+                    missing, hint = self._fast_chain_break(ids, length, missing, hint)
+                raise _Retry(BusTimeout(f"no reply from servo(s) {_ranges(missing)} within {budget * 1e3:.1f} ms{hint}", missing[0]))
+
+    def _fast_chain_break(self, ids: list[int], length: int, missing: list[int], hint: str) -> tuple[list[int], str]:
+        """In a Fast Sync Read each servo appends its entry after the one before: a reply cut
+        short after k whole entries means servo ``ids[k]`` did not answer (the rest waited for it)."""
+        part = self._parser.partial()
+        if len(part) < 8 or part[:3] != P.HEADER[:3] or part[4] != P.BROADCAST_ID or part[7] != P.Instruction.STATUS:
+            return missing, hint
+        k = (len(part) - 8) // (length + 4)
+        if k >= len(ids):
+            return missing, hint
+        where = f"after ID {ids[k - 1]}" if k else "before the first ID"
+        return [ids[k]], f"{hint} (the Fast Sync Read reply stopped {where}: the servos after it wait for its entry)"
 
     def _check(self, statuses: dict[int, P.Status]) -> dict[int, bytes]:
         data = {i: s.data for i, s in statuses.items()}
@@ -281,6 +299,17 @@ class DynamixelBus:
         except _PORT_ERRORS as exc:
             raise BusError(f"{self.url}: port lost: {exc}") from exc
         self._parser.reset()
+
+
+def _ranges(ids: list[int]) -> str:
+    """``[1, 2, 3, 5]`` -> ``'1-3, 5'`` (IDs in a message)."""
+    out: list[str] = []
+    for i in ids:
+        if out and out[-1].split("-")[-1].isdigit() and int(out[-1].split("-")[-1]) == i - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return ", ".join(out)
 
 
 def _first_missing(ids: list[int], got: Mapping[int, object]) -> int | None:

@@ -370,6 +370,10 @@ class PacketParser:
         """Bytes buffered, waiting for the rest of a packet."""
         return len(self._buf)
 
+    def partial(self) -> bytes:
+        """The bytes of a packet begun but not finished (for diagnosing a reply cut short)."""
+        return bytes(self._buf)
+
     def reset(self) -> None:
         """Drop buffered bytes (counted as garbage); counters are kept."""
         self.garbage_bytes += len(self._buf)

@@ -100,6 +100,14 @@ XM430_TABLE_SIZE = 148  # bytes emulated (0..147)
 
 #: Hardware Error Status (70) bits.
 HW_INPUT_VOLTAGE, HW_OVERHEATING, HW_ENCODER, HW_ELECTRICAL_SHOCK, HW_OVERLOAD = 0x01, 0x04, 0x08, 0x10, 0x20
+HW_ERROR_TEXT = {HW_INPUT_VOLTAGE: "input voltage", HW_OVERHEATING: "overheating", HW_ENCODER: "motor encoder",
+                 HW_ELECTRICAL_SHOCK: "electrical shock", HW_OVERLOAD: "overload"}
+
+
+def describe_hardware_error(bits: int) -> str:
+    """Text of Hardware Error Status bits, e.g. ``'overload (0x20)'``."""
+    names = [text for bit, text in HW_ERROR_TEXT.items() if bits & bit] or ["unknown"]
+    return f"{' + '.join(names)} (0x{bits:02X})"
 
 #: The block the fast loop reads from every servo: present current, velocity, position.
 STATE_BLOCK_ADDRESS = 126

@@ -7,7 +7,8 @@ adapter, or the fake robot's pty (``legadapt fake-robot``), which is the same to
 Lifecycle (ros2_control-like, see :mod:`hardware.interface`):
 
 * **configure** opens the port, pings every ID and checks the model numbers (XM430-W350
-  = 1020, the IMU's), turns torque off, then sets what a fast bus needs and a safe robot
+  = 1020, the IMU's), clears hardware errors (overload...) by REBOOT where
+  ``serial.reboot_on_alert`` allows (the joints are listed in ``rebooted``), turns torque off, then sets what a fast bus needs and a safe robot
   wants in EEPROM — Return Delay Time 0, position control mode, position limits from the
   joint limits — writing only registers that differ (EEPROM wears).
 * **activate** sets each goal to the present position, drops the position P gain to
@@ -15,7 +16,8 @@ Lifecycle (ros2_control-like, see :mod:`hardware.interface`):
   :data:`RAMP_IN_TIME` s, so nothing jumps however the robot lies.
 * **read** is one (Fast) Sync Read of present current, velocity and position of all 18
   servos plus one READ of the IMU block; **write** is one Sync Write of 18 goal
-  positions. Units: raw <-> rad through each joint's direction and zero offset
+  positions. The IMU's calibrated biases (``serial.imu_gyro_bias``, ``imu_acc_bias``)
+  are subtracted from its readings. Units: raw <-> rad through each joint's direction and zero offset
   (:class:`hardware.registers.JointMapping`); goals are clamped to the joint limits.
 * **deactivate** holds the present position for :data:`HOLD_TIME` s, then disables torque.
 * **on_error** broadcasts torque off and closes the port; if even that cannot be sent
@@ -38,7 +40,7 @@ import time
 import numpy as np
 
 from hardware import registers as R
-from hardware.bus import BusError, DynamixelBus, ServoError
+from hardware.bus import BusError, BusTimeout, DynamixelBus, ServoError
 from hardware.interface import CallbackReturn, ReturnType, Robot
 from legadapt import config as C
 from legadapt.robot_state import ImuReading, RobotState
@@ -48,6 +50,7 @@ HOLD_TIME = 0.1  # s, position hold before torque off on deactivate
 RAMP_IN_TIME = 0.2  # s, position-gain ramp after torque on
 RAMP_STEPS = 5
 SOFT_GAIN_FRACTION = 0.1
+REBOOT_TIME = 1.0  # s, longest a servo may stay silent after REBOOT
 STAMP_REANCHOR = 0.25  # s, device-vs-host clock disagreement that re-anchors the device stamps
 POSITION_MODE = 3
 X = R.XM430
@@ -73,12 +76,16 @@ class SerialRobot(Robot):
         self.bus: DynamixelBus | None = None
         self._nominal_gain = np.full(N_JOINTS, X["position_p_gain"].default)
         self._clock = DeviceClock()
+        self._gyro_bias = np.asarray(sc.imu_gyro_bias, float)  # rad/s, subtracted from every reading
+        self._acc_bias = np.asarray(sc.imu_acc_bias, float)  # m/s²
+        self.rebooted: dict[str, str] = {}  # joint -> hardware error cleared by REBOOT at configure
 
     # ------------------------------------------------------------ lifecycle hooks
     def _on_configure(self) -> CallbackReturn:
         sc = self.cfg.serial
         self.bus = DynamixelBus(sc.port, sc.baudrate, sc.timeout, sc.retries)
         bus = self.bus
+        bus.raise_on_alert = False  # a servo with a hardware error still answers: find and treat those below
         problems = []
         for joint, dxl_id in zip(JOINT_NAMES, self.ids):
             model, _ = self._ping(dxl_id)
@@ -88,10 +95,13 @@ class SerialRobot(Robot):
             model, _ = self._ping(self.imu_id)
             if model != R.IMU_MODEL_NUMBER:
                 problems.append(f"IMU (ID {self.imu_id}): " + (f"model {model}, expected {R.IMU_MODEL_NUMBER}" if model is not None else "no answer"))
+        if not problems:
+            problems = self._clear_hardware_errors()
         if problems:
             self.last_error = "configure: bus check failed: " + "; ".join(problems)
             self._close()
             return CallbackReturn.FAILURE
+        bus.raise_on_alert = True
         self._sync_write(X["torque_enable"], np.zeros(N_JOINTS, int))
         for j, dxl_id in enumerate(self.ids):
             self._ensure(dxl_id, X["return_delay_time"], 0)
@@ -148,7 +158,13 @@ class SerialRobot(Robot):
     def _read(self) -> tuple[ReturnType, RobotState]:
         bus = self.bus
         read = bus.fast_sync_read if self.cfg.serial.fast_sync_read else bus.sync_read
-        block = read(R.STATE_BLOCK_ADDRESS, R.STATE_BLOCK_LENGTH, self.ids)
+        try:
+            block = read(R.STATE_BLOCK_ADDRESS, R.STATE_BLOCK_LENGTH, self.ids)
+        except BusError as exc:
+            joint = dict(zip(self.ids, JOINT_NAMES)).get(exc.servo_id)
+            if joint is None:
+                raise
+            raise (BusTimeout if isinstance(exc, BusTimeout) else BusError)(f"{exc} [ID {exc.servo_id} is {joint}]", exc.servo_id) from exc
         raw = np.frombuffer(b"".join(block[i] for i in self.ids), dtype=STATE_BLOCK_DTYPE)
         imu, device_us = self._read_imu()
         stamp = time.monotonic() if device_us is None else self._clock.stamp(device_us, time.monotonic())
@@ -170,7 +186,7 @@ class SerialRobot(Robot):
         if self.imu_id is None:
             return ImuReading(quat=np.full(4, np.nan), gyro=np.full(3, np.nan), acc=np.full(3, np.nan)), None
         stamp_us, quat, gyro, acc = R.unpack_imu(self.bus.read(self.imu_id, R.IMU_BLOCK_ADDRESS, R.IMU_BLOCK_LENGTH))
-        return ImuReading(quat=quat, gyro=gyro, acc=acc), stamp_us
+        return ImuReading(quat=quat, gyro=gyro - self._gyro_bias, acc=acc - self._acc_bias), stamp_us
 
     def _present_raw_positions(self) -> np.ndarray:
         reg = X["present_position"]
@@ -179,6 +195,33 @@ class SerialRobot(Robot):
 
     def _sync_write(self, reg: R.Register, values: np.ndarray) -> None:
         self.bus.sync_write(reg.address, reg.size, {i: R.to_bytes(int(v), reg) for i, v in zip(self.ids, values)})
+
+    def _clear_hardware_errors(self) -> list[str]:
+        """Reboot servos with a Hardware Error Status (if ``reboot_on_alert``); the problems left."""
+        reg = X["hardware_error_status"]
+        status = self.bus.sync_read(reg.address, reg.size, self.ids)
+        failing = {i: status[i][0] for i in self.ids if status[i][0]}
+        if not failing:
+            return []
+        names = dict(zip(self.ids, JOINT_NAMES))
+        if not self.cfg.serial.reboot_on_alert:
+            return [f"{names[i]} (ID {i}): hardware error {R.describe_hardware_error(b)}; power-cycle or REBOOT it "
+                    f"(serial.reboot_on_alert: true does that)" for i, b in failing.items()]
+        for dxl_id in failing:
+            self.bus.reboot(dxl_id)
+        deadline = time.monotonic() + REBOOT_TIME
+        while time.monotonic() < deadline:  # a rebooting servo is silent for a moment
+            time.sleep(0.01)
+            try:
+                status = self.bus.sync_read(reg.address, reg.size, list(failing))
+                break
+            except BusError:
+                continue
+        else:
+            return [f"{names[i]} (ID {i}): no answer after REBOOT" for i in failing]
+        self.rebooted = {names[i]: R.describe_hardware_error(b) for i, b in failing.items()}
+        return [f"{names[i]} (ID {i}): hardware error {R.describe_hardware_error(status[i][0])} persists after REBOOT"
+                for i in failing if status[i][0]]
 
     def _ensure(self, dxl_id: int, reg: R.Register, value: int) -> None:
         """Write ``value`` only if the register holds something else (EEPROM wears)."""

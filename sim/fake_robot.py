@@ -28,12 +28,9 @@ on :meth:`disconnect` — to the client exactly a USB unplug (``SerialException`
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import select
-import signal
-import sys
 import threading
 import time
 import tty
@@ -46,6 +43,7 @@ from hardware import protocol as P
 from hardware import registers as R
 from legadapt import config as C
 from sim.description import JOINT_NAMES, N_JOINTS
+from sim.fake_faults import ScheduledFault
 from sim.hexapod import SimulatedHexapod, standing_pose
 from sim.servo_emulator import BusEmulator, ImuTable, ServoTable
 
@@ -64,7 +62,8 @@ class FaultConfig:
     alerts: dict[int, int] = field(default_factory=dict)  # servo id -> Hardware Error Status bits at power-up
     silent_ids: tuple[int, ...] = ()  # devices that never answer
     disconnect_after: float | None = None  # s after start(): close the pty master (a USB unplug)
-    seed: int = 0  # seed of the drop/corrupt draws
+    schedule: tuple[ScheduledFault, ...] = ()  # faults at times after the first torque enable
+    seed: int = 0  # seed of the drop/corrupt/garbage draws
 
 
 @dataclass
@@ -82,8 +81,10 @@ class FakeRobot:
     """An emulated Dynamixel hexapod on a pseudo-terminal."""
 
     def __init__(self, cfg: C.LegadaptConfig, faults: FaultConfig | None = None,
-                 directions: np.ndarray | None = None, zero_offsets: np.ndarray | None = None) -> None:
-        """``directions``/``zero_offsets`` [18]: true mounting if it differs from ``cfg.serial``."""
+                 directions: np.ndarray | None = None, zero_offsets: np.ndarray | None = None,
+                 report=None) -> None:
+        """``directions``/``zero_offsets`` [18]: true mounting if it differs from ``cfg.serial``;
+        ``report(line)`` gets one line per injected fault and per torque change."""
         self.cfg = cfg
         self.faults = faults or FaultConfig()
         self.stats = FakeStats()
@@ -123,6 +124,12 @@ class FakeRobot:
         self.connected = True
         self._t_start = time.monotonic()
         self._sim_start = self.hexapod.time
+        self._t_active: float | None = None  # monotonic time of the first torque enable
+        self._pending_faults = sorted(self.faults.schedule, key=lambda f: f.at)
+        self._timed: list[tuple[float, ScheduledFault]] = []  # (end time, fault) of faults with a duration
+        self._garbage_until = 0.0
+        self._torque_any = False
+        self.report = report or (lambda line: None)
 
     # ------------------------------------------------------------ runtime API
     def start(self) -> FakeRobot:
@@ -213,6 +220,7 @@ class FakeRobot:
                 self._catch_up()
                 if ready:
                     self._receive()
+                self._run_schedule()
                 self._send_due()
                 after = self.faults.disconnect_after
                 if after is not None and time.monotonic() - self._t_start >= after:
@@ -253,6 +261,9 @@ class FakeRobot:
                 self._pending.append((due, self._wire_faults(raw)))
 
     def _wire_faults(self, raw: bytes) -> bytes:
+        if time.monotonic() < self._garbage_until:
+            self.stats.replies_corrupted += 1
+            return self._rng.integers(0, 256, len(raw) + int(self._rng.integers(0, 16)), dtype=np.uint8).tobytes()
         if self._drop_next > 0 or (self.faults.drop_prob > 0 and self._rng.random() < self.faults.drop_prob):
             self._drop_next = max(0, self._drop_next - 1)
             self.stats.replies_dropped += 1
@@ -277,6 +288,46 @@ class FakeRobot:
                 self.stats.replies_sent += 1
             except BlockingIOError:  # the client is not reading: the bytes are lost, as on a wire
                 self.stats.replies_dropped += 1
+
+    def _now(self) -> float:
+        """s since serving started (the clock of the report lines)."""
+        return time.monotonic() - self._t_start
+
+    def _run_schedule(self) -> None:
+        now = time.monotonic()
+        torque = any(s.torque_enabled for s in self.servos)
+        if torque != self._torque_any:
+            self._torque_any = torque
+            n = sum(s.torque_enabled for s in self.servos)
+            self.report(f"t={self._now():.3f} torque {'on' if torque else 'off'} ({n} of {N_JOINTS} servos on)")
+            if torque and self._t_active is None:
+                self._t_active = now
+        for end, fault in [x for x in self._timed if x[0] <= now]:
+            self._timed.remove((end, fault))
+            if fault.kind == "silent":
+                self.silence(fault.target, False)
+            self.report(f"t={self._now():.3f} fault over: {fault.describe()}")
+        if self._garbage_until and now < self._garbage_until and self._rng.random() < 0.2:
+            self._pending.append((now, self._rng.integers(0, 256, 12, dtype=np.uint8).tobytes()))  # noise between replies
+        while self._pending_faults and self._t_active is not None and now - self._t_active >= self._pending_faults[0].at:
+            self._inject(self._pending_faults.pop(0), now)
+
+    def _inject(self, fault: ScheduledFault, now: float) -> None:
+        self.report(f"t={self._now():.3f} fault: {fault.describe()}")
+        if fault.kind == "garbage":
+            self._garbage_until = now + fault.duration
+        elif fault.kind == "corrupt":
+            self._corrupt_next += fault.count
+        elif fault.kind == "drop":
+            self._drop_next += fault.count
+        elif fault.kind == "silent":
+            self.silence(fault.target)
+        elif fault.kind == "alert":
+            self.raise_alert(fault.target, fault.count)
+        elif fault.kind == "disconnect":
+            self._close_master()
+        if fault.duration is not None:
+            self._timed.append((now + fault.duration, fault))
 
     def _close_master(self) -> None:
         if self._master >= 0:
@@ -325,54 +376,3 @@ class FakeRobot:
         if mask.any() and not mask.all():
             b = self.hexapod.backend
             b.set_motor_scales(b.kp_scale, b.force_scale * mask)
-
-
-# ---------------------------------------------------------------- console entry
-def _parse_alert(text: str) -> tuple[int, int]:
-    dxl_id, _, bits = text.partition(":")
-    return int(dxl_id), int(bits, 0) if bits else R.HW_OVERLOAD
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``legadapt fake-robot``: serve an emulated robot on a pty until SIGINT/SIGTERM."""
-    ap = argparse.ArgumentParser(prog="legadapt fake-robot", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", help="robot config YAML (default: built-in defaults)")
-    ap.add_argument("--link", help="also make this symlink to the pty (e.g. /tmp/legadapt-fake)")
-    ap.add_argument("--drop", type=float, default=0.0, help="probability a reply is dropped")
-    ap.add_argument("--corrupt", type=float, default=0.0, help="probability a reply has a corrupt byte")
-    ap.add_argument("--delay", type=float, default=0.0, help="reply delay, s")
-    ap.add_argument("--alert", action="append", default=[], metavar="ID[:BITS]", help="servo with a hardware error (default bits 0x20 overload)")
-    ap.add_argument("--silent", action="append", type=int, default=[], metavar="ID", help="device that never answers")
-    ap.add_argument("--disconnect-after", type=float, help="close the pty after this many s (a USB unplug)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
-    args = ap.parse_args(argv)
-    try:
-        cfg = C.load_config(args.config) if args.config else C.parse_config({})
-    except C.ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    faults = FaultConfig(drop_prob=args.drop, corrupt_prob=args.corrupt, reply_delay=args.delay,
-                         alerts=dict(_parse_alert(a) for a in args.alert), silent_ids=tuple(args.silent),
-                         disconnect_after=args.disconnect_after, seed=args.seed)
-    fake = FakeRobot(cfg, faults)
-    if args.link:
-        if os.path.islink(args.link):
-            os.unlink(args.link)
-        os.symlink(fake.path, args.link)
-    print(f"fake robot: {N_JOINTS} XM430 servos (IDs {cfg.serial.servo_ids[0]}..{cfg.serial.servo_ids[-1]}), "
-          f"IMU ID {cfg.serial.imu_id}, on {fake.path}" + (f" (link {args.link})" if args.link else ""), flush=True)
-    print(fake.path, flush=True)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: fake._stop.set())
-    try:
-        fake.serve()
-    finally:
-        fake.stop()
-        if args.link and os.path.islink(args.link):
-            os.unlink(args.link)
-    print(f"fake robot stopped: {fake.stats}", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -84,6 +84,14 @@ def test_imu_bias_from_a_still_period(tmp_path):
         with DynamixelBus(fake.path) as bus:
             result = calibrate_imu(bus, IMU_ID, duration=1.5, rate=200)
         still = fake.hexapod.read()
+        overlay = result.write(tmp_path / "imu.yaml")
+        robot = SerialRobot(apply_overlay_files(parse_config({"serial": {"port": fake.path}}), [overlay]))
+        try:  # the overlay applied: SerialRobot subtracts the biases
+            assert robot.configure() is CallbackReturn.SUCCESS, robot.last_error
+            assert robot.read() is ReturnType.OK
+            assert np.abs(robot.state.imu.gyro).max() < 0.05 and abs(np.linalg.norm(robot.state.imu.acc) - 9.81) < 0.2
+        finally:
+            robot.shutdown()
     finally:
         fake.stop()
     gyro_err, acc_err = np.abs(result.gyro_bias - gyro_bias), np.linalg.norm(result.acc_bias - acc_bias)
@@ -91,7 +99,7 @@ def test_imu_bias_from_a_still_period(tmp_path):
           f"({100 * acc_err / np.linalg.norm(acc_bias):.1f} %), {result.samples} samples")
     assert gyro_err.max() < 0.02 and acc_err < 0.1 * np.linalg.norm(acc_bias)
     assert result.samples > 150 and 0.005 < result.gyro_std.mean() < 0.02, "the noise is seen, not averaged into the bias"
-    loaded = ImuBias.read(result.write(tmp_path / "imu.yaml"))
+    loaded = ImuBias.read(overlay)
     np.testing.assert_allclose(loaded.gyro_bias, result.gyro_bias, atol=1e-6)
     corrected = loaded.correct(still.imu)
     assert np.abs(corrected.gyro).max() < 0.05 and abs(np.linalg.norm(corrected.acc) - 9.81) < 0.2

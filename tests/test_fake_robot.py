@@ -24,6 +24,7 @@ from dynamixel_sdk import (
 from hardware import protocol as P
 from hardware import registers as R
 from hardware.bus import BusError, BusTimeout, DynamixelBus, ServoError
+from hardware.interface import CallbackReturn
 from legadapt.config import parse_config
 from sim.fake_robot import FakeRobot, FaultConfig
 from sim.hexapod import standing_pose
@@ -242,7 +243,7 @@ def test_disconnect_after_configured_time():
 
 def test_console_entry_serves_until_sigterm(tmp_path):
     link = tmp_path / "robot"
-    proc = subprocess.Popen([sys.executable, "-m", "sim.fake_robot", "--link", str(link)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "sim.fake_robot_cli", "--link", str(link)], stdout=subprocess.PIPE,
                             text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     try:
         proc.stdout.readline()
@@ -255,3 +256,39 @@ def test_console_entry_serves_until_sigterm(tmp_path):
         assert not link.exists()
     finally:
         proc.kill()
+
+
+def test_fault_schedule_parses_and_refuses_bad_entries():
+    from sim.fake_faults import ScheduledFault, parse_fault
+
+    assert parse_fault("3:silent:5:1.5") == ScheduledFault(3.0, "silent", target=5, duration=1.5)
+    assert parse_fault("0.5:alert:7").count == R.HW_OVERLOAD
+    assert parse_fault("2:corrupt:40").count == 40
+    for bad in ("3:explode", "x:drop:1", "3:drop", "-1:disconnect", "3:garbage"):
+        with pytest.raises(ValueError, match="T:KIND"):
+            parse_fault(bad)
+    proc = subprocess.run([sys.executable, "-m", "controller.cli", "fake-robot", "--fault", "3:explode"],
+                          capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert proc.returncode == 2 and "garbage, corrupt, drop, silent, alert, disconnect" in proc.stderr
+
+
+def test_scheduled_faults_count_from_the_first_torque_enable():
+    from hardware.serial_robot import SerialRobot
+    from sim.fake_faults import parse_fault
+
+    lines: list[str] = []
+    fake = FakeRobot(parse_config({}), FaultConfig(schedule=(parse_fault("0.3:silent:3:0.6"),)), report=lines.append).start()
+    robot = SerialRobot(parse_config({"serial": {"port": fake.path}}))
+    try:
+        time.sleep(0.5)
+        assert robot.configure() is CallbackReturn.SUCCESS and not fake.bus.device(3).silent, "not yet: torque still off"
+        assert robot.activate() is CallbackReturn.SUCCESS
+        time.sleep(0.3)  # activate took >= 0.2 s: now >= 0.5 s after torque on
+        assert fake.bus.device(3).silent
+        time.sleep(0.6)
+        assert not fake.bus.device(3).silent, "over after its duration"
+        assert [line.split(" ", 1)[1] for line in lines] == [
+            "torque on (18 of 18 servos on)", "fault: ID 3 silent for 0.6 s", "fault over: ID 3 silent for 0.6 s"]
+    finally:
+        robot.shutdown()
+        fake.stop()

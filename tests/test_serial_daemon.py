@@ -100,3 +100,57 @@ def test_serial_run_keeps_the_path_like_the_simulated_run(tmp_path):
           f"progress {progress_serial:.2f} m vs {progress_sim:.2f} m")
     assert abs(ct_serial - ct_sim) <= 0.2 * ct_sim, (ct_serial, ct_sim)
     assert progress_serial > 1.5 and abs(progress_serial - progress_sim) <= 0.2 * progress_sim, (progress_serial, progress_sim)
+
+
+def _t_of(lines: list[str], marker: str, after: float = -1.0) -> float | None:
+    """Time t=... of the first fake-robot report line containing ``marker`` after ``after`` s."""
+    for line in lines:
+        if marker in line and "t=" in line:
+            t = float(line.split("t=")[1].split()[0])
+            if t > after:
+                return t
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault, cause", [
+    ("3:garbage:1.5", "CRC|timeout|garbage|malformed"),  # a noisy line: every reply garbled for 1.5 s
+    ("3:corrupt:40", "CRC"),  # 40 replies in a row fail their CRC: more than the retries absorb
+    ("3:silent:5:1.5", r"servo\(s\) 5 .*ID 5 is LM_femur"),  # servo 5 stops answering for 1.5 s
+    ("3:alert:7", "alert"),  # servo 7 overloads: alert bit, its torque off; cleared by REBOOT on reconnect
+], ids=["garbage", "crc", "silent-servo", "alert-bit"])
+def test_bus_faults_make_the_robot_safe_then_the_daemon_reconnects(tiny_model, tmp_path, fault, cause):
+    import re
+
+    link = tmp_path / "robot"
+    cfg = tmp_path / "c.yaml"
+    write_run_config(cfg, tiny_model, mode="realtime", reconnect_backoff=0.3, reconnect_attempts=8)
+    cfg.write_text(cfg.read_text() + f"serial: {{port: {link}}}\n")
+    log = tmp_path / "run.mcap"
+    fake = _fake_robot(link, "--fault", fault)
+    try:
+        daemon = subprocess.run([sys.executable, "-m", "controller.cli", "run", "--backend", "serial", "--config", str(cfg),
+                                 "--log", str(log), "--duration", "9"], cwd=REPO, capture_output=True, text=True, timeout=180)
+    finally:
+        fake.terminate()
+        fake_out = fake.communicate(timeout=30)[0].splitlines()
+    assert daemon.returncode == 0, daemon.stderr[-3000:]
+    contents = read_log(log)
+    assert contents.recovery.complete
+    events = contents.messages["events"]
+    kinds = [e["kind"] for e in events]
+    assert "robot_fault" in kinds and "reconnected" in kinds and kinds[-1] == "safe_stop", kinds
+    fault_event = next(e for e in events if e["kind"] == "robot_fault")
+    assert re.search(cause, fault_event["message"]), fault_event["message"]
+    assert fault_event["data"]["torque_off_sent"]
+    # the fake robot's own clock: the fault, then every servo's torque off soon after
+    injected = _t_of(fake_out, "fault:")
+    assert injected is not None, fake_out
+    torque_off = _t_of(fake_out, "torque off", after=injected)
+    assert torque_off is not None and torque_off - injected < 0.5, fake_out
+    if "alert" in fault:
+        assert any(e["kind"] == "servo_rebooted" and "overload" in e["message"] for e in events), kinds
+    times = [m["t"] for m in contents.messages["transition"]]
+    assert any(t > fault_event["t"] + 1.0 for t in times), "logging went on after the reconnect"
+    reconnect_t = next(e["t"] for e in events if e["kind"] == "reconnected")
+    assert reconnect_t > fault_event["t"], "event times advance while the robot is away"

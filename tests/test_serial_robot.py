@@ -136,6 +136,22 @@ def test_servo_alert_is_an_error_and_turns_torque_off(fake, robot):
     assert not fake.torque_enabled().any(), "on_error broadcast torque off"
 
 
+def test_configure_clears_a_hardware_error_by_reboot_or_names_it(fake):
+    fake.raise_alert(7, R.HW_OVERLOAD | R.HW_OVERHEATING)
+    strict = SerialRobot(make_cfg(fake.path, reboot_on_alert=False))
+    assert strict.configure() is CallbackReturn.FAILURE
+    assert "LH_coxa (ID 7): hardware error overheating + overload (0x24)" in strict.last_error
+    assert fake.servos[6].hardware_error, "nothing rebooted"
+    robot = SerialRobot(make_cfg(fake.path))
+    try:
+        assert robot.configure() is CallbackReturn.SUCCESS, robot.last_error
+        assert robot.rebooted == {"LH_coxa": "overheating + overload (0x24)"}
+        assert fake.servos[6].hardware_error == 0
+        assert robot.activate() is CallbackReturn.SUCCESS and fake.torque_enabled().all()
+    finally:
+        robot.shutdown()
+
+
 def test_unplug_makes_read_return_error(fake, robot):
     robot.configure()
     robot.activate()

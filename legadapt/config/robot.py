@@ -77,6 +77,9 @@ class SerialConfig(_Section):
     servo_ids: list[Annotated[int, Field(ge=0, le=252)]] = Field(
         default_factory=lambda: list(range(1, 19)), min_length=18, max_length=18,
         description="Bus ID of each joint's servo, in joint order LF_coxa .. RH_tibia.")
+    imu_gyro_bias: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="Gyro bias subtracted from every IMU reading, rad/s, sensor frame (legadapt calibrate imu writes it).")
+    imu_acc_bias: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="Accelerometer bias subtracted from every IMU reading, m/s², sensor frame (legadapt calibrate imu writes it).")
+    reboot_on_alert: bool = Field(True, description="At configure (start, and every reconnection after a fault), REBOOT servos that report a hardware error (overload, overheating, voltage...) to clear it; their torque stays off until activate ramps it in. false: refuse to start and name the servo and the error.")
     imu_id: int | None = Field(100, ge=0, le=252, description="Bus ID of the IMU device (register map in hardware.registers); null = no IMU.")
     directions: dict[JointName, Literal[-1, 1]] = Field(
         default_factory=dict, description="Sign from servo angle to joint angle per joint; unlisted joints +1.")
