@@ -55,12 +55,14 @@ class SimulatedHexapod:
     """A hexapod in a physics backend with perturbations scheduled in simulated time."""
 
     def __init__(self, desc: HexapodDescription, backend: PhysicsBackend, perturbations: list[C.PerturbationBase] = (),
-                 seed: int = 0, nominal_floor_friction: float = 1.0) -> None:
+                 seed: int = 0, nominal_floor_friction: float | None = None) -> None:
+        """``nominal_floor_friction``: the foot/floor contact coefficient before any
+        ``floor_friction`` perturbation; default the description's ``foot_friction``."""
         self.desc = desc
         self.backend = backend
         self._specs = list(perturbations)
         self._seed = seed
-        self._floor_mu = nominal_floor_friction
+        self._floor_mu = desc.foot_friction if nominal_floor_friction is None else nominal_floor_friction
         self.effects: list[Effect] = []
         self._raw_cmd = np.zeros(N_JOINTS)
         self.torque_enabled = True

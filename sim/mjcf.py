@@ -40,8 +40,15 @@ def _link_inertial(parent: ET.Element, link: LinkSpec, extra_mass_at_end: float 
     ET.SubElement(parent, "inertial", pos=_fmt(com, 0, 0), mass=f"{m:.6g}", diaginertia=_fmt(ixx, iyy + shift, izz + shift))
 
 
-def build_mjcf(desc: HexapodDescription, timestep: float = MJ_TIMESTEP, floor_friction: float = 1.0) -> str:
-    """Return the MJCF XML text of the hexapod on a flat floor."""
+def build_mjcf(desc: HexapodDescription, timestep: float = MJ_TIMESTEP, floor_friction: float | None = None) -> str:
+    """Return the MJCF XML text of the hexapod on a flat floor.
+
+    The floor geom has priority, so its friction is the foot/floor contact's: it starts at
+    ``floor_friction`` or, by default, the feet's ``desc.foot_friction`` (as in PyBullet,
+    where the contact takes foot × floor with the floor at 1); a ``floor_friction``
+    perturbation later sets it directly.
+    """
+    floor_friction = desc.foot_friction if floor_friction is None else floor_friction
     root = ET.Element("mujoco", model="legadapt_hexapod")
     ET.SubElement(root, "compiler", angle="radian", inertiafromgeom="false", autolimits="true")
     ET.SubElement(root, "option", timestep=f"{timestep:.6g}", integrator="implicitfast", jacobian="dense", cone="pyramidal")

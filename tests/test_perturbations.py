@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import standing_hexapod
+from conftest import make_config, standing_hexapod
+from sim.hexapod import SimulatedHexapod, standing_pose
 from sim.description import JOINT_NAMES
 from sim.rotations import rpy_from_quat
 
@@ -162,6 +163,24 @@ def test_floor_friction_decides_whether_the_robot_slides_down_a_slope(backend):
     def slide(mu: float) -> float:
         hx = standing_hexapod(backend, [{"kind": "floor_friction", "mu": mu},
                                         {"kind": "slope", "pitch_deg": 12, "ramp_time": 0.3}], settle=0.5)
+        p0 = hx.read().privileged.pos.copy()
+        hx.advance(1.5)
+        return float(np.linalg.norm(hx.read().privileged.pos - p0))
+
+    assert slide(1.0) < 0.01
+    assert slide(0.1) > 0.1
+
+
+def test_foot_friction_of_the_robot_config_is_the_contact_friction(backend):
+    """``robot.foot_friction`` alone (no floor perturbation) decides the slide on 12°."""
+
+    def slide(mu: float) -> float:
+        cfg = make_config(backend, [{"kind": "slope", "pitch_deg": 12, "ramp_time": 0.3}], robot={"foot_friction": mu})
+        hx = SimulatedHexapod.from_config(cfg)
+        q0, height = standing_pose(hx.desc, cfg.gait)
+        hx.reset(q0, height)
+        hx.write(q0)
+        hx.advance(0.5)
         p0 = hx.read().privileged.pos.copy()
         hx.advance(1.5)
         return float(np.linalg.norm(hx.read().privileged.pos - p0))

@@ -21,7 +21,7 @@ class RobotConfig(_Section):
     """Physical robot parameters that differ between units of the same hexapod design."""
 
     body_mass: float = Field(1.25, gt=0.2, le=10, description="Torso mass without legs, kg.")
-    foot_friction: float = Field(1.0, gt=0, le=3, description="Coulomb friction coefficient of the feet.")
+    foot_friction: float = Field(1.0, gt=0, le=3, description="Coulomb friction coefficient of the foot/floor contact (both backends; a floor_friction perturbation overrides it while active).")
     servo: ServoConfig = Field(default_factory=ServoConfig, description="Servo model.")
 
 
