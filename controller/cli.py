@@ -215,7 +215,12 @@ def _cmd_perturb(args: argparse.Namespace) -> int:
     if args.variants and args.suite:
         suite = suite.model_copy(update={"variants": args.variants})
     out = args.out or Path("runs/perturb") / suite.name
-    results = run_suite(suite, out, workers=args.workers, progress=not args.quiet)
+    if args.rescore:
+        from controller.perturb import rescore
+
+        results = rescore(suite, out)
+    else:
+        results = run_suite(suite, out, workers=args.workers, progress=not args.quiet)
     wall = json.loads((out / "results.json").read_text())["wall_time"]
     report = write_report(suite, results, out, wall)
     print(markdown(suite, results, wall))
@@ -300,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--out", type=Path, help="output directory (default runs/perturb/<suite>)")
     pt.add_argument("--workers", type=int, default=2, help="parallel runs (default 2)")
     pt.add_argument("--quiet", action="store_true", help="no progress bar")
+    pt.add_argument("--rescore", action="store_true",
+                    help="run nothing: score the logs of an earlier run in --out again (e.g. after changing a "
+                         "scenario's recover_band) and rewrite results.json, the report and the plots")
     pt.set_defaults(func=_cmd_perturb)
 
     sub.add_parser("fake-robot", help="emulated serial robot on a pseudo-terminal (MuJoCo behind 18 Dynamixel servos + IMU); "

@@ -89,7 +89,7 @@ class AdaptiveMPC(SlowPolicy):
         w = ctrl.cost
         self.cost = PathCost(pts, {"cross_track": w.cross_track, "heading": w.heading, "speed": w.speed,
                                    "smoothness": w.smoothness}, target_speed=target_speed, dt=spec.control_period,
-                             terminal_weight=w.terminal)
+                             terminal_weight=w.terminal, approach_gain=w.approach_gain)
         self.planner = make_planner(ctrl.planner, self._step, self.cost, spec.action_dim)
         self.ctx = adapter.adapt(np.zeros((0, self.S + spec.action_dim), np.float32), np.zeros((0, spec.target_dim), np.float32))
         self.stats = CycleStats()

@@ -8,7 +8,9 @@ simulator's true pose (the controller itself only sees its onboard estimate):
 * progress along the path (m) and the speed it means;
 * fell (a tilt safety stop);
 * time to recover after mid-run damage (s): from the onset of the last perturbation that
-  starts mid-run until the error is back within ``recover_band`` for 1 s;
+  starts mid-run until the error is back within ``recover_band`` for good (settling time:
+  the last exit from the band counts, so a slow drift off the path is not "recovered"
+  before it began), with the peak error after the onset;
 * adapt + plan cycle time (ms, median).
 """
 
@@ -42,6 +44,7 @@ class RunResult:
     progress: float = math.nan  # m
     fell: bool = False
     recovery_time: float | None = None  # s; None = no mid-run damage; inf = never recovered
+    peak_after_onset: float | None = None  # m, largest cross-track error after the mid-run onset
     cycle_ms: float = math.nan
     loss_before: float = math.nan
     loss_after: float = math.nan
@@ -121,17 +124,43 @@ def score(res: RunResult, planner: list[dict], sc: C.ScenarioConfig) -> None:
     onsets = [p.start for p in sc.perturbations if p.start > 0]
     if onsets:
         res.recovery_time = recovery_time(t, xt, max(onsets), sc.recover_band)
+        after = xt[t >= max(onsets)]
+        res.peak_after_onset = float(after.max()) if after.size else None
 
 
 def recovery_time(t: np.ndarray, err: np.ndarray, onset: float, band: float, hold: float = RECOVER_HOLD) -> float:
-    """Seconds from ``onset`` until |err| stays within ``band`` for ``hold`` s (inf if never)."""
-    after = t >= onset
-    inside = err <= band
-    for i in np.flatnonzero(after):
-        j = np.searchsorted(t, t[i] + hold)
-        if j <= len(t) and t[-1] >= t[i] + hold and inside[i:j].all():
-            return float(t[i] - onset)
-    return math.inf
+    """Settling time: s from ``onset`` until |err| is back within ``band`` for good.
+
+    The error may take a while to grow after the damage, so this is measured from the
+    last sample outside the band (0 if the error never left it after ``onset``); inf if
+    the run ends outside the band or less than ``hold`` s after its last return.
+    """
+    after = np.flatnonzero(t >= onset)
+    out = after[err[after] > band]
+    if out.size == 0:
+        return 0.0
+    last = out[-1]
+    if last + 1 >= len(t) or t[-1] - t[last + 1] < hold:
+        return math.inf
+    return float(t[last + 1] - onset)
+
+
+def rescore(suite: C.SuiteConfig, out: Path) -> list[RunResult]:
+    """Score an earlier run's logs again with ``suite``'s scenarios; rewrites ``out/results.json``.
+
+    Raises:
+        FileNotFoundError: ``out`` has no results.json (nothing was run there).
+    """
+    saved = json.loads((out / "results.json").read_text())
+    scenarios = {sc.name: sc for sc in suite.scenarios}
+    results = []
+    for entry in saved["results"]:
+        res = RunResult(**{k: v for k, v in entry.items() if k in RunResult.__dataclass_fields__})
+        if res.scenario in scenarios and not res.error:
+            score(res, read_log(res.log).messages["planner"], scenarios[res.scenario])
+        results.append(res)
+    _write_results(out, suite, results, saved.get("wall_time"))
+    return results
 
 
 def run_suite(suite: C.SuiteConfig, out: Path, workers: int = 2, progress: bool = True) -> list[RunResult]:
@@ -152,6 +181,10 @@ def run_suite(suite: C.SuiteConfig, out: Path, workers: int = 2, progress: bool 
                     bar.update()
     order = {(j.scenario.name, j.variant, j.seed): i for i, j in enumerate(jobs)}
     results.sort(key=lambda r: order[(r.scenario, r.variant, r.seed)])
-    (out / "results.json").write_text(json.dumps({"suite": suite.model_dump(mode="json"), "wall_time": time.perf_counter() - t0,
-                                                  "results": [asdict(r) for r in results]}, indent=2, default=str))
+    _write_results(out, suite, results, time.perf_counter() - t0)
     return results
+
+
+def _write_results(out: Path, suite: C.SuiteConfig, results: list[RunResult], wall_time: float | None) -> None:
+    (out / "results.json").write_text(json.dumps({"suite": suite.model_dump(mode="json"), "wall_time": wall_time,
+                                                  "results": [asdict(r) for r in results]}, indent=2, default=str))

@@ -38,11 +38,13 @@ def aggregate(results: list[RunResult]) -> dict[str, dict[str, dict]]:
     for (sc, v), rs in groups.items():
         ok = [r for r in rs if not r.error]
         rec = [r.recovery_time for r in ok if r.recovery_time is not None]
+        peaks = [r.peak_after_onset for r in ok if getattr(r, "peak_after_onset", None) is not None]
         table[sc][v] = {
             "runs": len(rs), "errors": len(rs) - len(ok),
             "mean_xt": _mean([r.mean_cross_track for r in ok]), "max_xt": _mean([r.max_cross_track for r in ok]),
             "progress": _mean([r.progress for r in ok]), "falls": sum(r.fell for r in ok),
             "recovery": _mean(rec) if rec else None, "never_recovered": sum(1 for x in rec if not math.isfinite(x)),
+            "peak_after_onset": _mean(peaks) if peaks else None,
             "cycle_ms": _mean([r.cycle_ms for r in ok]),
         }
     return table
@@ -58,8 +60,10 @@ def markdown(suite: C.SuiteConfig, results: list[RunResult], wall_time: float | 
     table = aggregate(results)
     lines = [f"# Perturbation report: {suite.name}", "", suite.description, "",
              "Cross-track errors against the simulator's true pose (cm); progress along the path (m); "
-             "recovery = s from the mid-run onset until back within the scenario's band for 1 s; "
+             "recovery = s from the mid-run onset until back within the scenario's band for good (0 = never left it), "
+             "with the peak error after the onset; "
              f"means over seeds. {len(results)} runs" + (f" in {wall_time / 60:.1f} min." if wall_time else "."), ""]
+    lines += summary_table(suite, table)
     for sc in suite.scenarios:
         rows = table.get(sc.name, {})
         perts = ", ".join(f"{p.kind}@{p.start:g}s" for p in sc.perturbations) or "none"
@@ -72,6 +76,8 @@ def markdown(suite: C.SuiteConfig, results: list[RunResult], wall_time: float | 
                 continue
             r = rows[v]
             rec = _fmt(r["recovery"]) + (f" ({r['never_recovered']} never)" if r["never_recovered"] else "")
+            if r["peak_after_onset"] is not None:
+                rec += f", peak {_fmt(r['peak_after_onset'], 100)} cm"
             err = f" ({r['errors']} failed)" if r["errors"] else ""
             lines.append(f"| {LABEL[v]}{err} | {_fmt(r['mean_xt'], 100)} | {_fmt(r['max_xt'], 100)} | {_fmt(r['progress'], 1, 2)} "
                          f"| {r['falls']}/{r['runs']} | {rec} | {_fmt(r['cycle_ms'])} |")
@@ -80,9 +86,32 @@ def markdown(suite: C.SuiteConfig, results: list[RunResult], wall_time: float | 
     return "\n".join(lines) + "\n"
 
 
+def summary_table(suite: C.SuiteConfig, table: dict) -> list[str]:
+    """One row per scenario: each variant's mean cross-track (cm) and progress (m), then the
+    GrBAL/MB ratio (judged on crippled-leg and slope scenarios) and GrBAL against MB+DE."""
+    variants = [v for v in suite.variants if any(v in table.get(sc.name, {}) for sc in suite.scenarios)]
+    head = "| scenario | " + " | ".join(f"{LABEL[v]} xt cm (m)" for v in variants) + " | GrBAL/MB | GrBAL < MB+DE |"
+    lines = ["## Summary", "", "Mean cross-track error in cm (progress in m); ✓/✗ against the goals "
+             "(GrBAL ≤ ½ MB on crippled-leg and slope scenarios; GrBAL below MB+DE).", "", head,
+             "|" + "---|" * (len(variants) + 3)]
+    for sc in suite.scenarios:
+        rows = table.get(sc.name, {})
+        cells = [f"{_fmt(rows[v]['mean_xt'], 100)} ({_fmt(rows[v]['progress'], 1, 2)})" if v in rows else "–" for v in variants]
+        judged = {p.kind for p in sc.perturbations} & {*DAMAGE_KINDS, "slope"}
+        ratio, beats = "–", "–"
+        if "grbal" in rows and "mb" in rows and rows["mb"]["mean_xt"] > 0:
+            r = rows["grbal"]["mean_xt"] / rows["mb"]["mean_xt"]
+            ratio = f"{r:.2f}" + ((" ✓" if r <= 0.5 else " ✗") if judged else "")
+        if "grbal" in rows and "mbde" in rows:
+            beats = "✓" if rows["grbal"]["mean_xt"] < rows["mbde"]["mean_xt"] else "✗"
+        lines.append(f"| {sc.name} | " + " | ".join(cells) + f" | {ratio} | {beats} |")
+    return lines + [""]
+
+
 def verdicts(suite: C.SuiteConfig, table: dict) -> list[str]:
     """The mission's criteria, as measured (yes/no per scenario)."""
     out = ["## Verdicts", ""]
+    half, beats = [0, 0], [0, 0]  # (met, judged)
     for sc in suite.scenarios:
         rows = table.get(sc.name, {})
         if "grbal" not in rows:
@@ -93,13 +122,33 @@ def verdicts(suite: C.SuiteConfig, table: dict) -> list[str]:
         if "mb" in rows and (kinds & set(DAMAGE_KINDS) or "slope" in kinds):
             ratio = g / rows["mb"]["mean_xt"] if rows["mb"]["mean_xt"] > 0 else math.nan
             parts.append(f"GrBAL/MB mean cross-track {ratio:.2f} ({'meets' if ratio <= 0.5 else 'does NOT meet'} ≤ 0.5)")
+            half[0] += ratio <= 0.5
+            half[1] += 1
         if "mbde" in rows:
             better = g < rows["mbde"]["mean_xt"]
             parts.append(f"GrBAL {'beats' if better else 'does NOT beat'} MB+DE ({100 * g:.1f} vs {100 * rows['mbde']['mean_xt']:.1f} cm)")
-        if rows["grbal"]["recovery"] is not None:
-            parts.append(f"GrBAL recovers in {_fmt(rows['grbal']['recovery'])} s")
+            beats[0] += better
+            beats[1] += 1
+        g_rec = rows["grbal"]
+        if g_rec["recovery"] is not None:
+            band = f"{100 * sc.recover_band:g} cm band"
+            if g_rec["never_recovered"]:
+                parts.append(f"GrBAL does not recover in {g_rec['never_recovered']} of {g_rec['runs']} runs "
+                             f"(they end outside the {band}; peak {_fmt(g_rec['peak_after_onset'], 100)} cm)")
+            elif g_rec["recovery"] == 0:
+                parts.append(f"GrBAL never leaves the {band} after the onset (peak {_fmt(g_rec['peak_after_onset'], 100)} cm)")
+            else:
+                parts.append(f"GrBAL recovers into the {band} in {_fmt(g_rec['recovery'])} s (peak {_fmt(g_rec['peak_after_onset'], 100)} cm)")
+        slow = [f"{LABEL[v]} {rows[v]['progress']:.2f} m" for v in ("mb", "mbde")
+                if v in rows and rows[v]["progress"] < 0.5 * rows["grbal"]["progress"]]
+        if slow:
+            parts.append(f"note: {', '.join(slow)} of progress against GrBAL's {rows['grbal']['progress']:.2f} m "
+                         "(a robot that barely walks keeps a small cross-track error)")
         if parts:
             out.append(f"- **{sc.name}**: " + "; ".join(parts))
+    if half[1] or beats[1]:
+        out += ["", f"Overall: GrBAL ≤ ½ MB on {half[0]} of {half[1]} crippled-leg/slope scenarios; "
+                    f"GrBAL beats MB+DE on {beats[0]} of {beats[1]} scenarios."]
     return out + [""]
 
 

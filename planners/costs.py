@@ -4,8 +4,12 @@
 
 * ``cross_track`` [m]: signed distance of the planar position to the nearest point of the
   path polyline (+ = left), at predicted steps t = 1..H.
-* ``heading`` [rad]: yaw minus the path tangent at that nearest point, wrapped to
-  [-pi, pi), at t = 1..H.
+* ``heading`` [rad]: yaw minus the heading that leads back onto the path, wrapped to
+  [-pi, pi), at t = 1..H. That heading is the path tangent at the nearest point turned
+  towards the path by ``atan(approach_gain · cross_track)`` (a vector-field guidance law):
+  with ``approach_gain`` 0 it is the tangent itself, and a robot off the path but parallel
+  to it is then in equilibrium between the two terms (measured: it settled 9.4 cm off a
+  straight path it started 20 cm from); with a gain the two terms pull the same way.
 * ``speed`` [m/s]: progress along the path per step divided by ``dt``, minus
   ``target_speed``, for the H transitions t -> t+1 (t = 0..H-1).
 * ``smoothness`` [action units per step]: ``a_t - a_{t-1}`` for t = 1..H-1, and
@@ -46,6 +50,8 @@ class PathCost:
         dt: duration of one planner step (s).
         pose_slice: where (x, y, yaw) sit in the state: a slice or three indices.
         terminal_weight: multiplier on the last step's cross-track and heading terms.
+        approach_gain: 1/m, how sharply the heading target turns towards the path per m
+            of cross-track error (0: the path tangent).
         window: search window (m) around ``s_hint`` for the projection.
         chunk_pairs: point-segment pairs projected at once (memory bound).
         dtype, device: of the path tensors.
@@ -60,7 +66,7 @@ class PathCost:
 
     def __init__(self, path_points: torch.Tensor, weights: dict[str, float] | None = None,
                  target_speed: float = 0.1, dt: float = 0.1,
-                 pose_slice: slice | Sequence[int] = slice(0, 3), terminal_weight: float = 1.0,
+                 pose_slice: slice | Sequence[int] = slice(0, 3), terminal_weight: float = 1.0, approach_gain: float = 0.0,
                  window: float = 1.0, chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> None:
         unknown = set(weights or {}) - set(DEFAULT_WEIGHTS)
@@ -74,6 +80,7 @@ class PathCost:
         self.dt = float(dt)
         self.pose_index: slice | list[int] = pose_slice if isinstance(pose_slice, slice) else list(pose_slice)
         self.terminal_weight = float(terminal_weight)
+        self.approach_gain = float(approach_gain)
         self.window = float(window)
         self.chunk_pairs = int(chunk_pairs)
         self.s_hint: float | None = None
@@ -106,7 +113,7 @@ class PathCost:
         """
         pose = self.pose(states)  # [N, H+1, 3]
         s, cross, tangent = self.path.project(pose[..., :2], self.s_hint, self.window, self.chunk_pairs)
-        heading = wrap_angle(pose[..., 2] - tangent)
+        heading = wrap_angle(pose[..., 2] - tangent + torch.atan(self.approach_gain * cross))
         speed = s.diff(dim=1) / self.dt - self.target_speed  # [N, H]
         prev = actions[:, :1] if self.prev_action is None else self.prev_action.reshape(1, 1, -1).to(actions)
         smooth = torch.diff(actions, dim=1, prepend=prev.expand(actions.shape[0], 1, -1))

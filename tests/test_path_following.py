@@ -14,8 +14,8 @@ from legadapt.config import parse_config
 from legadapt.mcap_read import read_log
 
 
-def _run(tmp_path, path: str, duration: float = 12.0, perturbations=None):
-    cfg = parse_config({"task": {"path": path, "duration": duration}, "perturbations": perturbations or [],
+def _run(tmp_path, path: str, duration: float = 12.0, perturbations=None, **task):
+    cfg = parse_config({"task": {"path": path, "duration": duration, **task}, "perturbations": perturbations or [],
                         "controller": {"model": "models/default.pt", "status_interval": 60}})
     log = tmp_path / f"{path}.mcap"
     summary = run(cfg, log_path=log, status=lambda line: None)
@@ -32,6 +32,17 @@ def test_follows_the_path_on_the_intact_robot(tmp_path, path):
     if path != "straight":
         yaw = np.array([m["pose"][2] for m in log.messages["planner"]])
         assert abs(np.degrees(yaw[-1])) > 60, "it really turned"
+
+
+@pytest.mark.slow
+def test_starting_off_the_path_it_steers_onto_it(tmp_path):
+    """20 cm to the side of a straight path: the heading target leads back (approach gain),
+    so it does not settle parallel to the path (it did at 9 cm with the tangent alone)."""
+    s, log = _run(tmp_path, "straight", 12.0, path_offset=0.2)
+    planner = log.messages["planner"]
+    late = [abs(m["cross_track"]) for m in planner if m["t"] > 8.0]
+    assert max(late) < 0.04, f"within 4 cm of the path after 8 s: max {max(late):.3f} m"
+    assert s.progress > 1.6
 
 
 @pytest.mark.slow

@@ -23,6 +23,9 @@ def test_recovery_time():
     assert recovery_time(t, err, onset=4.0, band=0.05) == pytest.approx(2.5, abs=0.11)
     assert recovery_time(t, np.full_like(t, 0.01), onset=4.0, band=0.05) == pytest.approx(0.0)
     assert math.isinf(recovery_time(t, np.where(t > 4, 0.2, 0.0), onset=4.0, band=0.05))
+    late = np.where((t > 5.5) & (t < 7.0), 0.2, 0.01)  # the error grows only 1.5 s after the damage
+    assert recovery_time(t, late, onset=4.0, band=0.05) == pytest.approx(3.0, abs=0.11)
+    assert math.isinf(recovery_time(t, np.where(t > 9.5, 0.2, 0.01), onset=4.0, band=0.05)), "out of the band at the end"
 
 
 def test_shipped_suites_are_valid():
@@ -66,3 +69,10 @@ def test_ci_suite_runs_and_reports(tmp_path):
     assert "| GrBAL |" in report and "| MB |" in report and "## Verdicts" in report
     png = tmp_path / "limp_LF_midrun_ci.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    # scoring again from the logs, nothing run: the same figures
+    again = subprocess.run([sys.executable, "-m", "controller.cli", "perturb", "--suite", "ci", "--out", str(tmp_path), "--rescore"],
+                           capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    rescored = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert [(r["mean_cross_track"], r["recovery_time"]) for r in rescored] == [(r["mean_cross_track"], r["recovery_time"]) for r in results]
+    assert all(r["peak_after_onset"] is not None for r in rescored)

@@ -239,6 +239,21 @@ def test_path_cost_heading_wraps() -> None:
     assert float(err[0, 0]) == pytest.approx(math.radians(20), abs=1e-5)
 
 
+def test_heading_target_turns_towards_the_path_with_the_approach_gain() -> None:
+    """Off the path, the heading target leads back to it (atan(gain · cross-track)), so the
+    heading and cross-track terms no longer hold a robot parallel to the path."""
+    path = torch.tensor([[0.0, 0.0], [4.0, 0.0]])
+    plain, guided = PathCost(path, dt=DT), PathCost(path, dt=DT, approach_gain=3.0)
+    parallel = straight_rollout(0.1)  # 10 cm left of the path, heading along it
+    converging = straight_rollout(0.1, yaw=-math.atan(0.3))  # heading back at the guidance angle
+    h = lambda c, r: c.residuals(r, torch.zeros(1, 5, 2))["heading"][0, 0]  # noqa: E731
+    assert float(h(plain, parallel)) == pytest.approx(0.0, abs=1e-6)
+    assert float(h(guided, parallel)) == pytest.approx(math.atan(0.3), abs=1e-5)
+    assert float(h(guided, converging)) == pytest.approx(0.0, abs=1e-5)
+    right = straight_rollout(-0.1, yaw=math.atan(0.3))  # right of the path: the target turns left
+    assert float(h(guided, right)) == pytest.approx(0.0, abs=1e-5)
+
+
 def test_path_cost_speed_residual_and_smoothness() -> None:
     cost = PathCost(torch.tensor([[0.0, 0.0], [4.0, 0.0]]), target_speed=0.2, dt=DT)
     slow = cost.residuals(straight_rollout(speed=0.15), torch.zeros(1, 5, 2))["speed"]

@@ -100,6 +100,7 @@ class CostConfig(_Section):
     speed: float = Field(100.0, ge=0, description="Weight per (m/s)² of speed error along the path.")
     smoothness: float = Field(1.0, ge=0, description="Weight per unit² of action change between steps.")
     terminal: float = Field(5.0, ge=0, description="Extra factor on the last step's residuals.")
+    approach_gain: float = Field(3.0, ge=0, le=50, description="Heading target turned towards the path by atan(approach_gain · cross-track), 1/m; 0 = the path tangent.")
 
 
 class SafetyConfig(_Section):

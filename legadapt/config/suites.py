@@ -24,7 +24,7 @@ class ScenarioConfig(_Section):
         "estimated", description="What the controller sees: onboard-sensor estimate or the simulator's truth.")
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1, description="Seeds, one run each.")
     perturbations: list[Perturbation] = Field(default_factory=list, description="Perturbations, each with its start time.")
-    recover_band: float = Field(0.05, gt=0, le=1, description="Back within this cross-track error (m) for 1 s = recovered.")
+    recover_band: float = Field(0.05, gt=0, le=1, description="Recovered = back within this cross-track error (m) for the rest of the run (at least 1 s), m.")
     oracle_model: str | None = Field(None, description="MB checkpoint trained on this very condition (the oracle variant).")
 
 
