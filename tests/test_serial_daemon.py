@@ -148,6 +148,7 @@ def test_bus_faults_make_the_robot_safe_then_the_daemon_reconnects(tiny_model, t
     assert injected is not None, fake_out
     torque_off = _t_of(fake_out, "torque off", after=injected)
     assert torque_off is not None and torque_off - injected < 0.5, fake_out
+    print(f"{fault}: torque off {1e3 * (torque_off - injected):.0f} ms after the fault; daemon: {fault_event['message']}")
     if "alert" in fault:
         assert any(e["kind"] == "servo_rebooted" and "overload" in e["message"] for e in events), kinds
     times = [m["t"] for m in contents.messages["transition"]]
