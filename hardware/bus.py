@@ -233,7 +233,8 @@ class DynamixelBus:
             replies_expected = 1 if fast else len(ids)
             if corrupt and len(got) + corrupt >= replies_expected:
                 self.stats.crc_errors += corrupt
-                raise _Retry(BusError(f"corrupt reply (CRC) from servo(s) {_ranges(sorted(set(ids) - set(got)))}", _first_missing(ids, got)))
+                raise _Retry(BusError(f"corrupt reply (CRC) from servo(s) {_ranges(sorted(set(ids) - set(got)))}",
+                                      _first_missing(ids, got) if got or len(ids) == 1 else None))
             if time.monotonic() >= deadline:
                 self.stats.crc_errors += corrupt
                 self.stats.timeouts += 1
@@ -243,7 +244,8 @@ class DynamixelBus:
                         if noise else (f"; {corrupt} corrupt packet(s) (CRC)" if corrupt else ""))
                 if fast and not got:
                     missing, hint = self._fast_chain_break(ids, length, missing, hint)
-                raise _Retry(BusTimeout(f"no reply from servo(s) {_ranges(missing)} within {budget * 1e3:.1f} ms{hint}", missing[0]))
+                culprit = missing[0] if len(missing) < len(ids) or len(ids) == 1 else None  # all silent: no one to blame
+                raise _Retry(BusTimeout(f"no reply from servo(s) {_ranges(missing)} within {budget * 1e3:.1f} ms{hint}", culprit))
 
     def _fast_chain_break(self, ids: list[int], length: int, missing: list[int], hint: str) -> tuple[list[int], str]:
         """In a Fast Sync Read each servo appends its entry after the one before: a reply cut
