@@ -66,12 +66,15 @@ class RunSummary:
     start_pose: np.ndarray | None = None  # [3] pose at the first cycle
     trace: deque = field(default_factory=lambda: deque(maxlen=HISTORY))  # recent (t, x, y, yaw, cross-track)
     true_trace: deque = field(default_factory=lambda: deque(maxlen=HISTORY))  # simulation: (t, x, y, yaw, xt, progress)
+    true_xt: RunningStats | None = None  # simulation: |cross-track| of the true pose over the whole run
 
     def text(self) -> str:
         return (f"ran {self.duration:.1f} s, {self.cycles} cycles; stop: {self.stop_reason or 'task complete'}\n"
                 f"path: progress {self.progress:.2f} m, cross-track mean {self.mean_cross_track:.3f} m, max "
-                f"{self.max_cross_track:.3f} m\n"
-                f"adapt+plan p50 {1e3 * self.cycle_p50:.1f} ms, p99 {1e3 * self.cycle_p99:.1f} ms; {self.missed} missed "
+                f"{self.max_cross_track:.3f} m" + (" (the robot's estimate)" if self.true_xt else "") + "\n"
+                + (f"true (simulator): progress {self.true_trace[-1][5]:.2f} m, cross-track mean {self.true_xt.mean:.3f} m, "
+                   f"max {self.true_xt.max:.3f} m\n" if self.true_xt and self.true_trace else "")
+                + f"adapt+plan p50 {1e3 * self.cycle_p50:.1f} ms, p99 {1e3 * self.cycle_p99:.1f} ms; {self.missed} missed "
                 f"deadlines; adaptation loss {self.loss_before:.3f} -> {self.loss_after:.3f} (mean), "
                 f"{self.fallbacks} fallbacks to θ*\nlog: {self.log_path}")
 
@@ -243,6 +246,8 @@ def _run(cfg, backend, robots, mpc, spec, duration, writer, notifier, stop, stat
             true_s, true_ct = mpc.project(true_pose)
             msg.update(true_pose=true_pose, true_cross_track=true_ct, true_progress=true_s)
             summary.true_trace.append((b.t, *true_pose, true_ct, true_s))
+            summary.true_xt = summary.true_xt or RunningStats()
+            summary.true_xt.add(abs(true_ct))
         writer.write("planner", msg, b.t)
         writer.write("timing", {"t": b.t, "read": _last(loop.stats.tick_read), "adapt": st.adapt_time, "plan": st.plan_time,
                                 "write": _last(loop.stats.tick_write), "cycle": st.adapt_time + st.plan_time,

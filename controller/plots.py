@@ -34,7 +34,13 @@ def plot_run(log_path: Path, out: Path | None = None, title: str | None = None) 
         ax_xy.plot(path.points[:, 0], path.points[:, 1], "--", color="0.5", label=f"path ({task.get('path', '?')})")
         ax_xy.plot(pose[:, 0], pose[:, 1], color="C0", label="robot (estimated)")
         ax_xy.plot(pose[0, 0], pose[0, 1], "o", color="C0")
-        ax_ct.plot(t, 100 * ct, color="C0")
+        ax_ct.plot(t, 100 * ct, color="C0", label="estimated")
+        truth = [m for m in planner if m.get("true_pose") is not None]
+        if truth:  # simulation: the simulator's truth, never seen by the controller
+            true_pose = np.array([m["true_pose"] for m in truth])
+            ax_xy.plot(true_pose[:, 0], true_pose[:, 1], color="C3", lw=1.2, label="robot (true)")
+            ax_ct.plot([m["t"] for m in truth], [100 * m["true_cross_track"] for m in truth], color="C3", lw=1.2, label="true")
+            ax_ct.legend(loc="best", fontsize=8)
         ax_ct.axhline(0, color="0.5", lw=0.8)
     for p in perts:
         if p.get("start", 0) > 0:

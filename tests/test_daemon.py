@@ -31,6 +31,7 @@ def test_daemon_runs_and_logs_every_channel(tiny_model, tmp_path):
     out = _cli("run", "--config", cfg, "--log", log, "--duration", "3")
     assert out.returncode == 0, out.stderr
     assert "cycle p50" in out.stdout and "cross-track" in out.stdout and "adapt loss" in out.stdout
+    assert "(the robot's estimate)" in out.stdout and "true (simulator): progress" in out.stdout, "sim runs also show the truth"
     contents = read_log(log)
     assert contents.recovery.complete
     for channel in ("state", "command", "transition", "adaptation", "planner", "timing", "events"):
