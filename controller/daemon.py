@@ -67,13 +67,14 @@ class RunSummary:
     trace: deque = field(default_factory=lambda: deque(maxlen=HISTORY))  # recent (t, x, y, yaw, cross-track)
     true_trace: deque = field(default_factory=lambda: deque(maxlen=HISTORY))  # simulation: (t, x, y, yaw, xt, progress)
     true_xt: RunningStats | None = None  # simulation: |cross-track| of the true pose over the whole run
+    estimated: bool = True  # the controller saw its onboard estimate (not the simulator's truth)
 
     def text(self) -> str:
         return (f"ran {self.duration:.1f} s, {self.cycles} cycles; stop: {self.stop_reason or 'task complete'}\n"
                 f"path: progress {self.progress:.2f} m, cross-track mean {self.mean_cross_track:.3f} m, max "
-                f"{self.max_cross_track:.3f} m" + (" (the robot's estimate)" if self.true_xt else "") + "\n"
+                f"{self.max_cross_track:.3f} m" + (" (the robot's estimate)" if self.true_xt and self.estimated else "") + "\n"
                 + (f"true (simulator): progress {self.true_trace[-1][5]:.2f} m, cross-track mean {self.true_xt.mean:.3f} m, "
-                   f"max {self.true_xt.max:.3f} m\n" if self.true_xt and self.true_trace else "")
+                   f"max {self.true_xt.max:.3f} m\n" if self.true_xt and self.true_trace and self.estimated else "")
                 + f"adapt+plan p50 {1e3 * self.cycle_p50:.1f} ms, p99 {1e3 * self.cycle_p99:.1f} ms; {self.missed} missed "
                 f"deadlines; adaptation loss {self.loss_before:.3f} -> {self.loss_after:.3f} (mean), "
                 f"{self.fallbacks} fallbacks to θ*\nlog: {self.log_path}")
@@ -166,7 +167,7 @@ def run(cfg: C.LegadaptConfig, backend: str = "sim", duration: float | None = No
     log_path.parent.mkdir(parents=True, exist_ok=True)
     robot = make_robot(cfg, backend)
     notifier = Notifier()
-    summary = RunSummary(log_path=log_path)
+    summary = RunSummary(log_path=log_path, estimated=ctrl.state_source == "estimated")
     info = {"model": str(model), "adapter": ctrl.adapter, "backend": backend, "mode": ctrl.mode, "command": " ".join(sys.argv),
             "timing_check_p50": p50, "timing_check_max": worst}
     writer = LogWriter(log_path, spec, config=cfg.model_dump(mode="json"), info=info)

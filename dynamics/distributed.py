@@ -55,8 +55,14 @@ def setup(device_pref: str = "auto") -> DistInfo:
 
 
 def teardown(info: DistInfo) -> None:
+    """Leave the process group together: rank 0 does extra work at the end (checkpoint,
+    report), and a rank tearing gloo down while another still uses it can abort the
+    process ("terminate called without an active exception", seen once under load)."""
     if info.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def all_agree(flag: bool, info: DistInfo) -> bool:
