@@ -104,11 +104,15 @@ class StateEstimator(StateSource):
         dt = reading.stamp - self._t
         if dt <= 0:
             return
-        if dt < self.min_baseline:  # too soon to difference: the pose moves on at the current velocity
-            self._pos = self._pos + (quat_to_matrix(reading.imu.quat) @ self._v)[:2] * (reading.stamp - self._t_pose)
-            self._t_pose, self._last, self._phase = reading.stamp, reading, phase
-            self._yaw = rpy_from_quat(reading.imu.quat)[2] + self._yaw_offset
-            return
+        imu = reading.imu
+        if dt >= self.min_baseline:  # sooner than that, the pose just moves on at the current velocity
+            self._update_velocity(reading, phase, dt)
+        self._pos = self._pos + (quat_to_matrix(imu.quat) @ self._v)[:2] * (reading.stamp - self._t_pose)
+        self._t_pose, self._last, self._phase = reading.stamp, reading, phase
+        self._yaw = rpy_from_quat(imu.quat)[2] + self._yaw_offset
+
+    def _update_velocity(self, reading: RobotState, phase: float, dt: float) -> None:
+        """Body velocity from the stance legs over ``dt`` (s), blended with the accelerometer."""
         imu = reading.imu
         feet = self.kin.forward(reading.q)
         foot_vel = (feet - self._feet) / dt  # [6, 3] foot velocity relative to the body, body frame
@@ -121,12 +125,7 @@ class StateEstimator(StateSource):
         gravity_body = quat_rotate_inv(imu.quat, GRAVITY)
         v_pred = self._v + (imu.acc - gravity_body) * dt - np.cross(omega, self._v) * dt
         self._v = (1 - self.blend) * v_pred + self.blend * v_legs
-        yaw = rpy_from_quat(imu.quat)[2] + self._yaw_offset
-        rot = quat_to_matrix(imu.quat)
-        v_world = rot @ self._v
-        self._pos = self._pos + v_world[:2] * (reading.stamp - self._t_pose)
-        self._feet, self._t, self._last, self._phase, self._yaw = feet, reading.stamp, reading, phase, yaw
-        self._t_pose = reading.stamp
+        self._feet, self._t = feet, reading.stamp
 
     def model_state(self) -> np.ndarray:
         roll, pitch, _ = rpy_from_quat(self._last.imu.quat)

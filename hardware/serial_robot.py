@@ -66,6 +66,7 @@ class SerialRobot(Robot):
         self.cfg = cfg
         sc = cfg.serial
         self.ids = list(sc.servo_ids)
+        self._joint_of = dict(zip(self.ids, JOINT_NAMES))  # servo ID -> joint name, for messages
         self.imu_id = sc.imu_id
         self.mapping = R.JointMapping(np.array([sc.directions.get(j, 1) for j in JOINT_NAMES], float),
                                       np.array([sc.zero_offsets.get(j, 0.0) for j in JOINT_NAMES]))
@@ -161,7 +162,7 @@ class SerialRobot(Robot):
         try:
             block = read(R.STATE_BLOCK_ADDRESS, R.STATE_BLOCK_LENGTH, self.ids)
         except BusError as exc:
-            joint = dict(zip(self.ids, JOINT_NAMES)).get(exc.servo_id)
+            joint = self._joint_of.get(exc.servo_id)
             if joint is None:
                 raise
             raise (BusTimeout if isinstance(exc, BusTimeout) else BusError)(f"{exc} [ID {exc.servo_id} is {joint}]", exc.servo_id) from exc
@@ -203,7 +204,7 @@ class SerialRobot(Robot):
         failing = {i: status[i][0] for i in self.ids if status[i][0]}
         if not failing:
             return []
-        names = dict(zip(self.ids, JOINT_NAMES))
+        names = self._joint_of
         if not self.cfg.serial.reboot_on_alert:
             return [f"{names[i]} (ID {i}): hardware error {R.describe_hardware_error(b)}; power-cycle or REBOOT it "
                     f"(serial.reboot_on_alert: true does that)" for i, b in failing.items()]

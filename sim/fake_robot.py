@@ -102,6 +102,10 @@ class FakeRobot:
         self.imu = ImuTable(sc.imu_id) if sc.imu_id is not None else None
         self.bus = BusEmulator([*self.servos, *([self.imu] if self.imu else [])])
         self._lock = threading.RLock()
+        self.report = report or (lambda line: None)
+        self._t_start = time.monotonic()
+        self._t_active: float | None = None  # monotonic time of the first torque enable
+        self._torque_any = False  # some servo has torque on
         for dxl_id, bits in self.faults.alerts.items():
             self.raise_alert(dxl_id, bits)
         for dxl_id in self.faults.silent_ids:
@@ -122,14 +126,10 @@ class FakeRobot:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = True
-        self._t_start = time.monotonic()
         self._sim_start = self.hexapod.time
-        self._t_active: float | None = None  # monotonic time of the first torque enable
         self._pending_faults = sorted(self.faults.schedule, key=lambda f: f.at)
         self._timed: list[tuple[float, ScheduledFault]] = []  # (end time, fault) of faults with a duration
         self._garbage_until = 0.0
-        self._torque_any = False
-        self.report = report or (lambda line: None)
 
     # ------------------------------------------------------------ runtime API
     def start(self) -> FakeRobot:
@@ -295,13 +295,6 @@ class FakeRobot:
 
     def _run_schedule(self) -> None:
         now = time.monotonic()
-        torque = any(s.torque_enabled for s in self.servos)
-        if torque != self._torque_any:
-            self._torque_any = torque
-            n = sum(s.torque_enabled for s in self.servos)
-            self.report(f"t={self._now():.3f} torque {'on' if torque else 'off'} ({n} of {N_JOINTS} servos on)")
-            if torque and self._t_active is None:
-                self._t_active = now
         for end, fault in [x for x in self._timed if x[0] <= now]:
             self._timed.remove((end, fault))
             if fault.kind == "silent":
@@ -368,6 +361,16 @@ class FakeRobot:
             for s in self.servos:
                 s.torque_changed = False
             self._reapply_torque_mask(recompute=True)
+            self._report_torque()
+
+    def _report_torque(self) -> None:
+        """A report line when the robot goes from no servo powered to some, or back."""
+        n = sum(s.torque_enabled for s in self.servos)
+        if (n > 0) != self._torque_any:
+            self._torque_any = n > 0
+            self.report(f"t={self._now():.3f} torque {'on' if n else 'off'} ({n} of {N_JOINTS} servos on)")
+        if n and self._t_active is None:
+            self._t_active = time.monotonic()
 
     def _reapply_torque_mask(self, recompute: bool = False) -> None:
         mask = np.array([s.torque_enabled for s in self.servos], dtype=float)

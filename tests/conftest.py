@@ -18,9 +18,9 @@ def make_config(backend: str = "mujoco", perturbations: list | None = None, **se
     return parse_config(data)
 
 
-def standing_hexapod(backend: str, perturbations: list | None = None, settle: float = 0.5) -> SimulatedHexapod:
-    """A hexapod reset to its standing pose, powered, left ``settle`` s to settle."""
-    cfg = make_config(backend, perturbations)
+def standing_hexapod(backend: str, perturbations: list | None = None, settle: float = 0.5, **sections) -> SimulatedHexapod:
+    """A hexapod reset to its standing pose, powered, left ``settle`` s to settle (config ``sections`` as in make_config)."""
+    cfg = make_config(backend, perturbations, **sections)
     hx = SimulatedHexapod.from_config(cfg)
     q0, height = standing_pose(hx.desc, cfg.gait)
     hx.reset(q0, height)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import make_config, standing_hexapod
-from sim.hexapod import SimulatedHexapod, standing_pose
+from conftest import standing_hexapod
 from sim.description import JOINT_NAMES
 from sim.rotations import rpy_from_quat
 
@@ -157,36 +156,24 @@ def test_action_latency_delays_the_servos(backend):
     assert late - prompt == pytest.approx(0.08, abs=0.01)
 
 
+def _slide_on_12_degrees(backend: str, perturbations: list, **sections) -> float:
+    """Distance (m) a standing robot slides in 1.5 s on a 12° incline (tan 12° = 0.21)."""
+    hx = standing_hexapod(backend, [*perturbations, {"kind": "slope", "pitch_deg": 12, "ramp_time": 0.3}], settle=0.5, **sections)
+    p0 = hx.read().privileged.pos.copy()
+    hx.advance(1.5)
+    return float(np.linalg.norm(hx.read().privileged.pos - p0))
+
+
 def test_floor_friction_decides_whether_the_robot_slides_down_a_slope(backend):
-    """Standing on a 12° incline (tan 12° = 0.21): it holds with mu = 1, slides with mu = 0.1."""
-
-    def slide(mu: float) -> float:
-        hx = standing_hexapod(backend, [{"kind": "floor_friction", "mu": mu},
-                                        {"kind": "slope", "pitch_deg": 12, "ramp_time": 0.3}], settle=0.5)
-        p0 = hx.read().privileged.pos.copy()
-        hx.advance(1.5)
-        return float(np.linalg.norm(hx.read().privileged.pos - p0))
-
-    assert slide(1.0) < 0.01
-    assert slide(0.1) > 0.1
+    """Standing on a 12° incline: it holds with mu = 1, slides with mu = 0.1."""
+    assert _slide_on_12_degrees(backend, [{"kind": "floor_friction", "mu": 1.0}]) < 0.01
+    assert _slide_on_12_degrees(backend, [{"kind": "floor_friction", "mu": 0.1}]) > 0.1
 
 
 def test_foot_friction_of_the_robot_config_is_the_contact_friction(backend):
     """``robot.foot_friction`` alone (no floor perturbation) decides the slide on 12°."""
-
-    def slide(mu: float) -> float:
-        cfg = make_config(backend, [{"kind": "slope", "pitch_deg": 12, "ramp_time": 0.3}], robot={"foot_friction": mu})
-        hx = SimulatedHexapod.from_config(cfg)
-        q0, height = standing_pose(hx.desc, cfg.gait)
-        hx.reset(q0, height)
-        hx.write(q0)
-        hx.advance(0.5)
-        p0 = hx.read().privileged.pos.copy()
-        hx.advance(1.5)
-        return float(np.linalg.norm(hx.read().privileged.pos - p0))
-
-    assert slide(1.0) < 0.01
-    assert slide(0.1) > 0.1
+    assert _slide_on_12_degrees(backend, [], robot={"foot_friction": 1.0}) < 0.01
+    assert _slide_on_12_degrees(backend, [], robot={"foot_friction": 0.1}) > 0.1
 
 
 def test_perturbations_compose(backend):
