@@ -70,14 +70,17 @@ class RunSummary:
     estimated: bool = True  # the controller saw its onboard estimate (not the simulator's truth)
 
     def text(self) -> str:
-        return (f"ran {self.duration:.1f} s, {self.cycles} cycles; stop: {self.stop_reason or 'task complete'}\n"
-                f"path: progress {self.progress:.2f} m, cross-track mean {self.mean_cross_track:.3f} m, max "
-                f"{self.max_cross_track:.3f} m" + (" (the robot's estimate)" if self.true_xt and self.estimated else "") + "\n"
-                + (f"true (simulator): progress {self.true_trace[-1][5]:.2f} m, cross-track mean {self.true_xt.mean:.3f} m, "
-                   f"max {self.true_xt.max:.3f} m\n" if self.true_xt and self.true_trace and self.estimated else "")
-                + f"adapt+plan p50 {1e3 * self.cycle_p50:.1f} ms, p99 {1e3 * self.cycle_p99:.1f} ms; {self.missed} missed "
-                f"deadlines; adaptation loss {self.loss_before:.3f} -> {self.loss_after:.3f} (mean), "
-                f"{self.fallbacks} fallbacks to θ*\nlog: {self.log_path}")
+        truth = self.true_xt is not None and bool(self.true_trace) and self.estimated  # the sim's truth beside the estimate
+        lines = [f"ran {self.duration:.1f} s, {self.cycles} cycles; stop: {self.stop_reason or 'task complete'}",
+                 f"path: progress {self.progress:.2f} m, cross-track mean {self.mean_cross_track:.3f} m, max "
+                 f"{self.max_cross_track:.3f} m" + (" (the robot's estimate)" if truth else "")]
+        if truth:
+            lines.append(f"true (simulator): progress {self.true_trace[-1][5]:.2f} m, cross-track mean {self.true_xt.mean:.3f} m, "
+                         f"max {self.true_xt.max:.3f} m")
+        lines += [f"adapt+plan p50 {1e3 * self.cycle_p50:.1f} ms, p99 {1e3 * self.cycle_p99:.1f} ms; {self.missed} missed "
+                  f"deadlines; adaptation loss {self.loss_before:.3f} -> {self.loss_after:.3f} (mean), "
+                  f"{self.fallbacks} fallbacks to θ*", f"log: {self.log_path}"]
+        return "\n".join(lines)
 
 
 def resolve_model(path: str | Path) -> Path:

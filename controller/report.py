@@ -38,7 +38,7 @@ def aggregate(results: list[RunResult]) -> dict[str, dict[str, dict]]:
     for (sc, v), rs in groups.items():
         ok = [r for r in rs if not r.error]
         rec = [r.recovery_time for r in ok if r.recovery_time is not None]
-        peaks = [r.peak_after_onset for r in ok if getattr(r, "peak_after_onset", None) is not None]
+        peaks = [r.peak_after_onset for r in ok if r.peak_after_onset is not None]
         table[sc][v] = {
             "runs": len(rs), "errors": len(rs) - len(ok),
             "mean_xt": _mean([r.mean_cross_track for r in ok]), "max_xt": _mean([r.max_cross_track for r in ok]),
@@ -86,6 +86,21 @@ def markdown(suite: C.SuiteConfig, results: list[RunResult], wall_time: float | 
     return "\n".join(lines) + "\n"
 
 
+def _goals(sc: C.ScenarioConfig, rows: dict) -> tuple[float | None, bool, bool | None]:
+    """The mission's goals on one scenario's averaged rows: GrBAL/MB mean cross-track ratio
+    (None without both; nan if MB's is 0), whether the ½ goal applies (a crippled leg or a
+    slope), and whether GrBAL beats MB+DE (None without both)."""
+    g = rows.get("grbal")
+    if g is None:
+        return None, False, None
+    ratio = None
+    if "mb" in rows:
+        ratio = g["mean_xt"] / rows["mb"]["mean_xt"] if rows["mb"]["mean_xt"] > 0 else math.nan
+    judged = bool({p.kind for p in sc.perturbations} & {*DAMAGE_KINDS, "slope"})
+    better = g["mean_xt"] < rows["mbde"]["mean_xt"] if "mbde" in rows else None
+    return ratio, judged, better
+
+
 def summary_table(suite: C.SuiteConfig, table: dict) -> list[str]:
     """One row per scenario: each variant's mean cross-track (cm) and progress (m), then the
     GrBAL/MB ratio (judged on crippled-leg and slope scenarios) and GrBAL against MB+DE."""
@@ -97,13 +112,9 @@ def summary_table(suite: C.SuiteConfig, table: dict) -> list[str]:
     for sc in suite.scenarios:
         rows = table.get(sc.name, {})
         cells = [f"{_fmt(rows[v]['mean_xt'], 100)} ({_fmt(rows[v]['progress'], 1, 2)})" if v in rows else "–" for v in variants]
-        judged = {p.kind for p in sc.perturbations} & {*DAMAGE_KINDS, "slope"}
-        ratio, beats = "–", "–"
-        if "grbal" in rows and "mb" in rows and rows["mb"]["mean_xt"] > 0:
-            r = rows["grbal"]["mean_xt"] / rows["mb"]["mean_xt"]
-            ratio = f"{r:.2f}" + ((" ✓" if r <= 0.5 else " ✗") if judged else "")
-        if "grbal" in rows and "mbde" in rows:
-            beats = "✓" if rows["grbal"]["mean_xt"] < rows["mbde"]["mean_xt"] else "✗"
+        r, judged, better = _goals(sc, rows)
+        ratio = f"{r:.2f}" + ((" ✓" if r <= 0.5 else " ✗") if judged else "") if r is not None and math.isfinite(r) else "–"
+        beats = "–" if better is None else ("✓" if better else "✗")
         lines.append(f"| {sc.name} | " + " | ".join(cells) + f" | {ratio} | {beats} |")
     return lines + [""]
 
@@ -117,15 +128,13 @@ def verdicts(suite: C.SuiteConfig, table: dict) -> list[str]:
         if "grbal" not in rows:
             continue
         g = rows["grbal"]["mean_xt"]
-        kinds = {p.kind for p in sc.perturbations}
+        ratio, judged, better = _goals(sc, rows)
         parts = []
-        if "mb" in rows and (kinds & set(DAMAGE_KINDS) or "slope" in kinds):
-            ratio = g / rows["mb"]["mean_xt"] if rows["mb"]["mean_xt"] > 0 else math.nan
+        if ratio is not None and judged:
             parts.append(f"GrBAL/MB mean cross-track {ratio:.2f} ({'meets' if ratio <= 0.5 else 'does NOT meet'} ≤ 0.5)")
             half[0] += ratio <= 0.5
             half[1] += 1
-        if "mbde" in rows:
-            better = g < rows["mbde"]["mean_xt"]
+        if better is not None:
             parts.append(f"GrBAL {'beats' if better else 'does NOT beat'} MB+DE ({100 * g:.1f} vs {100 * rows['mbde']['mean_xt']:.1f} cm)")
             beats[0] += better
             beats[1] += 1
