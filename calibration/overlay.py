@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from legadapt import config as C
+from legadapt.config.yaml_file import read_yaml
 
 
 def merge(base: Mapping, overlay: Mapping) -> dict:
@@ -49,16 +50,10 @@ def apply_overlay(cfg: C.LegadaptConfig, overlay: Mapping, source: str = "<overl
 
 
 def read_overlay(path: str | Path) -> dict:
-    """The mapping of an overlay file (leading comment lines are ignored)."""
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise C.ConfigError(f"{p}: calibration file not found") from None
-    except yaml.YAMLError as exc:
-        raise C.ConfigError(f"{p}: malformed YAML: {exc}") from None
+    """The mapping of an overlay file (leading comment lines are ignored); ConfigError if unusable."""
+    data = read_yaml(path, "calibration file")
     if not isinstance(data, dict):
-        raise C.ConfigError(f"{p}: a calibration file must be a mapping of config sections")
+        raise C.ConfigError(f"{path}: a calibration file must be a mapping of config sections")
     return data
 
 

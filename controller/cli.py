@@ -22,26 +22,36 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from legadapt import __version__
-from legadapt.config import ConfigError, config_doc, load_config
+from legadapt.config import ConfigError, LegadaptConfig, config_doc, load_config, parse_config
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_SAFETY_STOP = 0, 1, 2, 3
 
 
+#: Error types that mean 'the input is unusable' (exit 2), not 'legadapt broke' (exit 1): module, class.
+#: Looked up only in modules already imported, so that refusing a config never waits for torch to load.
+BAD_INPUT_ERRORS = (("dynamics.datasets", "DatasetError"), ("dynamics.checkpoint", "CheckpointError"),
+                    ("legadapt.mcap_log", "LogError"), ("calibration.common", "CalibrationError"))
+
+
 def _bad_input_errors() -> tuple[type[Exception], ...]:
-    """Error types that mean 'the input is unusable' (exit 2), not 'legadapt broke' (exit 1)."""
-    from dynamics.checkpoint import CheckpointError
-    from dynamics.datasets import DatasetError
-    from legadapt.mcap_log import LogError
-
-    return (DatasetError, CheckpointError, LogError)
+    """The :data:`BAD_INPUT_ERRORS` classes of the modules imported so far (an error of any other can't be one)."""
+    return (ConfigError, *(getattr(sys.modules[m], c) for m, c in BAD_INPUT_ERRORS if m in sys.modules))
 
 
-BAD_INPUT_ERRORS = _bad_input_errors()
+def _override(cfg: LegadaptConfig, section: str, **updates: object) -> LegadaptConfig:
+    """``cfg`` with ``updates`` (not None) in ``section``, validated like the file: a bad override is refused."""
+    updates = {k: v for k, v in updates.items() if v is not None}
+    if not updates:
+        return cfg
+    data = cfg.model_dump(mode="json")
+    data[section] = {**data[section], **updates}
+    return parse_config(data, "the command-line options")
 
 
 def _parse_action(text: str) -> np.ndarray:
@@ -60,9 +70,7 @@ def _cmd_walk(args: argparse.Namespace) -> int:
     from hardware.sim_robot import SimRobot
     from sim.hexapod import make_gait
 
-    cfg = load_config(args.config)
-    if args.backend:
-        cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"backend": args.backend})})
+    cfg = _override(load_config(args.config), "sim", backend=args.backend)
     duration = args.duration if args.duration is not None else cfg.task.duration
     robot = SimRobot(cfg)
     try:
@@ -147,24 +155,51 @@ def _cmd_evaluate_dynamics(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    import signal
-    import threading
+def _log_dir_problem(directory: Path, create: bool) -> str | None:
+    """Why logs cannot be written in ``directory`` (None if they can). ``create``: make it and write a
+    temporary file there; else only look (the nearest existing ancestor must be a writable directory)."""
+    try:
+        if create:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=directory):
+                return None
+        existing = next(p for p in (directory, *directory.parents) if p.exists())
+        if not existing.is_dir():
+            return f"{existing} is not a directory"
+        return None if os.access(existing, os.W_OK | os.X_OK) else f"{existing} is not writable"
+    except (OSError, ValueError) as exc:
+        return str(getattr(exc, "strerror", None) or exc)
 
-    from controller.daemon import PreflightError, run
 
+def _check_log_target(cfg: LegadaptConfig, log: Path | None, create: bool = True) -> None:
+    """Refuse a log that cannot be written, before anything runs: ConfigError naming the option and the directory."""
+    directory, option = (log.parent, "--log") if log else (Path(cfg.controller.log_dir), "controller.log_dir")
+    problem = _log_dir_problem(directory, create)
+    if problem:
+        raise ConfigError(f"{option}: cannot write logs in {directory}: {problem}; choose a writable directory")
+
+
+def _run_config(args: argparse.Namespace) -> LegadaptConfig:
+    """The config of ``legadapt run``: file, calibration overlays, then the command-line overrides, all validated."""
     cfg = load_config(args.config)
     if args.calibration:
         from calibration.overlay import apply_overlay_files
 
         cfg = apply_overlay_files(cfg, args.calibration)
-    ctrl = cfg.controller.model_copy(update={k: v for k, v in (("model", args.model), ("mode", args.mode),
-                                                                 ("adapter", args.adapter)) if v is not None})
-    cfg = cfg.model_copy(update={"controller": ctrl})
-    if args.sim_backend:
-        cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"backend": args.sim_backend})})
-    if args.port:
-        cfg = cfg.model_copy(update={"serial": cfg.serial.model_copy(update={"port": args.port})})
+    cfg = _override(cfg, "controller", model=args.model, mode=args.mode, adapter=args.adapter)
+    cfg = _override(cfg, "sim", backend=args.sim_backend)
+    cfg = _override(cfg, "serial", port=args.port)
+    return _override(cfg, "robot", backend=args.backend)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    cfg = _run_config(args)
+    _check_log_target(cfg, args.log)
+    from controller.daemon import PreflightError, run  # after the config checks: refusing it never waits for torch
+
     stop = threading.Event()
 
     def request_stop(signum, frame) -> None:
@@ -174,7 +209,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         signal.signal(sig, request_stop)
     tty = sys.stdout.isatty()
     try:
-        summary = run(cfg, backend=args.backend, duration=args.duration, log_path=args.log, stop=stop,
+        summary = run(cfg, backend=cfg.robot.backend, duration=args.duration, log_path=args.log, stop=stop,
                       status=(lambda line: print("\r" + line, end="", flush=True)) if tty else (lambda line: print(line, flush=True)))
     except PreflightError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -233,6 +268,7 @@ def _cmd_perturb(args: argparse.Namespace) -> int:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
+    _check_log_target(cfg, None, create=False)
     print(f"{args.config}: OK")
     print(cfg.model_dump_json(indent=2))
     return EXIT_OK
@@ -286,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rn = sub.add_parser("run", help="run the adaptive controller daemon on a robot")
     rn.add_argument("--config", type=Path, default=Path("configs/hexapod_sim.yaml"), help="robot config YAML")
-    rn.add_argument("--backend", choices=["sim", "serial"], default="sim",
-                    help="robot interface: sim (the simulated hexapod) or serial (Dynamixel bus, e.g. legadapt fake-robot)")
+    rn.add_argument("--backend", choices=["sim", "serial"],
+                    help="override robot.backend: sim (the simulated hexapod) or serial (Dynamixel bus, e.g. legadapt fake-robot)")
     rn.add_argument("--port", help="serial: override serial.port (device path, pty, or pyserial URL)")
     rn.add_argument("--sim-backend", choices=["mujoco", "pybullet"], help="override sim.backend")
     rn.add_argument("--model", help="override controller.model (checkpoint)")
@@ -325,8 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["fake-robot"]:  # the emulator owns its own arguments
         from sim.fake_robot_cli import main as fake_robot_main
 
@@ -337,12 +372,15 @@ def main(argv: list[str] | None = None) -> int:
         return calibrate_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; exit status per the module docstring, an error message and never a traceback."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        return args.func(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except BAD_INPUT_ERRORS as exc:
+        return _dispatch(argv)
+    except _bad_input_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early

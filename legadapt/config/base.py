@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import importlib.util
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 LegName = Literal["LF", "LM", "LH", "RF", "RM", "RH"]
 JointName = Literal[
@@ -13,6 +14,19 @@ JointName = Literal[
 ]
 Vec3 = tuple[float, float, float]
 PathName = Literal["straight", "left_turn", "right_turn", "zigzag", "figure8"]
+SEED_MAX = 2**32 - 1  # largest seed: numpy and torch both take it (torch refuses 2**64 and beyond)
+
+
+def _engine_installed(name: str) -> str:
+    """``name`` if its physics engine can be imported here; else ValueError naming what to install."""
+    if name == "pybullet" and importlib.util.find_spec("pybullet") is None:
+        raise ValueError("the pybullet backend needs the pybullet package, which is not installed (it is an extra): "
+                         "pip install 'legadapt[pybullet]', or choose mujoco")
+    return name
+
+
+#: A physics engine (``sim.backend``, a scenario's ``backend``); pybullet is the optional extra.
+SimBackend = Annotated[Literal["mujoco", "pybullet"], AfterValidator(_engine_installed)]
 
 
 class ConfigError(ValueError):
@@ -20,4 +34,7 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict base of every section: unknown keys are errors, and every number must be finite
+    (``.inf`` and ``.nan`` are refused everywhere, inside vectors and mappings too)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

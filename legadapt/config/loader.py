@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from legadapt.config.base import ConfigError, _Section
+from legadapt.config.yaml_file import read_yaml
 from legadapt.config.perturbations import (PERTURBATION_KINDS, ActionLatency, CalibrationError, FloorFriction, ImuError,
                                            LimpLeg, LockedJoint, Payload, Perturbation, Slope, WeakMotor)
 from legadapt.config.robot import GaitConfig, RobotConfig, SerialConfig, SimConfig, TaskConfig
@@ -37,7 +37,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
             if isinstance(part, str) and part in PERTURBATION_KINDS:
                 continue  # the discriminator tag pydantic inserts, not a user-visible key
             loc += f"[{part}]" if isinstance(part, int) else f".{part}" if loc else str(part)
-        msg = e["msg"]
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "union_tag_invalid":
             got = e.get("ctx", {}).get("tag")
             msg = f"unknown perturbation {got!r}; allowed: {', '.join(PERTURBATION_KINDS)}"
@@ -60,26 +60,16 @@ def parse_config(data: object, source: str = "<config>") -> LegadaptConfig:
 
 
 def _read_yaml(path: str | Path) -> object:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read config file: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{p}{where}: malformed YAML: {problem}; fix the syntax at that line") from None
-    return data
+    return read_yaml(path, "config file")
 
 
 def load_config(path: str | Path) -> LegadaptConfig:
-    """Read and validate a YAML config file; raise :class:`ConfigError` on any problem."""
-    return parse_config(_read_yaml(path), str(path))
+    """Read and validate a YAML config file; raise :class:`ConfigError` on any problem (an empty file too)."""
+    data = _read_yaml(path)
+    if data is None:
+        raise ConfigError(f"{path}: the config file is empty (no settings at all): is it the right file? "
+                          "Write {} in it to run with every default")
+    return parse_config(data, str(path))
 
 
 def load_suite(path: str | Path) -> SuiteConfig:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from legadapt.config.base import JointName, PathName, _Section
+from legadapt.config.base import SEED_MAX, JointName, PathName, SimBackend, _Section
 
 class ServoConfig(_Section):
     """Servo model (XM430-W350 class), identical on every backend."""
@@ -18,8 +18,11 @@ class ServoConfig(_Section):
 
 
 class RobotConfig(_Section):
-    """Physical robot parameters that differ between units of the same hexapod design."""
+    """Which robot the daemon drives, and the physical parameters that differ between units of the same design."""
 
+    backend: Literal["sim", "serial"] = Field(
+        "sim", description="The robot `legadapt run` drives: sim = the simulated hexapod (sim section), serial = the "
+        "servo bus of a real or emulated robot (serial section; needs controller.mode: realtime). --backend overrides it.")
     body_mass: float = Field(1.25, gt=0.2, le=10, description="Torso mass without legs, kg.")
     foot_friction: float = Field(1.0, gt=0, le=3, description="Coulomb friction coefficient of the foot/floor contact (both backends; a floor_friction perturbation overrides it while active).")
     servo: ServoConfig = Field(default_factory=ServoConfig, description="Servo model.")
@@ -40,10 +43,10 @@ class GaitConfig(_Section):
 class SimConfig(_Section):
     """Simulated robot settings."""
 
-    backend: Literal["mujoco", "pybullet"] = Field("mujoco", description="Physics backend.")
+    backend: SimBackend = Field("mujoco", description="Physics backend.")
     timestep: float = Field(0.002, ge=0.0005, le=0.005, description="Physics step, s.")
     servo_rate: float = Field(50.0, ge=10, le=500, description="Fast-loop (servo command) rate, Hz.")
-    seed: int = Field(0, ge=0, description="Seed of sensor noise and any randomness in the simulation.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of sensor noise and any randomness in the simulation.")
 
     @model_validator(mode="after")
     def _servo_rate_divides(self) -> "SimConfig":

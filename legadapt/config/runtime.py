@@ -6,14 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from legadapt.config.base import PathName, _Section
+from legadapt.config.base import SEED_MAX, PathName, _Section
 from legadapt.config.perturbations import Perturbation
 
 class ConditionSpec(_Section):
     """One condition of the collection distribution: a named set of perturbations."""
 
     name: str = Field(min_length=1, description="Label of the condition (used in logs and reports).")
-    weight: float = Field(1.0, gt=0, description="Relative probability of drawing this condition for an episode.")
+    weight: float = Field(1.0, gt=0, le=1e6, description="Relative probability of drawing this condition for an episode.")
     perturbations: list[Perturbation] = Field(default_factory=list, description="Perturbations, each with its start time.")
 
 
@@ -36,7 +36,7 @@ class CollectConfig(_Section):
     episodes: int = Field(64, ge=1, le=100000, description="Episodes in the whole collection (all shards together).")
     episode_duration: float = Field(15.0, gt=1, le=600, description="Length of one episode, s (cut short by a fall).")
     workers: int = Field(2, ge=1, le=256, description="Parallel worker processes per shard.")
-    seed: int = Field(0, ge=0, description="Seed of the episode list; episode i is reproducible on any shard layout.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the episode list; episode i is reproducible on any shard layout.")
     state_source: Literal["privileged", "estimated"] = Field(
         "privileged", description="Model state from the simulator's true state or from onboard-sensor estimation.")
     policy: Literal["random", "mpc"] = Field(
@@ -71,10 +71,16 @@ class TrainConfig(_Section):
     patience: int = Field(8, ge=1, description="Evaluations without validation improvement before early stopping.")
     val_fraction: float = Field(0.15, gt=0, lt=0.9, description="Share of trajectories held out for validation.")
     val_tasks: int = Field(200, ge=10, le=100000, description="Fixed validation tasks drawn once.")
-    grad_clip: float = Field(10.0, gt=0, description="Gradient-norm clip of every update.")
+    grad_clip: float = Field(10.0, gt=0, le=1e6, description="Gradient-norm clip of every update.")
     rebal_hidden: int = Field(128, ge=4, le=4096, description="ReBAL GRU context size.")
-    seed: int = Field(0, ge=0, description="Seed of initialisation and task draws.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of initialisation and task draws.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto = cuda if available.")
+
+
+#: Upper bound on samples × horizon × iterations (model evaluations per control period): 40× the default
+#: 5,000. Measured on the 2-core reference machine, 200,000 already take ~8 s per cycle (100,000 samples: 0.7 GB);
+#: far beyond it the lockstep pre-flight seemed to hang, at 3+ GB.
+MAX_MODEL_EVALUATIONS = 200_000
 
 
 class PlannerConfig(_Section):
@@ -84,22 +90,34 @@ class PlannerConfig(_Section):
     samples: int = Field(500, ge=4, le=100000, description="Candidate action sequences per iteration.")
     horizon: int = Field(10, ge=1, le=200, description="Planning horizon, control periods.")
     iterations: int = Field(1, ge=1, le=50, description="Optimiser iterations per cycle (CEM refits, MPPI updates).")
-    temperature: float = Field(0.3, gt=0, description="MPPI temperature, in cost units.")
+    temperature: float = Field(0.3, gt=0, le=1e6, description="MPPI temperature, in cost units.")
     noise: float = Field(0.4, gt=0, le=2, description="MPPI noise standard deviation, action units.")
     smoothing_window: int = Field(3, ge=1, le=50, description="MPPI update smoothing over the horizon, steps.")
     elites: int = Field(50, ge=1, description="CEM elites per iteration.")
     alpha: float = Field(0.1, ge=0, lt=1, description="CEM weight kept on the previous mean/std.")
-    seed: int = Field(0, ge=0, description="Planner noise seed (deterministic runs).")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Planner noise seed (deterministic runs).")
+
+    @model_validator(mode="after")
+    def _fits_a_control_cycle(self) -> "PlannerConfig":
+        work = self.samples * self.horizon * self.iterations
+        if work > MAX_MODEL_EVALUATIONS:
+            raise ValueError(
+                f"samples × horizon × iterations = {self.samples} × {self.horizon} × {self.iterations} = {work:,} model "
+                f"evaluations per control period, more than the {MAX_MODEL_EVALUATIONS:,} that fit in memory and time "
+                f"(the default 500 × 10 × 1 = 5,000 takes ~40 ms on 2 cores): lower samples, horizon or iterations")
+        if self.kind == "cem" and not 2 <= self.elites <= self.samples:
+            raise ValueError(f"CEM refits to 2 <= elites <= samples; got elites {self.elites}, samples {self.samples}")
+        return self
 
 
 class CostConfig(_Section):
     """Path-following cost: weighted squared residuals summed over the horizon."""
 
-    cross_track: float = Field(100.0, ge=0, description="Weight per m² of cross-track error.")
-    heading: float = Field(20.0, ge=0, description="Weight per rad² of heading error to the path tangent.")
-    speed: float = Field(100.0, ge=0, description="Weight per (m/s)² of speed error along the path.")
-    smoothness: float = Field(1.0, ge=0, description="Weight per unit² of action change between steps.")
-    terminal: float = Field(5.0, ge=0, description="Extra factor on the last step's residuals.")
+    cross_track: float = Field(100.0, ge=0, le=1e6, description="Weight per m² of cross-track error.")
+    heading: float = Field(20.0, ge=0, le=1e6, description="Weight per rad² of heading error to the path tangent.")
+    speed: float = Field(100.0, ge=0, le=1e6, description="Weight per (m/s)² of speed error along the path.")
+    smoothness: float = Field(1.0, ge=0, le=1e6, description="Weight per unit² of action change between steps.")
+    terminal: float = Field(5.0, ge=0, le=1e6, description="Extra factor on the last step's residuals.")
     approach_gain: float = Field(3.0, ge=0, le=50, description="Heading target turned towards the path by atan(approach_gain · cross-track), 1/m; 0 = the path tangent.")
 
 

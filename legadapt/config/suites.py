@@ -6,10 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from legadapt.config.base import PathName, _Section
+from legadapt.config.base import SEED_MAX, PathName, SimBackend, _Section
 from legadapt.config.perturbations import Perturbation
 
-Variant = Literal["grbal", "rebal", "mb", "mbde", "oracle_mb"]
+Variant = Literal["grbal", "rebal", "pearl", "attention", "mb", "mbde", "oracle_mb"]
 
 
 class ScenarioConfig(_Section):
@@ -19,12 +19,13 @@ class ScenarioConfig(_Section):
     path: PathName = Field("straight", description="Path to follow.")
     duration: float = Field(20.0, gt=1, le=600, description="Run length, s.")
     target_speed: float = Field(0.2, gt=0, le=0.5, description="Desired speed along the path, m/s.")
-    backend: Literal["mujoco", "pybullet"] = Field("mujoco", description="Simulator behind the robot interface.")
+    backend: SimBackend = Field("mujoco", description="Simulator behind the robot interface.")
     state_source: Literal["privileged", "estimated"] = Field(
         "estimated", description="What the controller sees: onboard-sensor estimate or the simulator's truth.")
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1, description="Seeds, one run each.")
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field(default_factory=lambda: [0], min_length=1, description="Seeds, one run each.")
     perturbations: list[Perturbation] = Field(default_factory=list, description="Perturbations, each with its start time.")
     recover_band: float = Field(0.05, gt=0, le=1, description="Recovered = back within this cross-track error (m) for the rest of the run (at least 1 s), m.")
+    corridor: float = Field(0.10, gt=0, le=1, description="Task score: distance made good along the path while within this cross-track error, m.")
     oracle_model: str | None = Field(None, description="MB checkpoint trained on this very condition (the oracle variant).")
 
 
@@ -35,7 +36,8 @@ class SuiteConfig(_Section):
     description: str = Field("", description="What the suite tests.")
     variants: list[Variant] = Field(default_factory=lambda: ["grbal", "rebal", "mb", "mbde", "oracle_mb"], min_length=1,
                                     description="Controller variants compared (oracle_mb only where a scenario names its oracle).")
-    models: dict[Literal["grbal", "rebal", "mb"], str] = Field(
-        default_factory=lambda: {"grbal": "models/default.pt", "rebal": "models/rebal.pt", "mb": "models/mb.pt"},
+    models: dict[Literal["grbal", "rebal", "pearl", "attention", "mb"], str] = Field(
+        default_factory=lambda: {"grbal": "models/default.pt", "rebal": "models/rebal.pt", "pearl": "models/pearl.pt",
+                                 "attention": "models/attention.pt", "mb": "models/mb.pt"},
         description="Checkpoint per model kind; mbde uses the mb model with GrBAL's online step.")
     scenarios: list[ScenarioConfig] = Field(min_length=1, description="The scenarios.")
