@@ -54,6 +54,16 @@ def _override(cfg: LegadaptConfig, section: str, **updates: object) -> LegadaptC
     return parse_config(data, "the command-line options")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _parse_action(text: str) -> np.ndarray:
     try:
         values = np.array([float(v) for v in text.split(",")])
@@ -119,11 +129,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from dynamics.train import train
     from legadapt.features import make_spec
 
-    cfg = load_config(args.config)
-    updates = {k: v for k, v in (("method", args.method), ("max_steps", args.max_steps), ("device", args.device)) if v is not None}
-    tc = cfg.train.model_copy(update=updates)
+    logs = [*args.logs, *(args.logs_option or [])]
+    if not logs:
+        print("error: give the logs to train on: legadapt train LOGS... --out MODEL (MCAP files or directories)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    cfg = _override(load_config(args.config), "train", method=args.method, max_steps=args.max_steps, device=args.device)
     spec = make_spec(cfg.gait.action_mode, 1.0 / cfg.task.control_rate)
-    summary = train(args.logs, spec, tc, args.out, resume=args.resume, progress=not args.quiet)
+    if args.resume:
+        from dynamics.checkpoint import load_torch_file
+        from dynamics.train import _resume_path
+
+        if _resume_path(args.out).exists():  # refused (malicious, corrupt) before any training starts
+            load_torch_file(_resume_path(args.out), what="resume file")
+    summary = train(logs, spec, cfg.train, args.out, resume=args.resume, progress=not args.quiet)
     if summary.world_size == 1 or int(os.environ.get("RANK", "0")) == 0:
         print(summary.text())
     return EXIT_OK
@@ -226,6 +245,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_suite_models(suite) -> None:
+    """Every checkpoint the suite's runs use loads and fits the scenarios' features, before any run starts
+    (a refused one is a CheckpointError: exit 2, not one failed run per variant)."""
+    from controller.daemon import resolve_model
+    from controller.perturb import jobs_for, model_for
+    from dynamics.checkpoint import load_checkpoint
+    from legadapt.features import make_spec
+
+    defaults = parse_config({})
+    spec = make_spec(defaults.gait.action_mode, 1.0 / defaults.task.control_rate)
+    for path in sorted({model_for(job) for job in jobs_for(suite, Path("."))}):
+        load_checkpoint(resolve_model(path), spec)
+
+
+def _worker_count(requested: int, runs: int) -> tuple[int, str | None]:
+    """Processes for ``runs`` runs: at most one per run and one per CPU this process may use; a note if capped."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = max(1, min(requested, runs, cpus))
+    if n == requested:
+        return n, None
+    return n, f"--workers {requested} capped at {n}: {runs} run{'s' if runs != 1 else ''}, {cpus} CPU{'s' if cpus != 1 else ''}"
+
+
 def _cmd_perturb(args: argparse.Namespace) -> int:
     import json
 
@@ -255,7 +297,13 @@ def _cmd_perturb(args: argparse.Namespace) -> int:
 
         results = rescore(suite, out)
     else:
-        results = run_suite(suite, out, workers=args.workers, progress=not args.quiet)
+        from controller.perturb import jobs_for
+
+        _check_suite_models(suite)
+        workers, note = _worker_count(args.workers, len(jobs_for(suite, out)))
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        results = run_suite(suite, out, workers=workers, progress=not args.quiet)
     wall = json.loads((out / "results.json").read_text())["wall_time"]
     report = write_report(suite, results, out, wall)
     print(markdown(suite, results, wall))
@@ -302,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     col.set_defaults(func=_cmd_collect)
 
     tr = sub.add_parser("train", help="(meta-)train the dynamics model from logs (also under torchrun)")
-    tr.add_argument("--logs", type=Path, nargs="+", required=True, help="MCAP files or directories of them")
+    tr.add_argument("logs", type=Path, nargs="*", metavar="LOGS", help="MCAP files or directories of them")
+    tr.add_argument("--logs", dest="logs_option", type=Path, nargs="+", metavar="LOGS",
+                    help="the same, as an option (not under torchrun, which takes --logs for its own --logs-specs)")
     tr.add_argument("--out", type=Path, required=True, help="checkpoint to write (best model)")
     tr.add_argument("--config", type=Path, default=Path("configs/train/default.yaml"), help="config with a train section")
     tr.add_argument("--method", choices=["grbal", "mb", "rebal"], help="override train.method")
@@ -339,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--scenario", type=Path, help="one scenario YAML instead of a suite")
     pt.add_argument("--variants", nargs="+", choices=["grbal", "rebal", "mb", "mbde", "oracle_mb"], help="override the variants")
     pt.add_argument("--out", type=Path, help="output directory (default runs/perturb/<suite>)")
-    pt.add_argument("--workers", type=int, default=2, help="parallel runs (default 2)")
+    pt.add_argument("--workers", type=_positive_int, default=2,
+                    help="parallel runs (default 2; at most one per run and one per CPU)")
     pt.add_argument("--quiet", action="store_true", help="no progress bar")
     pt.add_argument("--rescore", action="store_true",
                     help="run nothing: score the logs of an earlier run in --out again (e.g. after changing a "

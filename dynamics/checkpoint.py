@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import importlib
 import os
 import pickle
+import re
 import time
 import zipfile
 from collections.abc import Callable, Mapping
@@ -47,6 +49,8 @@ CHECKPOINT_FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "feature_spec", "architecture", "state_dict", "adaptation")
 #: Model classes a checkpoint can name in ``architecture['class']``: name -> builder(arch dict).
 MODEL_BUILDERS: dict[str, Callable[[dict], nn.Module]] = {"DeltaMLP": DeltaMLP.from_architecture}
+#: Model classes defined in modules that import this one: imported when a checkpoint names them.
+LAZY_MODEL_MODULES = {"RecurrentDynamics": "dynamics.rebal", "ContextDynamics": "dynamics.context"}
 
 
 class CheckpointError(Exception):
@@ -152,30 +156,46 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping, lrs: Inne
     return path
 
 
-def _unpickler_detail(message: str) -> str:
-    """The informative part of torch's long weights-only error message."""
-    _, _, rest = message.partition("WeightsUnpickler error:")
-    text = " ".join(rest.split()) if rest.strip() else " ".join(message.split())
-    return text.split(" Please use ")[0].split(" Check the documentation")[0][:200]
+#: What torch's weights-only unpickler names when a file asks for a callable or class it does not allow:
+#: "unsupported GLOBAL posix.system whose module posix is blocked" (a blocked module: code execution), or
+#: "Unsupported global: GLOBAL __main__.Foo was not an allowed global by default" (a pickled class).
+_BLOCKED_GLOBAL = re.compile(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)(?: whose module ([\w.]+) is blocked)?",
+                             re.IGNORECASE)
+
+
+def _refusal(path: Path, what: str, exc: BaseException) -> CheckpointError:
+    """The error for a file ``torch.load(weights_only=True)`` refused, naming what it asked to call."""
+    text = " ".join(str(exc).split())
+    m = _BLOCKED_GLOBAL.search(text)
+    if m is None:
+        first = text[:300] if text else type(exc).__name__
+        return CheckpointError(f"{path} is not a torch {what} or is corrupt (truncated or damaged; torch.load: "
+                               f"{type(exc).__name__}: {first}); write it again with legadapt")
+    name, module = m.group(1), m.group(2)
+    why, risk = ((f"module {module} is blocked: loading it would call {name}, i.e. run code", " and may be malicious")
+                 if module else (f"a pickled {name} object, not a tensor or plain value", ""))
+    return CheckpointError(
+        f"{path}: refusing to load this {what}: it asks for {name} ({why}). legadapt writes only tensors and plain values, "
+        f"so this file was not written by it{risk}; nothing of it was loaded. Do not load it with "
+        f"weights_only=False; use a checkpoint written by legadapt train")
+
+
+def load_torch_file(path: str | Path, map_location: str | torch.device = "cpu", what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)``; every failure a :class:`CheckpointError` saying what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{what} not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"{what} path is not a regular file: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError,
+            AttributeError, TypeError, IndexError, MemoryError) as e:
+        raise _refusal(path, what, e) from e
 
 
 def _read(path: Path, map_location: str | torch.device) -> dict:
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint path is not a file: {path}")
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        detail = _unpickler_detail(str(e))
-        if "Unsupported global" in str(e):
-            raise CheckpointError(f"{path} holds objects other than tensors and plain values; refusing to load it "
-                                  f"(it was not written by legadapt's save_checkpoint): {detail}") from e
-        raise CheckpointError(f"{path} is not a torch checkpoint or is corrupt (torch.load: {detail})") from e
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, AttributeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0][:150] if str(e).strip() else ""
-        raise CheckpointError(f"{path} is not a torch checkpoint or is corrupt "
-                              f"(torch.load: {type(e).__name__}{': ' + first if first else ''})") from e
+    data = load_torch_file(path, map_location)
     if not isinstance(data, dict) or "format_version" not in data:
         raise CheckpointError(f"{path} is a torch file but not a legadapt checkpoint (no 'format_version')")
     return data
@@ -210,8 +230,9 @@ def load_checkpoint(path: str | Path, expected_spec: FeatureSpec | None = None,
                 f"(config vs checkpoint): {diff}. Retrain the model for this config, or run with the config "
                 f"it was trained with (action_mode={spec.action_mode!r}, control_period={spec.control_period:g} s).")
     arch = data["architecture"]
-    if isinstance(arch, dict) and arch.get("class") == "RecurrentDynamics" and "RecurrentDynamics" not in MODEL_BUILDERS:
-        import dynamics.rebal  # noqa: F401  - registers the recurrent model (it imports this module)
+    cls = arch.get("class") if isinstance(arch, dict) else None
+    if cls in LAZY_MODEL_MODULES and cls not in MODEL_BUILDERS:
+        importlib.import_module(LAZY_MODEL_MODULES[cls])  # registers the model class (it imports this module)
     builder = MODEL_BUILDERS.get(arch.get("class") if isinstance(arch, dict) else None)
     if builder is None:
         raise CheckpointError(f"{path}: unknown model class {arch.get('class') if isinstance(arch, dict) else arch!r}; "

@@ -115,8 +115,26 @@ def test_garbage_missing_and_foreign_files(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a legadapt checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
     torch.save({"format_version": 1, "obj": torch.optim.SGD}, tmp_path / "code.pt")
-    with pytest.raises(CheckpointError, match="refusing to load"):
+    with pytest.raises(CheckpointError, match="refusing to load.*torch.optim.sgd.SGD"):
         load_checkpoint(tmp_path / "code.pt")
+
+
+class _RunsCode:
+    """Unpickling this would call os.system: what a malicious checkpoint does."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo this must never run",))
+
+
+def test_malicious_checkpoint_is_refused_naming_the_blocked_call(tmp_path: Path) -> None:
+    torch.save({"format_version": 1, "payload": _RunsCode()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "evil.pt")
+    text = str(e.value)
+    assert "refusing to load" in text and "posix.system" in text and "run code" in text, text
+    assert "corrupt" not in text and text.endswith("use a checkpoint written by legadapt train"), text
 
 
 def test_save_refuses_inconsistent_input(tmp_path: Path) -> None:
