@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hardware import registers as R
-from hardware.bus import BusError, DynamixelBus
+from hardware.bus import BusError, DynamixelBus, PortUnavailable
 from legadapt import config as C
 
 X = R.XM430
@@ -61,6 +61,20 @@ def raw_to_servo_angle(raw: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- command line
+def bounded(cast: type, lo: float, hi: float):
+    """An argparse ``type``: ``cast(text)`` within [lo, hi] (finite), else a usage error (exit 2) saying so."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:  # NaN fails both comparisons
+            kind = "whole number" if cast is int else "number"
+            raise argparse.ArgumentTypeError(f"expected a {kind} in [{lo:g}, {hi:g}], got {text!r}")
+        return value
+    return parse
+
+
 def add_bus_arguments(ap: argparse.ArgumentParser, kind: str) -> None:
     """The options every bus procedure takes (see the module docstring)."""
     ap.add_argument("--config", help="robot config YAML (default: built-in defaults)")
@@ -85,17 +99,36 @@ def bus_for(cfg: C.LegadaptConfig, port: str | None = None) -> Iterator[Dynamixe
         bus.close()
 
 
+EXIT_BAD_INPUT, EXIT_FAULT = 2, 1  # as in controller.cli
+
+
 def run_cli(body, *args) -> int:
-    """Run ``body(*args)``; a calibration, config or bus failure becomes a message and exit status 1."""
+    """Run ``body(*args)``; every failure becomes a message, never a traceback.
+
+    Exit status 2 (bad input; nothing was calibrated): the config, the log, a port that cannot
+    be opened, or a robot or log the procedure cannot use (:class:`CalibrationError`).
+    Exit status 1: the bus failed during the procedure, or legadapt did (an internal error).
+    """
+    from legadapt.mcap_log import LogError
+
     try:
         return body(*args)
-    except (CalibrationError, C.ConfigError, BusError) as exc:
+    except (CalibrationError, C.ConfigError, LogError, PortUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
+    except BusError as exc:
+        print(f"error: the servo bus failed during calibration: {exc}", file=sys.stderr)
+        return EXIT_FAULT
+    except Exception as exc:  # noqa: BLE001 - never a traceback as the user interface
+        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAULT
 
 
 __all__ = [
     "DEFAULT_DIR",
+    "EXIT_BAD_INPUT",
+    "EXIT_FAULT",
+    "bounded",
     "CalibrationError",
     "add_bus_arguments",
     "bus_for",

@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     """``legadapt calibrate imu``: the robot must rest still for the whole period."""
     ap = argparse.ArgumentParser(prog="legadapt calibrate imu", description=__doc__.split("\n\n")[0])
     K.add_bus_arguments(ap, "imu")
-    ap.add_argument("--duration", type=float, default=3.0, help="still period, s (default: %(default)s)")
-    ap.add_argument("--rate", type=float, default=200.0, help="IMU reads per second (default: %(default)s)")
+    ap.add_argument("--duration", type=K.bounded(float, 0.1, 600), default=3.0, help="still period, s (default: %(default)s)")
+    ap.add_argument("--rate", type=K.bounded(float, 1, 2000), default=200.0, help="IMU reads per second (default: %(default)s)")
     return K.run_cli(_main, ap.parse_args(argv))
 
 

@@ -141,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     """``legadapt calibrate latency``: time the fast cycle, write ``sim.servo_rate``."""
     ap = argparse.ArgumentParser(prog="legadapt calibrate latency", description=__doc__.split("\n\n")[0])
     K.add_bus_arguments(ap, "latency")
-    ap.add_argument("--cycles", type=int, default=300, help="fast cycles timed (default: %(default)s)")
-    ap.add_argument("--margin", type=float, default=MARGIN, help="period / p99 cycle time at least (default: %(default)s)")
-    ap.add_argument("--delay", type=float, default=0.0, help="with --emulate: the emulator's reply delay, s")
+    ap.add_argument("--cycles", type=K.bounded(int, 1, 100_000), default=300, help="fast cycles timed (default: %(default)s)")
+    ap.add_argument("--margin", type=K.bounded(float, 1, 100), default=MARGIN, help="period / p99 cycle time at least (default: %(default)s)")
+    ap.add_argument("--delay", type=K.bounded(float, 0, 1), default=0.0, help="with --emulate: the emulator's reply delay, s")
     return K.run_cli(_main, ap.parse_args(argv))
 
 

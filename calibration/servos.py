@@ -228,9 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     """``legadapt calibrate servos``: find the mounting, write the overlay YAML."""
     ap = argparse.ArgumentParser(prog="legadapt calibrate servos", description=__doc__.split("\n\n")[0])
     K.add_bus_arguments(ap, "servos")
-    ap.add_argument("--mounting-error", type=int, metavar="SEED",
+    ap.add_argument("--mounting-error", type=K.bounded(int, 0, 2**32 - 1), metavar="SEED",
                     help="with --emulate: give the emulated servos a random true mounting (offsets up to ±0.3 rad, some signs flipped)")
-    ap.add_argument("--nudge", type=int, default=NUDGE_RAW, help="probe motion, raw units (default: %(default)s)")
+    ap.add_argument("--nudge", type=K.bounded(int, 1, 1000), default=NUDGE_RAW, help="probe motion, raw units (default: %(default)s)")
     args = ap.parse_args(argv)
     return K.run_cli(_main, args)
 

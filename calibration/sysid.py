@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--record", choices=("sim", "serial"),
                     help="first record the excitation into LOG on the serial robot of --config, or on its simulated robot "
                          "(then the fit starts from --config without its perturbations: a self-check)")
-    ap.add_argument("--max-evaluations", type=int, default=125, help="simulations at most (default: %(default)s)")
+    ap.add_argument("--max-evaluations", type=K.bounded(int, 1, 100_000), default=125, help="simulations at most (default: %(default)s)")
     args = ap.parse_args(argv)
     if args.log is None:
         ap.error("give the log to fit (with --record: the log to write)")

@@ -18,12 +18,17 @@ Getting the bus fast on real hardware — both matter more than the baud rate:
       sudo udevadm control --reload && sudo udevadm trigger
       cat /sys/bus/usb-serial/devices/ttyUSB0/latency_timer   # -> 1
 
-Errors: every failure is a :class:`BusError` (with the servo ID where one is known):
-:class:`BusTimeout` when no (valid) reply came within the retries, :class:`ServoError`
+Errors: every failure is a :class:`BusError` (with the servo ID where one is known), and
+nothing else ever leaves a transaction: :class:`PortUnavailable` when the port cannot be
+opened, :class:`BusTimeout` when no (valid) reply came within the retries, :class:`ServoError`
 when a servo answered with an error number or (if ``raise_on_alert``) the hardware
 alert bit. A lost port (USB unplug, a closed pty) raises ``BusError`` from pyserial's
-``SerialException``. Timeouts and corrupt replies are retried ``retries`` times; a
-servo's error answer is not (except its CRC error: the instruction was damaged).
+``SerialException``. Timeouts, corrupt replies (CRC) and malformed ones (a CRC-valid status
+without its error byte) are retried ``retries`` times; a servo's error answer is not (except
+its CRC error: the instruction was damaged). Should anything unforeseen go wrong inside a
+transaction, the port is closed and the error raised as a ``BusError`` naming it. Whoever
+owns the bus closes it on error (``SerialRobot.on_error``, the calibration's ``bus_for``), so
+the exclusive lock on the port never outlives a failure.
 """
 
 from __future__ import annotations
@@ -54,6 +59,10 @@ class BusError(Exception):
     def __init__(self, message: str, servo_id: int | None = None) -> None:
         super().__init__(message)
         self.servo_id = servo_id
+
+
+class PortUnavailable(BusError):
+    """The port cannot be opened (no such device, no permission, held by another process): bad input."""
 
 
 class BusTimeout(BusError):
@@ -90,6 +99,7 @@ class BusStats:
     retries: int = 0  # extra attempts after a timeout or corrupt reply
     timeouts: int = 0  # attempts that ended without the expected replies
     crc_errors: int = 0  # replies whose CRC failed (packet or fast-read segment)
+    malformed: int = 0  # CRC-valid status packets that are not well formed (e.g. no error byte)
     alerts: int = 0  # status packets with the hardware alert bit
     servo_errors: int = 0  # status packets with an error number
     garbage_bytes: int = 0  # received bytes that belonged to no valid packet
@@ -113,7 +123,11 @@ class DynamixelBus:
             self._ser = serial.serial_for_url(url, baudrate=self.baudrate, timeout=0, write_timeout=1.0,
                                               **({"exclusive": True} if device_path else {}))
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise BusError(f"cannot open {url}: {exc}") from exc
+            held = "lock" in str(exc).lower()
+            raise PortUnavailable(
+                f"cannot open serial port {url}: {exc}; " + ("another process (or a connection not closed) holds it"
+                if held else "check serial.port (or --port), that the adapter is plugged in (ls /dev/serial/by-id/) "
+                "and that this user may open it (group dialout)")) from exc
         try:
             self._fd: int | None = self._ser.fileno()
         except (AttributeError, *_PORT_ERRORS):
@@ -187,6 +201,18 @@ class DynamixelBus:
         self._send(tx)
 
     def _transact(self, tx: bytes, ids: list[int], length: int, fast: bool) -> dict[int, bytes]:
+        """One request and its replies, with retries. Raises only :class:`BusError`: anything else going wrong
+        inside (a reply no check foresaw) closes the port and is raised as a BusError naming it."""
+        try:
+            return self._transact_retrying(tx, ids, length, fast)
+        except BusError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the bus state is unknown: close the port, name the error
+            self.close()
+            raise BusError(f"{self.url}: transaction with servo(s) {_ranges(ids)} failed unexpectedly "
+                           f"({type(exc).__name__}: {exc}); port closed") from exc
+
+    def _transact_retrying(self, tx: bytes, ids: list[int], length: int, fast: bool) -> dict[int, bytes]:
         self.stats.transactions += 1
         reply_bytes = (length + 4) * len(ids) + 9 if fast else (length + 11) * len(ids)
         budget = self.timeout + (len(tx) + reply_bytes) * _BITS_PER_BYTE / self.baudrate
@@ -206,7 +232,7 @@ class DynamixelBus:
         self._send(tx)
         deadline = time.monotonic() + budget
         got: dict[int, P.Status] = {}
-        corrupt = 0
+        corrupt = malformed = 0  # replies with a bad CRC / CRC-valid replies that are no well-formed status
         garbage_before = self._parser.garbage_bytes
         while True:
             before = self._parser.crc_errors + self._parser.malformed
@@ -220,7 +246,11 @@ class DynamixelBus:
                     if [s.id for s in entries] == ids:
                         got = {s.id: s for s in entries}
                 elif not fast and pkt.is_status and pkt.id in ids and pkt.id not in got:
-                    status = P.parse_status(pkt)
+                    try:
+                        status = P.parse_status(pkt)
+                    except P.ProtocolError:  # e.g. a status without its error byte
+                        malformed += 1
+                        continue
                     if status.ok and len(status.data) != length:
                         continue  # a late reply to an earlier, different request
                     got[pkt.id] = status
@@ -231,17 +261,22 @@ class DynamixelBus:
                         raise _Retry(BusError(f"servo {s.id} received a corrupt instruction", s.id))
                 return got
             replies_expected = 1 if fast else len(ids)
-            if corrupt and len(got) + corrupt >= replies_expected:
+            if (corrupt or malformed) and len(got) + corrupt + malformed >= replies_expected:
                 self.stats.crc_errors += corrupt
-                raise _Retry(BusError(f"corrupt reply (CRC) from servo(s) {_ranges(sorted(set(ids) - set(got)))}",
+                self.stats.malformed += malformed
+                what = ("corrupt reply (CRC)" if not malformed else "corrupt and malformed replies" if corrupt
+                        else "malformed reply (a status packet without its error byte)")
+                raise _Retry(BusError(f"{what} from servo(s) {_ranges(sorted(set(ids) - set(got)))}",
                                       _first_missing(ids, got) if got or len(ids) == 1 else None))
             if time.monotonic() >= deadline:
                 self.stats.crc_errors += corrupt
+                self.stats.malformed += malformed
                 self.stats.timeouts += 1
                 missing = [i for i in ids if i not in got]
                 noise = self._parser.garbage_bytes - garbage_before
                 hint = (f"; {noise} bytes of garbage instead (noise on the line, or a device at another baud rate)"
                         if noise else (f"; {corrupt} corrupt packet(s) (CRC)" if corrupt else ""))
+                hint += f"; {malformed} malformed status packet(s) (no error byte)" if malformed else ""
                 if fast and not got:
                     missing, hint = self._fast_chain_break(ids, length, missing, hint)
                 culprit = missing[0] if len(missing) < len(ids) or len(ids) == 1 else None  # all silent: no one to blame
