@@ -176,16 +176,15 @@ def _cmd_evaluate_dynamics(args: argparse.Namespace) -> int:
 
 def _log_dir_problem(directory: Path, create: bool) -> str | None:
     """Why logs cannot be written in ``directory`` (None if they can). ``create``: make it and write a
-    temporary file there; else only look (the nearest existing ancestor must be a writable directory)."""
+    temporary file there; else only look: the nearest existing ancestor must be a directory (whether this
+    user may write there is left to ``run``: check-config may run as another user than the daemon)."""
     try:
         if create:
             directory.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=directory):
                 return None
         existing = next(p for p in (directory, *directory.parents) if p.exists())
-        if not existing.is_dir():
-            return f"{existing} is not a directory"
-        return None if os.access(existing, os.W_OK | os.X_OK) else f"{existing} is not writable"
+        return None if existing.is_dir() else f"{existing} is not a directory"
     except (OSError, ValueError) as exc:
         return str(getattr(exc, "strerror", None) or exc)
 
