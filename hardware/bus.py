@@ -311,7 +311,7 @@ class DynamixelBus:
         try:
             self._ser.write(tx)
         except _PORT_ERRORS as exc:
-            raise BusError(f"{self.url}: write failed (port lost?): {exc}") from exc
+            raise BusError(f"{self.url}: write failed (port lost?): {exc}") from _serial_exception(exc)
 
     def _receive(self, deadline: float) -> list[P.Packet]:
         remaining = max(0.0, deadline - time.monotonic())
@@ -322,7 +322,7 @@ class DynamixelBus:
             if not data and self._fd is None:
                 time.sleep(min(remaining, 0.0002))
         except _PORT_ERRORS as exc:
-            raise BusError(f"{self.url}: read failed (port lost?): {exc}") from exc
+            raise BusError(f"{self.url}: read failed (port lost?): {exc}") from _serial_exception(exc)
         if not data:
             return []
         garbage = self._parser.garbage_bytes
@@ -334,8 +334,18 @@ class DynamixelBus:
         try:
             self._ser.reset_input_buffer()
         except _PORT_ERRORS as exc:
-            raise BusError(f"{self.url}: port lost: {exc}") from exc
+            raise BusError(f"{self.url}: port lost: {exc}") from _serial_exception(exc)
         self._parser.reset()
+
+
+def _serial_exception(exc: BaseException) -> serial.SerialException:
+    """A lost port as pyserial's SerialException, whichever call noticed it first (``tcflush`` raises
+    ``termios.error``, a read ``OSError``): a USB unplug and a closed pty then look the same to the caller."""
+    if isinstance(exc, serial.SerialException):
+        return exc
+    lost = serial.SerialException(f"{type(exc).__name__}: {exc}")
+    lost.__cause__ = exc
+    return lost
 
 
 def _ranges(ids: list[int]) -> str:
