@@ -22,13 +22,13 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from controller import cli_checks as checks
 from legadapt import __version__
-from legadapt.config import ConfigError, LegadaptConfig, config_doc, load_config, parse_config
+from legadapt.config import ConfigError, LegadaptConfig, config_doc, load_config
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_SAFETY_STOP = 0, 1, 2, 3
 
@@ -42,26 +42,6 @@ BAD_INPUT_ERRORS = (("dynamics.datasets", "DatasetError"), ("dynamics.checkpoint
 def _bad_input_errors() -> tuple[type[Exception], ...]:
     """The :data:`BAD_INPUT_ERRORS` classes of the modules imported so far (an error of any other can't be one)."""
     return (ConfigError, *(getattr(sys.modules[m], c) for m, c in BAD_INPUT_ERRORS if m in sys.modules))
-
-
-def _override(cfg: LegadaptConfig, section: str, **updates: object) -> LegadaptConfig:
-    """``cfg`` with ``updates`` (not None) in ``section``, validated like the file: a bad override is refused."""
-    updates = {k: v for k, v in updates.items() if v is not None}
-    if not updates:
-        return cfg
-    data = cfg.model_dump(mode="json")
-    data[section] = {**data[section], **updates}
-    return parse_config(data, "the command-line options")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 def _parse_action(text: str) -> np.ndarray:
@@ -80,7 +60,7 @@ def _cmd_walk(args: argparse.Namespace) -> int:
     from hardware.sim_robot import SimRobot
     from sim.hexapod import make_gait
 
-    cfg = _override(load_config(args.config), "sim", backend=args.backend)
+    cfg = checks.override(load_config(args.config), "sim", backend=args.backend)
     duration = args.duration if args.duration is not None else cfg.task.duration
     robot = SimRobot(cfg)
     try:
@@ -134,7 +114,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("error: give the logs to train on: legadapt train LOGS... --out MODEL (MCAP files or directories)",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-    cfg = _override(load_config(args.config), "train", method=args.method, max_steps=args.max_steps, device=args.device)
+    cfg = checks.override(load_config(args.config), "train", method=args.method, max_steps=args.max_steps, device=args.device)
     spec = make_spec(cfg.gait.action_mode, 1.0 / cfg.task.control_rate)
     if args.resume:
         from dynamics.checkpoint import load_torch_file
@@ -174,29 +154,6 @@ def _cmd_evaluate_dynamics(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _log_dir_problem(directory: Path, create: bool) -> str | None:
-    """Why logs cannot be written in ``directory`` (None if they can). ``create``: make it and write a
-    temporary file there; else only look: the nearest existing ancestor must be a directory (whether this
-    user may write there is left to ``run``: check-config may run as another user than the daemon)."""
-    try:
-        if create:
-            directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=directory):
-                return None
-        existing = next(p for p in (directory, *directory.parents) if p.exists())
-        return None if existing.is_dir() else f"{existing} is not a directory"
-    except (OSError, ValueError) as exc:
-        return str(getattr(exc, "strerror", None) or exc)
-
-
-def _check_log_target(cfg: LegadaptConfig, log: Path | None, create: bool = True) -> None:
-    """Refuse a log that cannot be written, before anything runs: ConfigError naming the option and the directory."""
-    directory, option = (log.parent, "--log") if log else (Path(cfg.controller.log_dir), "controller.log_dir")
-    problem = _log_dir_problem(directory, create)
-    if problem:
-        raise ConfigError(f"{option}: cannot write logs in {directory}: {problem}; choose a writable directory")
-
-
 def _run_config(args: argparse.Namespace) -> LegadaptConfig:
     """The config of ``legadapt run``: file, calibration overlays, then the command-line overrides, all validated."""
     cfg = load_config(args.config)
@@ -204,10 +161,10 @@ def _run_config(args: argparse.Namespace) -> LegadaptConfig:
         from calibration.overlay import apply_overlay_files
 
         cfg = apply_overlay_files(cfg, args.calibration)
-    cfg = _override(cfg, "controller", model=args.model, mode=args.mode, adapter=args.adapter)
-    cfg = _override(cfg, "sim", backend=args.sim_backend)
-    cfg = _override(cfg, "serial", port=args.port)
-    return _override(cfg, "robot", backend=args.backend)
+    cfg = checks.override(cfg, "controller", model=args.model, mode=args.mode, adapter=args.adapter)
+    cfg = checks.override(cfg, "sim", backend=args.sim_backend)
+    cfg = checks.override(cfg, "serial", port=args.port)
+    return checks.override(cfg, "robot", backend=args.backend)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -215,7 +172,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import threading
 
     cfg = _run_config(args)
-    _check_log_target(cfg, args.log)
+    checks.check_log_target(cfg, args.log)
     from controller.daemon import PreflightError, run  # after the config checks: refusing it never waits for torch
 
     stop = threading.Event()
@@ -242,29 +199,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if summary.stop_reason and not stop.is_set():
         return EXIT_SAFETY_STOP
     return EXIT_OK
-
-
-def _check_suite_models(suite) -> None:
-    """Every checkpoint the suite's runs use loads and fits the scenarios' features, before any run starts
-    (a refused one is a CheckpointError: exit 2, not one failed run per variant)."""
-    from controller.daemon import resolve_model
-    from controller.perturb import jobs_for, model_for
-    from dynamics.checkpoint import load_checkpoint
-    from legadapt.features import make_spec
-
-    defaults = parse_config({})
-    spec = make_spec(defaults.gait.action_mode, 1.0 / defaults.task.control_rate)
-    for path in sorted({model_for(job) for job in jobs_for(suite, Path("."))}):
-        load_checkpoint(resolve_model(path), spec)
-
-
-def _worker_count(requested: int, runs: int) -> tuple[int, str | None]:
-    """Processes for ``runs`` runs: at most one per run and one per CPU this process may use; a note if capped."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n = max(1, min(requested, runs, cpus))
-    if n == requested:
-        return n, None
-    return n, f"--workers {requested} capped at {n}: {runs} run{'s' if runs != 1 else ''}, {cpus} CPU{'s' if cpus != 1 else ''}"
 
 
 def _cmd_perturb(args: argparse.Namespace) -> int:
@@ -298,8 +232,8 @@ def _cmd_perturb(args: argparse.Namespace) -> int:
     else:
         from controller.perturb import jobs_for
 
-        _check_suite_models(suite)
-        workers, note = _worker_count(args.workers, len(jobs_for(suite, out)))
+        checks.check_suite_models(suite)
+        workers, note = checks.worker_count(args.workers, len(jobs_for(suite, out)))
         if note:
             print(f"note: {note}", file=sys.stderr)
         results = run_suite(suite, out, workers=workers, progress=not args.quiet)
@@ -315,7 +249,7 @@ def _cmd_perturb(args: argparse.Namespace) -> int:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    _check_log_target(cfg, None, create=False)
+    checks.check_log_target(cfg, None, create=False)
     print(f"{args.config}: OK")
     print(cfg.model_dump_json(indent=2))
     return EXIT_OK
@@ -388,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--scenario", type=Path, help="one scenario YAML instead of a suite")
     pt.add_argument("--variants", nargs="+", choices=["grbal", "rebal", "mb", "mbde", "oracle_mb"], help="override the variants")
     pt.add_argument("--out", type=Path, help="output directory (default runs/perturb/<suite>)")
-    pt.add_argument("--workers", type=_positive_int, default=2,
+    pt.add_argument("--workers", type=checks.positive_int, default=2,
                     help="parallel runs (default 2; at most one per run and one per CPU)")
     pt.add_argument("--quiet", action="store_true", help="no progress bar")
     pt.add_argument("--rescore", action="store_true",
