@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from controller.episode import RandomGaitPolicy, run_episode
 from legadapt import config as C
+from legadapt.config.vary import draw_perturbations
 from legadapt.features import make_spec
 from legadapt.mcap_log import LogWriter
 
@@ -64,7 +65,15 @@ def plan_episodes(cc: C.CollectConfig) -> list[EpisodePlan]:
     weights = np.array([c.weight for c in cc.conditions])
     picks = rng.choice(len(cc.conditions), size=cc.episodes, p=weights / weights.sum())
     seeds = rng.integers(0, 2**31 - 1, size=cc.episodes)
-    return [EpisodePlan(i, cc.conditions[int(k)], int(s)) for i, (k, s) in enumerate(zip(picks, seeds))]
+    return [EpisodePlan(i, drawn(cc.conditions[int(k)], int(s)), int(s)) for i, (k, s) in enumerate(zip(picks, seeds))]
+
+
+def drawn(cond: C.ConditionSpec, seed: int) -> C.ConditionSpec:
+    """``cond`` with its ``vary`` fields drawn for the episode seeded by ``seed`` (itself if nothing varies)."""
+    if not cond.vary:
+        return cond
+    rng = np.random.default_rng([seed, 7])
+    return cond.model_copy(update={"perturbations": draw_perturbations(cond.perturbations, cond.vary, rng), "vary": {}})
 
 
 def _episode_config(cfg: C.LegadaptConfig, plan: EpisodePlan) -> C.LegadaptConfig:

@@ -80,6 +80,9 @@ class Trajectory:
         return targets_of(self.states, self.next_states, self.displacements)
 
 
+MAX_LISTED_CONDITIONS = 40  # beyond this, the report groups conditions by name
+
+
 @dataclass
 class LoadReport:
     """What :func:`load_trajectories` read, skipped, split and dropped."""
@@ -111,8 +114,19 @@ class LoadReport:
         if self.splits:
             lines.append("splits: " + ", ".join(f"{k} {v}" for k, v in sorted(self.splits.items())))
         if self.conditions:
-            lines.append("conditions: " + ", ".join(f"{k} {v}" for k, v in sorted(self.conditions.items())))
+            lines.append("conditions: " + ", ".join(f"{k} {v}" for k, v in sorted(self.condition_groups().items())))
         return "\n".join(lines)
+
+    def condition_groups(self) -> dict[str, int]:
+        """Transitions per collection condition: conditions drawn from ranges ('weak_leg:weak_motor(kp_scale=0.3...)')
+        counted under their name, the part before ':' (whatever was active when)."""
+        if len(self.conditions) <= MAX_LISTED_CONDITIONS:
+            return dict(self.conditions)
+        groups: dict[str, int] = {}
+        for k, v in self.conditions.items():
+            name = k.partition(":")[0]
+            groups[name] = groups.get(name, 0) + v
+        return groups
 
 
 def _expand(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:

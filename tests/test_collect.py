@@ -95,3 +95,41 @@ def test_mpc_policy_needs_a_model():
 
     with pytest.raises(ConfigError, match="collect.model"):
         parse_config({"collect": {"policy": "mpc"}})
+
+
+def _ranged(**vary):
+    return {"collect": {"episodes": 40, "seed": 3, "conditions": [
+        {"name": "weak_leg", "perturbations": [{"kind": "weak_motor", "joints": ["LM_coxa"]}, {"kind": "payload", "mass": 0.5}],
+         "vary": vary}]}}
+
+
+def test_conditions_drawn_from_ranges_are_reproducible_and_cover_them():
+    cfg = parse_config(_ranged(**{"0.kp_scale,0.force_scale": {"uniform": [0.05, 1.0]},
+                                  "0.joints": {"choice": [["LM_coxa"], ["RH_femur", "RH_tibia"]]},
+                                  "1.offset.1": {"uniform": [-0.05, 0.05]}}))
+    plans = plan_episodes(cfg.collect)
+    assert [p.condition for p in plans] == [p.condition for p in plan_episodes(cfg.collect)], "same seed, same draws"
+    weak = [p.condition.perturbations[0] for p in plans]
+    kp = np.array([w.kp_scale for w in weak])
+    assert all(w.kp_scale == w.force_scale for w in weak), "one draw for both keys"
+    assert kp.min() >= 0.05 and kp.max() <= 1.0 and kp.max() - kp.min() > 0.6
+    assert {tuple(w.joints) for w in weak} == {("LM_coxa",), ("RH_femur", "RH_tibia")}
+    dy = np.array([p.condition.perturbations[1].offset[1] for p in plans])
+    assert np.abs(dy).max() <= 0.05 and dy.std() > 0.02
+    assert all(p.condition.perturbations[1].offset[0] == 0.0 for p in plans), "other components untouched"
+    assert all(not p.condition.vary for p in plans), "an episode's condition is concrete"
+
+
+def test_bad_ranges_are_refused_before_anything_runs():
+    import pytest
+
+    from legadapt.config import ConfigError
+
+    with pytest.raises(ConfigError, match="kp_scale"):
+        parse_config(_ranged(**{"0.kp_scale": {"uniform": [0.0, 1.0]}}))  # 0 is not a valid strength
+    with pytest.raises(ConfigError, match="no field 'kp_scal'"):
+        parse_config(_ranged(**{"0.kp_scal": {"uniform": [0.1, 1.0]}}))
+    with pytest.raises(ConfigError, match="2 perturbation"):
+        parse_config(_ranged(**{"2.mass": {"uniform": [0.1, 1.0]}}))
+    with pytest.raises(ConfigError, match="uniform"):
+        parse_config(_ranged(**{"1.mass": {"uniform": [1.0, 0.1]}}))

@@ -8,13 +8,23 @@ from pydantic import Field, model_validator
 
 from legadapt.config.base import SEED_MAX, PathName, _Section
 from legadapt.config.perturbations import Perturbation
+from legadapt.config.vary import Draw, check_vary
+
 
 class ConditionSpec(_Section):
-    """One condition of the collection distribution: a named set of perturbations."""
+    """One condition of the collection distribution: a named set of perturbations, some fields drawn per episode."""
 
     name: str = Field(min_length=1, description="Label of the condition (used in logs and reports).")
     weight: float = Field(1.0, gt=0, le=1e6, description="Relative probability of drawing this condition for an episode.")
     perturbations: list[Perturbation] = Field(default_factory=list, description="Perturbations, each with its start time.")
+    vary: dict[str, Draw] = Field(default_factory=dict, description=(
+        "Fields drawn per episode: '<perturbation index>.<field>[.<component>]' (comma-separated keys share one draw) "
+        "-> {uniform: [lo, hi]} or {choice: [values]}; see legadapt/config/vary.py."))
+
+    @model_validator(mode="after")
+    def _vary_fields_exist(self) -> "ConditionSpec":
+        check_vary(self.perturbations, self.vary)
+        return self
 
 
 class RandomPolicyConfig(_Section):
@@ -50,11 +60,26 @@ class CollectConfig(_Section):
         default_factory=lambda: [ConditionSpec(name="intact")], min_length=1, description="Conditions drawn per episode.")
 
 
+class GroupWeights(_Section):
+    """Loss weight of each group of prediction targets (legadapt.features.target_groups)."""
+
+    body: float = Field(1.0, ge=0, le=100, description="Attitude, body velocities and displacement (dx, dy, dyaw).")
+    phase: float = Field(1.0, ge=0, le=100, description="Gait phase (sin, cos).")
+    joints: float = Field(1.0, ge=0, le=100, description="Joint angles.")
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> "GroupWeights":
+        if self.body + self.phase + self.joints <= 0:
+            raise ValueError("at least one target group needs a positive weight")
+        return self
+
+
 class TrainConfig(_Section):
     """``legadapt train``: offline (meta-)training of the dynamics model from logs."""
 
-    method: Literal["grbal", "mb", "rebal"] = Field(
-        "grbal", description="grbal = MAML meta-training; mb = plain supervised (also the MB+DE model); rebal = recurrent.")
+    method: Literal["grbal", "mb", "rebal", "pearl", "attention"] = Field(
+        "grbal", description=("grbal = MAML meta-training; mb = plain supervised (also the MB+DE model); rebal = recurrent "
+                              "context; pearl = probabilistic permutation-invariant context; attention = attention over the window."))
     hidden: list[Annotated[int, Field(ge=4, le=4096)]] = Field(
         default_factory=lambda: [512, 512, 512], min_length=1, max_length=8, description="Hidden layer widths of the MLP.")
     M: int = Field(16, ge=1, le=512, description="Past transitions adapted on (the online window).")
@@ -72,7 +97,14 @@ class TrainConfig(_Section):
     val_fraction: float = Field(0.15, gt=0, lt=0.9, description="Share of trajectories held out for validation.")
     val_tasks: int = Field(200, ge=10, le=100000, description="Fixed validation tasks drawn once.")
     grad_clip: float = Field(10.0, gt=0, le=1e6, description="Gradient-norm clip of every update.")
-    rebal_hidden: int = Field(128, ge=4, le=4096, description="ReBAL GRU context size.")
+    rebal_hidden: int = Field(128, ge=4, le=4096, description="Context size of the context methods (ReBAL's GRU, PEARL's latent, attention's width).")
+    target_weights: GroupWeights = Field(default_factory=lambda: GroupWeights(), description=(
+        "Loss weight per target group (mean-normalised over the targets): what the inner step and the "
+        "outer loss care about. body = attitude, velocities and displacement (what the planner integrates)."))
+    pre_adaptation_weight: float = Field(0.0, ge=0, le=10, description=(
+        "grbal: weight of θ*'s own (pre-adaptation) loss beside the post-adaptation loss, so that θ* is a good model "
+        "where nothing needs adapting."))
+    kl_weight: float = Field(0.1, ge=0, le=10, description="pearl: weight of the KL term (posterior vs the unit Gaussian prior).")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of initialisation and task draws.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto = cuda if available.")
 
@@ -133,11 +165,22 @@ class SafetyConfig(_Section):
     crouch_height: float = Field(0.06, ge=0.03, le=0.15, description="Foot depth below the hips in the safe low pose, m.")
 
 
+class AdaptationConfig(_Section):
+    """How the online step is taken at run time (GrBAL and MB+DE)."""
+
+    gate_holdout: int = Field(0, ge=0, le=64, description=(
+        "Gate: fit the step on the window without its last N transitions and take it only if it lowers the error on "
+        "those N (transitions the step has not seen); 0 = always take the step."))
+    gate_min_gain: float = Field(0.0, ge=0, lt=1, description="Gate: the held-back error must fall by at least this share.")
+    lr_scale: float = Field(1.0, gt=0, le=10, description="Factor on the checkpoint's inner learning rate(s).")
+
+
 class ControllerConfig(_Section):
     """``legadapt run``: the adaptive controller daemon."""
 
     model: str = Field("models/default.pt", description="Checkpoint of the dynamics model (relative to the repo or absolute).")
-    adapter: Literal["auto", "grbal", "mb", "mbde", "rebal"] = Field(
+    adaptation: AdaptationConfig = Field(default_factory=AdaptationConfig, description="The online step at run time.")
+    adapter: Literal["auto", "grbal", "mb", "mbde", "rebal", "pearl", "attention"] = Field(
         "auto", description="Online adaptation: auto = the checkpoint's own kind; mbde = MB model + online step.")
     state_source: Literal["privileged", "estimated"] = Field(
         "estimated", description="Model state from onboard sensors (always on hardware) or the simulator's truth.")
@@ -147,6 +190,7 @@ class ControllerConfig(_Section):
     safety: SafetyConfig = Field(default_factory=SafetyConfig, description="Safety filter and stop.")
     log_dir: str = Field("runs/logs", description="Where the MCAP run logs go.")
     status_interval: float = Field(1.0, gt=0, le=60, description="Seconds between live status lines.")
-    threads: int = Field(0, ge=0, le=256, description="torch CPU threads for adapt+plan (0 = torch default).")
+    threads: int = Field(0, ge=0, le=256, description="torch CPU threads for adapt+plan; 0 = automatic: half the CPUs the daemon may use, 1 to 4 (on a busy or shared computer 1 is often fastest).")
+    preflight_margin: float = Field(0.8, gt=0, le=5, description="Realtime pre-flight: refuse to start when the median adapt+plan takes more than this share of the control period. Above 1 the robot runs on late plans: for tests on a busy machine, not for robots.")
     reconnect_attempts: int = Field(5, ge=0, le=100, description="After a robot fault (port gone, bus errors): reconnection attempts.")
     reconnect_backoff: float = Field(0.5, gt=0, le=10, description="First wait before reconnecting, s; doubles per attempt (at most 8 s).")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from legadapt.config.base import SEED_MAX, PathName, SimBackend, _Section
 from legadapt.config.perturbations import Perturbation
@@ -41,3 +41,13 @@ class SuiteConfig(_Section):
                                  "attention": "models/attention.pt", "mb": "models/mb.pt"},
         description="Checkpoint per model kind; mbde uses the mb model with GrBAL's online step.")
     scenarios: list[ScenarioConfig] = Field(min_length=1, description="The scenarios.")
+    controller: dict[str, Any] = Field(default_factory=dict, description=(
+        "Controller options for every run (as in a config's controller section, e.g. {adaptation: {gate_holdout: 4}}); "
+        "model, adapter, state_source and the planner seed are set per run."))
+
+    @model_validator(mode="after")
+    def _controller_options_valid(self) -> "SuiteConfig":
+        from legadapt.config.runtime import ControllerConfig
+
+        ControllerConfig.model_validate(self.controller)
+        return self
