@@ -140,17 +140,23 @@ def _cmd_evaluate_dynamics(args: argparse.Namespace) -> int:
     for item in args.model:
         method, sep, path = item.partition("=")
         if not sep:
-            print(f"error: --model takes METHOD=PATH (grbal=..., mb=..., rebal=...), got {item!r}", file=sys.stderr)
+            print(f"error: --model takes METHOD=PATH (grbal=..., mb=..., rebal=..., pearl=..., attention=...), got {item!r}", file=sys.stderr)
             return EXIT_BAD_INPUT
         models[method] = Path(path)
-    adapters = variants_from_checkpoints(models, spec)
-    result = evaluate(args.logs, spec, adapters, args.M or cfg.train.M)
-    print(f"one-step prediction error on held-out logs (squared error / held-out variance, mean over the "
-          f"{spec.target_dim} target features; 1.0 = predicting the mean), window M = {args.M or cfg.train.M}:\n")
+    from dynamics.adaptation import Gate
+
+    acfg = cfg.controller.adaptation
+    adapters = variants_from_checkpoints(models, spec, Gate(args.gate_holdout if args.gate_holdout is not None
+                                                            else acfg.gate_holdout, acfg.gate_min_gain))
+    result = evaluate(args.logs, spec, adapters, args.M or cfg.train.M, args.horizon or cfg.controller.planner.horizon)
+    print(f"prediction error on held-out logs, window M = {args.M or cfg.train.M}: one-step (squared error / held-out "
+          f"variance, mean over the target features of each group; 1.0 = predicting the mean), and the pose error of "
+          f"an open-loop rollout of the logged actions over the planner's horizon:\n")
     print(result.markdown())
     if args.json:
         args.json.write_text(json.dumps({"overall": result.overall, "per_condition": result.per_condition,
-                                         "counts": result.counts, "transitions": result.transitions}, indent=2))
+                                         "counts": result.counts, "transitions": result.transitions,
+                                         "horizon": result.horizon}, indent=2))
     return EXIT_OK
 
 
@@ -288,18 +294,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the same, as an option (not under torchrun, which takes --logs for its own --logs-specs)")
     tr.add_argument("--out", type=Path, required=True, help="checkpoint to write (best model)")
     tr.add_argument("--config", type=Path, default=Path("configs/train/default.yaml"), help="config with a train section")
-    tr.add_argument("--method", choices=["grbal", "mb", "rebal"], help="override train.method")
+    tr.add_argument("--method", choices=["grbal", "mb", "rebal", "pearl", "attention"], help="override train.method")
     tr.add_argument("--max-steps", type=int, help="override train.max_steps")
     tr.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
     tr.add_argument("--resume", action="store_true", help="continue from OUT.resume if it exists")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
 
-    ev = sub.add_parser("evaluate-dynamics", help="held-out one-step prediction error of trained models")
+    ev = sub.add_parser("evaluate-dynamics", help="held-out prediction error of trained models: one-step by feature group, pose over the horizon")
     ev.add_argument("--logs", type=Path, nargs="+", required=True, help="held-out MCAP files or directories")
-    ev.add_argument("--model", action="append", required=True, help="METHOD=CHECKPOINT, METHOD in grbal, mb, rebal")
+    ev.add_argument("--model", action="append", required=True, help="METHOD=CHECKPOINT, METHOD in grbal, mb, rebal, pearl, attention")
     ev.add_argument("--config", type=Path, default=Path("configs/train/default.yaml"))
     ev.add_argument("--M", type=int, help="adaptation window (default: train.M)")
+    ev.add_argument("--gate-holdout", type=int, help="also evaluate GrBAL with the step gate holding back N transitions "
+                    "(default: controller.adaptation.gate_holdout)")
+    ev.add_argument("--horizon", type=int, help="rollout steps for the pose error (default: controller.planner.horizon)")
     ev.add_argument("--json", type=Path, help="also write the figures as JSON")
     ev.set_defaults(func=_cmd_evaluate_dynamics)
 
@@ -310,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--port", help="serial: override serial.port (device path, pty, or pyserial URL)")
     rn.add_argument("--sim-backend", choices=["mujoco", "pybullet"], help="override sim.backend")
     rn.add_argument("--model", help="override controller.model (checkpoint)")
-    rn.add_argument("--adapter", choices=["auto", "grbal", "mb", "mbde", "rebal"], help="override controller.adapter")
+    rn.add_argument("--adapter", choices=["auto", "grbal", "mb", "mbde", "rebal", "pearl", "attention"], help="override controller.adapter")
     rn.add_argument("--mode", choices=["lockstep", "realtime"], help="override controller.mode")
     rn.add_argument("--duration", type=float, help="run length, s (default: task.duration)")
     rn.add_argument("--log", type=Path, help="MCAP log path (default: controller.log_dir/run-<time>.mcap)")
@@ -320,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt = sub.add_parser("perturb", help="sim-to-real perturbation tests: every controller variant side by side")
     pt.add_argument("--suite", help="suite name in configs/suites (held-out, training-like, mid-run-damage, ci) or a file")
     pt.add_argument("--scenario", type=Path, help="one scenario YAML instead of a suite")
-    pt.add_argument("--variants", nargs="+", choices=["grbal", "rebal", "mb", "mbde", "oracle_mb"], help="override the variants")
+    pt.add_argument("--variants", nargs="+", choices=["grbal", "rebal", "pearl", "attention", "mb", "mbde", "oracle_mb"], help="override the variants")
     pt.add_argument("--out", type=Path, help="output directory (default runs/perturb/<suite>)")
     pt.add_argument("--workers", type=checks.positive_int, default=2,
                     help="parallel runs (default 2; at most one per run and one per CPU)")

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from controller.loop import SlowPolicy
-from dynamics.adaptation import Adapter, make_adapter
+from dynamics.adaptation import Adapter, Gate, make_adapter
 from dynamics.checkpoint import LoadedCheckpoint
 from legadapt import config as C
 from legadapt.features import FeatureSpec, target_vector
-from legadapt.paths import Path
+from legadapt.paths import Path, ProgressTracker
 from planners.base import Planner
 from planners.cem import CEM
 from planners.costs import PathCost
@@ -68,12 +68,14 @@ def make_planner(cfg: C.PlannerConfig, dynamics, cost, action_dim: int) -> Plann
     return RandomShooting(dynamics, cost, num_samples=cfg.samples, **common)
 
 
-def make_adapter_from(ck: LoadedCheckpoint, kind: str) -> Adapter:
-    """The adapter of ``kind`` ('auto' = the checkpoint's own) over a loaded checkpoint."""
+def make_adapter_from(ck: LoadedCheckpoint, kind: str, acfg: C.AdaptationConfig | None = None) -> Adapter:
+    """The adapter of ``kind`` ('auto' = the checkpoint's own) over a loaded checkpoint, with the
+    run-time adaptation settings ``acfg`` (gate, rate scale)."""
     kind = ck.adapter_kind if kind == "auto" else kind
     steps = ck.maml.inner_steps if ck.maml else 1
     lr = ck.lrs if (ck.lrs is not None and kind == "grbal") else (ck.maml.inner_lr if ck.maml else 1e-2)
-    return make_adapter(kind, ck.model, lr, steps)
+    acfg = acfg or C.AdaptationConfig()
+    return make_adapter(kind, ck.model, lr, steps, gate=Gate(acfg.gate_holdout, acfg.gate_min_gain), lr_scale=acfg.lr_scale)
 
 
 class AdaptiveMPC(SlowPolicy):
@@ -94,6 +96,7 @@ class AdaptiveMPC(SlowPolicy):
         self.ctx = adapter.adapt(np.zeros((0, self.S + spec.action_dim), np.float32), np.zeros((0, spec.target_dim), np.float32))
         self.stats = CycleStats()
         self.fallbacks = 0
+        self.truth = ProgressTracker(path, self.cost.window)  # the simulator's true pose, tracked on its own
 
     def _step(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Batched dynamics for the planner: z [N, 3+S], a [N, A] -> z' [N, 3+S]."""
@@ -133,8 +136,13 @@ class AdaptiveMPC(SlowPolicy):
         """Signed distance (m) of ``pose`` from the path, + = left."""
         return self.project(pose)[1]
 
+    def project_truth(self, true_pose: np.ndarray) -> tuple[float, float]:
+        """(arc length s m, signed cross-track m) of the simulator's true pose, searched near the
+        truth's own progress: never near the estimate's, which may under-read the distance walked."""
+        return self.truth.project(true_pose[:2])
+
     def project(self, pose: np.ndarray) -> tuple[float, float]:
-        """(arc length s m, signed cross-track m) of ``pose`` near the current progress."""
+        """(arc length s m, signed cross-track m) of ``pose`` near the current (estimated) progress."""
         s, e, _ = self.cost.path.project(torch.as_tensor(pose[:2], dtype=torch.float32).reshape(1, 2),
                                          self.cost.s_hint, self.cost.window)
         return float(s[0]), float(e[0])

@@ -4,8 +4,11 @@ Each (scenario, seed, variant) is one run of the daemon in lockstep simulation, 
 parallel worker processes. Metrics come from the run's own log, scored against the
 simulator's true pose (the controller itself only sees its onboard estimate):
 
-* mean and max |cross-track error| (m);
-* progress along the path (m) and the speed it means;
+* mean and max |cross-track error| (m) of the true pose, projected onto the path near the
+  truth's own progress (never the estimate's, which may under-read the distance walked);
+* progress along the path (m) and the task score: the distance made good along the path
+  while staying inside the scenario's corridor (m) -- a robot that stands still scores 0;
+* whether the run stopped before its end (a safety stop: a fall, a robot fault), and why;
 * fell (a tilt safety stop);
 * time to recover after mid-run damage (s): from the onset of the last perturbation that
   starts mid-run until the error is back within ``recover_band`` for good (settling time:
@@ -28,10 +31,13 @@ from tqdm import tqdm
 
 from legadapt import config as C
 from legadapt.mcap_read import read_log
+from legadapt.paths import task_path, track
 
 RECOVER_HOLD = 1.0  # s the error must stay inside the band to count as recovered
-ADAPTER = {"grbal": "auto", "rebal": "auto", "mb": "mb", "mbde": "mbde", "oracle_mb": "mb"}
-LABEL = {"grbal": "GrBAL", "rebal": "ReBAL", "mb": "MB", "mbde": "MB+DE", "oracle_mb": "oracle MB"}
+ADAPTER = {"grbal": "auto", "rebal": "auto", "pearl": "auto", "attention": "auto", "mb": "mb", "mbde": "mbde",
+           "oracle_mb": "mb"}
+LABEL = {"grbal": "GrBAL", "rebal": "ReBAL", "pearl": "PEARL", "attention": "attention", "mb": "MB", "mbde": "MB+DE",
+         "oracle_mb": "oracle MB"}
 
 
 @dataclass
@@ -42,15 +48,22 @@ class RunResult:
     mean_cross_track: float = math.nan  # m
     max_cross_track: float = math.nan  # m
     progress: float = math.nan  # m
+    task_score: float = math.nan  # m made good along the path inside the corridor
     fell: bool = False
-    recovery_time: float | None = None  # s; None = no mid-run damage; inf = never recovered
+    recovery_time: float | None = None  # s; None = no mid-run damage (or never recovered, see never_recovered)
+    never_recovered: bool = False  # mid-run damage and the run ended outside the band
     peak_after_onset: float | None = None  # m, largest cross-track error after the mid-run onset
     cycle_ms: float = math.nan
     loss_before: float = math.nan
     loss_after: float = math.nan
-    stop_reason: str | None = None
+    stop_reason: str | None = None  # None = ran its whole duration
     log: str = ""
     error: str | None = None
+
+    @property
+    def failed(self) -> str | None:
+        """Why this run does not count as a completed run (an error or a stop before its end), or None."""
+        return self.error or (f"stopped: {self.stop_reason}" if self.stop_reason else None)
 
 
 @dataclass(frozen=True)
@@ -87,8 +100,9 @@ def _config(job: Job) -> C.LegadaptConfig:
         "sim": {"backend": sc.backend, "seed": job.seed},
         "perturbations": [p.model_dump(mode="json") for p in sc.perturbations],
         "task": {"path": sc.path, "duration": sc.duration, "target_speed": sc.target_speed},
-        "controller": {"model": model_for(job), "adapter": ADAPTER[job.variant], "state_source": sc.state_source,
-                       "status_interval": 60, "planner": {"seed": job.seed}},
+        "controller": {**job.suite.controller, "model": model_for(job), "adapter": ADAPTER[job.variant],
+                       "state_source": sc.state_source, "status_interval": 60,
+                       "planner": {**job.suite.controller.get("planner", {}), "seed": job.seed}},
     }, f"scenario {sc.name}")
 
 
@@ -115,17 +129,38 @@ def run_job(job: Job) -> RunResult:
 
 
 def score(res: RunResult, planner: list[dict], sc: C.ScenarioConfig) -> None:
-    """Fill the path metrics of ``res`` from the planner channel (truth where logged)."""
-    key = "true_cross_track" if planner and "true_cross_track" in planner[0] else "cross_track"
+    """Fill the path metrics of ``res`` from the planner channel: the simulator's true pose where
+    logged (tracked along the path on its own), else the controller's own pose."""
+    if not planner:
+        res.error = res.error or "no control cycle was logged"
+        return
+    key = "true_pose" if "true_pose" in planner[0] else "pose"
     t = np.array([m["t"] for m in planner])
-    xt = np.abs(np.array([m[key] for m in planner]))
+    xy = np.array([m[key][:2] for m in planner], dtype=float)
+    s, e = track(task_path(_task(sc)), xy)
+    xt = np.abs(e)
     res.mean_cross_track, res.max_cross_track = float(xt.mean()), float(xt.max())
-    res.progress = float(planner[-1].get("true_progress", planner[-1].get("progress", math.nan)))
+    res.progress = float(s[-1])
+    res.task_score = task_score(s, xt, sc.corridor)
     onsets = [p.start for p in sc.perturbations if p.start > 0]
     if onsets:
-        res.recovery_time = recovery_time(t, xt, max(onsets), sc.recover_band)
+        rec = recovery_time(t, xt, max(onsets), sc.recover_band)
+        res.never_recovered = not math.isfinite(rec)
+        res.recovery_time = rec if math.isfinite(rec) else None
         after = xt[t >= max(onsets)]
         res.peak_after_onset = float(after.max()) if after.size else None
+
+
+def task_score(s: np.ndarray, abs_xt: np.ndarray, corridor: float) -> float:
+    """Distance made good along the path while inside the corridor (m): the sum of the progress
+    steps s[i] - s[i-1] (negative when walking back) over the steps that start and end within
+    ``corridor`` m of the path. Standing still scores 0, and so does walking outside the corridor."""
+    inside = (abs_xt[1:] <= corridor) & (abs_xt[:-1] <= corridor)
+    return float(np.sum(np.diff(s)[inside]))
+
+
+def _task(sc: C.ScenarioConfig) -> C.TaskConfig:
+    return C.TaskConfig(path=sc.path, duration=sc.duration, target_speed=sc.target_speed)
 
 
 def recovery_time(t: np.ndarray, err: np.ndarray, onset: float, band: float, hold: float = RECOVER_HOLD) -> float:
@@ -156,7 +191,7 @@ def rescore(suite: C.SuiteConfig, out: Path) -> list[RunResult]:
     results = []
     for entry in saved["results"]:
         res = RunResult(**{k: v for k, v in entry.items() if k in RunResult.__dataclass_fields__})
-        if res.scenario in scenarios and not res.error:
+        if res.scenario in scenarios and res.log and Path(res.log).exists() and not res.error:
             score(res, read_log(res.log).messages["planner"], scenarios[res.scenario])
         results.append(res)
     _write_results(out, suite, results, saved.get("wall_time"))
@@ -186,5 +221,17 @@ def run_suite(suite: C.SuiteConfig, out: Path, workers: int = 2, progress: bool 
 
 
 def _write_results(out: Path, suite: C.SuiteConfig, results: list[RunResult], wall_time: float | None) -> None:
-    (out / "results.json").write_text(json.dumps({"suite": suite.model_dump(mode="json"), "wall_time": wall_time,
-                                                  "results": [asdict(r) for r in results]}, indent=2, default=str))
+    """``out/results.json``: strict JSON (a figure that is not a finite number is null)."""
+    data = {"suite": suite.model_dump(mode="json"), "wall_time": wall_time, "results": [asdict(r) for r in results]}
+    (out / "results.json").write_text(json.dumps(_finite(data), indent=2, default=str, allow_nan=False))
+
+
+def _finite(x):
+    """``x`` with every non-finite float (NaN, ±inf) replaced by None, recursively."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x

@@ -1,7 +1,7 @@
 """The perturbation report: Markdown tables and PNG plots from a suite's results.
 
-Per scenario, every variant's figures averaged over seeds, then the verdicts the mission is
-judged by (GrBAL vs MB and MB+DE), stated as measured, including when they fall short.
+Per scenario, every variant's figures over seeds, then the goals the mission is judged by
+(:mod:`controller.verdicts`), stated as measured, including when they fall short.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from controller.perturb import LABEL, RunResult  # noqa: E402
+from controller.verdicts import goals, intact_speed  # noqa: E402
 from legadapt import config as C  # noqa: E402
 from legadapt.mcap_read import read_log  # noqa: E402
-from legadapt.paths import make_path  # noqa: E402
-
-DAMAGE_KINDS = ("limp_leg", "locked_joint", "weak_motor")
+from legadapt.paths import make_path, task_path, track  # noqa: E402
 
 
 def _mean(values: list[float]) -> float:
@@ -29,8 +28,13 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(v)) if v else math.nan
 
 
+def _max(values: list[float]) -> float:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return float(np.max(v)) if v else math.nan
+
+
 def aggregate(results: list[RunResult]) -> dict[str, dict[str, dict]]:
-    """scenario -> variant -> averaged figures over seeds."""
+    """scenario -> variant -> figures over seeds: means, except ``max_xt`` (the largest of any run)."""
     groups: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
     for r in results:
         groups[(r.scenario, r.variant)].append(r)
@@ -40,10 +44,12 @@ def aggregate(results: list[RunResult]) -> dict[str, dict[str, dict]]:
         rec = [r.recovery_time for r in ok if r.recovery_time is not None]
         peaks = [r.peak_after_onset for r in ok if r.peak_after_onset is not None]
         table[sc][v] = {
-            "runs": len(rs), "errors": len(rs) - len(ok),
-            "mean_xt": _mean([r.mean_cross_track for r in ok]), "max_xt": _mean([r.max_cross_track for r in ok]),
-            "progress": _mean([r.progress for r in ok]), "falls": sum(r.fell for r in ok),
-            "recovery": _mean(rec) if rec else None, "never_recovered": sum(1 for x in rec if not math.isfinite(x)),
+            "runs": len(rs), "errors": len(rs) - len(ok), "stopped": sum(1 for r in ok if r.stop_reason),
+            "stop_reasons": sorted({r.stop_reason for r in ok if r.stop_reason}),
+            "mean_xt": _mean([r.mean_cross_track for r in ok]), "max_xt": _max([r.max_cross_track for r in ok]),
+            "progress": _mean([r.progress for r in ok]), "score": _mean([r.task_score for r in ok]),
+            "falls": sum(r.fell for r in ok),
+            "recovery": _mean(rec) if rec else None, "never_recovered": sum(r.never_recovered for r in ok),
             "peak_after_onset": _mean(peaks) if peaks else None,
             "cycle_ms": _mean([r.cycle_ms for r in ok]),
         }
@@ -59,105 +65,74 @@ def _fmt(x: float | None, scale: float = 1.0, digits: int = 1) -> str:
 def markdown(suite: C.SuiteConfig, results: list[RunResult], wall_time: float | None = None) -> str:
     table = aggregate(results)
     lines = [f"# Perturbation report: {suite.name}", "", suite.description, "",
-             "Cross-track errors against the simulator's true pose (cm); progress along the path (m); "
+             "Scored against the simulator's true pose, projected onto the path near its own progress. "
+             "Cross-track errors in cm: the mean over seeds of each run's mean, and the largest of any run; "
+             "progress along the path (m); task score = distance made good along the path while within the "
+             "scenario's corridor (m; standing still scores 0); "
              "recovery = s from the mid-run onset until back within the scenario's band for good (0 = never left it), "
-             "with the peak error after the onset; "
-             f"means over seeds. {len(results)} runs" + (f" in {wall_time / 60:.1f} min." if wall_time else "."), ""]
+             "with the peak error after the onset. A run that stopped before its end (a fall, a fault) is counted "
+             f"as failed. {len(results)} runs" + (f" in {wall_time / 60:.1f} min." if wall_time else "."), ""]
     lines += summary_table(suite, table)
     for sc in suite.scenarios:
-        rows = table.get(sc.name, {})
-        perts = ", ".join(f"{p.kind}@{p.start:g}s" for p in sc.perturbations) or "none"
-        lines += [f"## {sc.name}", f"{sc.path}, {sc.duration:g} s, {sc.backend}, state {sc.state_source}, seeds "
-                  f"{list(sc.seeds)}; perturbations: {perts}", "",
-                  "| variant | mean xt (cm) | max xt (cm) | progress (m) | falls | recovery (s) | adapt+plan (ms) |",
-                  "|---|---|---|---|---|---|---|"]
-        for v in suite.variants:
-            if v not in rows:
-                continue
-            r = rows[v]
-            rec = _fmt(r["recovery"]) + (f" ({r['never_recovered']} never)" if r["never_recovered"] else "")
-            if r["peak_after_onset"] is not None:
-                rec += f", peak {_fmt(r['peak_after_onset'], 100)} cm"
-            err = f" ({r['errors']} failed)" if r["errors"] else ""
-            lines.append(f"| {LABEL[v]}{err} | {_fmt(r['mean_xt'], 100)} | {_fmt(r['max_xt'], 100)} | {_fmt(r['progress'], 1, 2)} "
-                         f"| {r['falls']}/{r['runs']} | {rec} | {_fmt(r['cycle_ms'])} |")
-        lines += ["", f"![{sc.name}]({sc.name}.png)", ""]
+        lines += scenario_table(suite, sc, table.get(sc.name, {}))
     lines += verdicts(suite, table)
     return "\n".join(lines) + "\n"
 
 
-def _goals(sc: C.ScenarioConfig, rows: dict) -> tuple[float | None, bool, bool | None]:
-    """The mission's goals on one scenario's averaged rows: GrBAL/MB mean cross-track ratio
-    (None without both; nan if MB's is 0), whether the ½ goal applies (a crippled leg or a
-    slope), and whether GrBAL beats MB+DE (None without both)."""
-    g = rows.get("grbal")
-    if g is None:
-        return None, False, None
-    ratio = None
-    if "mb" in rows:
-        ratio = g["mean_xt"] / rows["mb"]["mean_xt"] if rows["mb"]["mean_xt"] > 0 else math.nan
-    judged = bool({p.kind for p in sc.perturbations} & {*DAMAGE_KINDS, "slope"})
-    better = g["mean_xt"] < rows["mbde"]["mean_xt"] if "mbde" in rows else None
-    return ratio, judged, better
+def scenario_table(suite: C.SuiteConfig, sc: C.ScenarioConfig, rows: dict) -> list[str]:
+    """One scenario's figures per variant, and its plot."""
+    perts = ", ".join(f"{p.kind}@{p.start:g}s" for p in sc.perturbations) or "none"
+    lines = [f"## {sc.name}", f"{sc.path}, {sc.duration:g} s, {sc.backend}, state {sc.state_source}, seeds "
+             f"{list(sc.seeds)}, corridor ±{100 * sc.corridor:g} cm; perturbations: {perts}", "",
+             "| variant | mean xt (cm) | largest xt (cm) | progress (m) | task score (m) | stopped | recovery (s) | adapt+plan (ms) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for v in suite.variants:
+        if v not in rows:
+            continue
+        r = rows[v]
+        rec = _fmt(r["recovery"]) + (f" ({r['never_recovered']} never)" if r["never_recovered"] else "")
+        if r["peak_after_onset"] is not None:
+            rec += f", peak {_fmt(r['peak_after_onset'], 100)} cm"
+        err = f" ({r['errors']} failed)" if r["errors"] else ""
+        stopped = f"{r['stopped']}/{r['runs']}" + (f": {'; '.join(r['stop_reasons'])}" if r["stop_reasons"] else "")
+        lines.append(f"| {LABEL[v]}{err} | {_fmt(r['mean_xt'], 100)} | {_fmt(r['max_xt'], 100)} | {_fmt(r['progress'], 1, 2)} "
+                     f"| {_fmt(r['score'], 1, 2)} | {stopped} | {rec} | {_fmt(r['cycle_ms'])} |")
+    return lines + ["", f"![{sc.name}]({sc.name}.png)", ""]
 
 
 def summary_table(suite: C.SuiteConfig, table: dict) -> list[str]:
-    """One row per scenario: each variant's mean cross-track (cm) and progress (m), then the
-    GrBAL/MB ratio (judged on crippled-leg and slope scenarios) and GrBAL against MB+DE."""
+    """One row per scenario: each variant's mean cross-track (cm) and task score (m), then the goals."""
     variants = [v for v in suite.variants if any(v in table.get(sc.name, {}) for sc in suite.scenarios)]
-    head = "| scenario | " + " | ".join(f"{LABEL[v]} xt cm (m)" for v in variants) + " | GrBAL/MB | GrBAL < MB+DE |"
-    lines = ["## Summary", "", "Mean cross-track error in cm (progress in m); ✓/✗ against the goals "
-             "(GrBAL ≤ ½ MB on crippled-leg and slope scenarios; GrBAL below MB+DE).", "", head,
-             "|" + "---|" * (len(variants) + 3)]
+    v_intact = intact_speed(suite, table)
+    head = "| scenario | " + " | ".join(f"{LABEL[v]} xt cm (score m)" for v in variants) + " | goals |"
+    lines = ["## Summary", "", "Mean cross-track error in cm (task score in m); the goals that apply, ✓ met / ✗ not "
+             "(see Verdicts).", "", head, "|" + "---|" * (len(variants) + 2)]
     for sc in suite.scenarios:
         rows = table.get(sc.name, {})
-        cells = [f"{_fmt(rows[v]['mean_xt'], 100)} ({_fmt(rows[v]['progress'], 1, 2)})" if v in rows else "–" for v in variants]
-        r, judged, better = _goals(sc, rows)
-        ratio = f"{r:.2f}" + ((" ✓" if r <= 0.5 else " ✗") if judged else "") if r is not None and math.isfinite(r) else "–"
-        beats = "–" if better is None else ("✓" if better else "✗")
-        lines.append(f"| {sc.name} | " + " | ".join(cells) + f" | {ratio} | {beats} |")
-    return lines + [""]
+        cells = [f"{_fmt(rows[v]['mean_xt'], 100)} ({_fmt(rows[v]['score'], 1, 2)})" + (" ⚠" if rows[v]["stopped"] else "")
+                 if v in rows else "–" for v in variants]
+        marks = ", ".join(f"{g.name} {'✓' if g.met else '✗'}" for g in goals(sc, rows, v_intact)) or "–"
+        lines.append(f"| {sc.name} | " + " | ".join(cells) + f" | {marks} |")
+    return lines + ["", "⚠ = at least one run stopped before its end.", ""]
 
 
 def verdicts(suite: C.SuiteConfig, table: dict) -> list[str]:
-    """The mission's criteria, as measured (yes/no per scenario)."""
+    """The mission's goals per scenario, as measured, and how many are met overall."""
     out = ["## Verdicts", ""]
-    half, beats = [0, 0], [0, 0]  # (met, judged)
+    v_intact = intact_speed(suite, table)
+    out.append(f"Intact robot: {v_intact:.3f} m/s along the path (the suite's unperturbed scenarios)." if v_intact
+               else "No unperturbed scenario in this suite: the 60 %-of-intact goal is not judged.")
+    out.append("")
+    met: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for sc in suite.scenarios:
-        rows = table.get(sc.name, {})
-        if "grbal" not in rows:
-            continue
-        g = rows["grbal"]["mean_xt"]
-        ratio, judged, better = _goals(sc, rows)
-        parts = []
-        if ratio is not None and judged:
-            parts.append(f"GrBAL/MB mean cross-track {ratio:.2f} ({'meets' if ratio <= 0.5 else 'does NOT meet'} ≤ 0.5)")
-            half[0] += ratio <= 0.5
-            half[1] += 1
-        if better is not None:
-            parts.append(f"GrBAL {'beats' if better else 'does NOT beat'} MB+DE ({100 * g:.1f} vs {100 * rows['mbde']['mean_xt']:.1f} cm)")
-            beats[0] += better
-            beats[1] += 1
-        g_rec = rows["grbal"]
-        if g_rec["recovery"] is not None:
-            band = f"{100 * sc.recover_band:g} cm band"
-            if g_rec["never_recovered"]:
-                parts.append(f"GrBAL does not recover in {g_rec['never_recovered']} of {g_rec['runs']} runs "
-                             f"(they end outside the {band}; peak {_fmt(g_rec['peak_after_onset'], 100)} cm)")
-            elif g_rec["recovery"] == 0:
-                parts.append(f"GrBAL never leaves the {band} after the onset (peak {_fmt(g_rec['peak_after_onset'], 100)} cm)")
-            else:
-                parts.append(f"GrBAL recovers into the {band} in {_fmt(g_rec['recovery'])} s (peak {_fmt(g_rec['peak_after_onset'], 100)} cm)")
-        slow = [f"{LABEL[v]} {rows[v]['progress']:.2f} m" for v in ("mb", "mbde")
-                if v in rows and rows[v]["progress"] < 0.5 * rows["grbal"]["progress"]]
-        if slow:
-            parts.append(f"note: {', '.join(slow)} of progress against GrBAL's {rows['grbal']['progress']:.2f} m "
-                         "(a robot that barely walks keeps a small cross-track error)")
-        if parts:
-            out.append(f"- **{sc.name}**: " + "; ".join(parts))
-    if half[1] or beats[1]:
-        out += ["", f"Overall: GrBAL ≤ ½ MB on {half[0]} of {half[1]} crippled-leg/slope scenarios; "
-                    f"GrBAL beats MB+DE on {beats[0]} of {beats[1]} scenarios."]
+        gs = goals(sc, table.get(sc.name, {}), v_intact)
+        for g in gs:
+            met[g.name][0] += g.met
+            met[g.name][1] += 1
+        if gs:
+            out.append(f"- **{sc.name}**: " + "; ".join(f"{g.name}: {'met' if g.met else 'NOT met'} ({g.detail})" for g in gs))
+    if met:
+        out += ["", "Overall: " + "; ".join(f"{name} on {m} of {n}" for name, (m, n) in met.items()) + "."]
     return out + [""]
 
 
@@ -173,9 +148,10 @@ def plot_scenario(sc: C.ScenarioConfig, results: list[RunResult], out: Path) -> 
             continue
         pose = np.array([m["true_pose"] for m in pl])
         t = np.array([m["t"] for m in pl])
-        longest = max(longest, max(m["true_progress"] for m in pl) + 0.5)
+        s, e = track(task_path(C.TaskConfig(path=sc.path, duration=sc.duration, target_speed=sc.target_speed)), pose[:, :2])
+        longest = max(longest, float(s[-1]) + 0.5)
         ax_xy.plot(pose[:, 0], pose[:, 1], color=f"C{i}", label=LABEL[r.variant])
-        ax_ct.plot(t, 100 * np.array([m["true_cross_track"] for m in pl]), color=f"C{i}", label=LABEL[r.variant])
+        ax_ct.plot(t, 100 * e, color=f"C{i}", label=LABEL[r.variant])
         if r.variant == "grbal":
             ad = [m for m in msgs["adaptation"] if m["loss_before"] is not None]
             ta = [m["t"] for m in ad]

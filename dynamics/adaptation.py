@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,8 +33,17 @@ from dynamics.mlp import DeltaMLP, detached_params, predict, window_loss
 
 #: What :meth:`Adapter.adapt` returns and :meth:`Adapter.predict` consumes: tensors by name.
 Context = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Take the online step only where it generalises: fitted without the window's last ``holdout``
+    transitions, it must lower their error by at least the share ``min_gain`` (0 = off)."""
+
+    holdout: int = 0
+    min_gain: float = 0.0
 #: Adapter kinds as stored in checkpoints and configs.
-ADAPTER_KINDS = ("grbal", "mb", "mbde", "rebal")
+ADAPTER_KINDS = ("grbal", "mb", "mbde", "rebal", "pearl", "attention")
 
 
 class Adapter(ABC):
@@ -70,10 +80,13 @@ class MLPAdapter(Adapter):
     (detached views, never written), so a model trained further in place is picked up.
     """
 
-    def __init__(self, model: DeltaMLP, lrs: InnerLR = 0.0, steps: int = 0, max_loss_ratio: float = 10.0) -> None:
+    def __init__(self, model: DeltaMLP, lrs: InnerLR = 0.0, steps: int = 0, max_loss_ratio: float = 10.0,
+                 gate: Gate | None = None) -> None:
         super().__init__()
         if steps < 0:
             raise ValueError(f"{type(self).__name__}: steps must be >= 0, got {steps}")
+        self.gate = gate or Gate()
+        self.last_gated = False
         self.model = model
         self.lrs: InnerLR = ({k: v.detach() for k, v in lrs.items()} if isinstance(lrs, Mapping)
                              else lrs.detach() if isinstance(lrs, Tensor) else float(lrs))
@@ -106,7 +119,8 @@ class MLPAdapter(Adapter):
         if not bool(torch.isfinite(x).all() and torch.isfinite(y).all()):
             self._record(math.nan, math.nan, True)
             return theta
-        if self.steps == 0:
+        self.last_gated = self.steps > 0 and not self._step_generalises(theta, x, y)
+        if self.steps == 0 or self.last_gated:
             with torch.no_grad():
                 loss = float(window_loss(self.model, theta, x, y))
             self._record(loss, loss, False)
@@ -121,6 +135,18 @@ class MLPAdapter(Adapter):
         self._record(before, after, not ok)
         return adapted if ok else theta
 
+    def _step_generalises(self, theta: Context, x: Tensor, y: Tensor) -> bool:
+        """The gate: a step fitted on the window without its last ``holdout`` transitions lowers the
+        error on those (by at least ``min_gain``). True when the gate is off or the window too short."""
+        h = self.gate.holdout
+        if h <= 0 or x.shape[0] < 2 * h:
+            return True
+        trial, _ = adapt_window_with_loss(self.model, theta, self.lrs, x[:-h], y[:-h], self.steps)
+        with torch.no_grad():
+            before = float(window_loss(self.model, theta, x[-h:], y[-h:]))
+            after = float(window_loss(self.model, trial, x[-h:], y[-h:]))
+        return after <= (1.0 - self.gate.min_gain) * before
+
     def predict(self, ctx: Context, states: Tensor, actions: Tensor) -> Tensor:
         m = self.model
         if states.shape[-1] != m.state_dim or actions.shape[-1] != m.action_dim or states.shape[:-1] != actions.shape[:-1]:
@@ -134,8 +160,9 @@ class GrBALAdapter(MLPAdapter):
 
     kind = "grbal"
 
-    def __init__(self, model: DeltaMLP, lrs: InnerLR, steps: int = 1, max_loss_ratio: float = 10.0) -> None:
-        super().__init__(model, lrs, steps, max_loss_ratio)
+    def __init__(self, model: DeltaMLP, lrs: InnerLR, steps: int = 1, max_loss_ratio: float = 10.0,
+                 gate: Gate | None = None) -> None:
+        super().__init__(model, lrs, steps, max_loss_ratio, gate)
 
 
 class MBAdapter(MLPAdapter):
@@ -152,25 +179,28 @@ class MBDEAdapter(MLPAdapter):
 
     kind = "mbde"
 
-    def __init__(self, model: DeltaMLP, lr: float = 1e-2, steps: int = 1, max_loss_ratio: float = 10.0) -> None:
-        super().__init__(model, float(lr), steps, max_loss_ratio)
+    def __init__(self, model: DeltaMLP, lr: float = 1e-2, steps: int = 1, max_loss_ratio: float = 10.0,
+                 gate: Gate | None = None) -> None:
+        super().__init__(model, float(lr), steps, max_loss_ratio, gate)
 
 
 def make_adapter(kind: str, model: DeltaMLP, lrs: InnerLR | None = None, steps: int = 1,
-                 default_lr: float = 1e-2) -> Adapter:
-    """Build an adapter by kind ('grbal' | 'mb' | 'mbde' on a DeltaMLP, 'rebal' on a RecurrentDynamics).
+                 default_lr: float = 1e-2, gate: Gate | None = None, lr_scale: float = 1.0) -> Adapter:
+    """Build an adapter by kind ('grbal' | 'mb' | 'mbde' on a DeltaMLP, 'rebal' on a RecurrentDynamics,
+    'pearl' | 'attention' on a ContextDynamics).
 
-    ``lrs=None`` uses ``default_lr``; 'rebal' ignores ``lrs``, ``steps`` and ``default_lr``.
+    ``lrs=None`` uses ``default_lr``; ``lr_scale`` multiplies the rate(s); the context adapters
+    ignore ``lrs``, ``steps``, ``default_lr``, ``gate`` and ``lr_scale``.
     """
-    rates: InnerLR = default_lr if lrs is None else lrs
+    rates = scale_rates(default_lr if lrs is None else lrs, lr_scale)
     if kind == "grbal":
-        return GrBALAdapter(model, rates, steps)
+        return GrBALAdapter(model, rates, steps, gate=gate)
     if kind == "mb":
         return MBAdapter(model)
     if kind == "mbde":
         if isinstance(rates, Mapping):
             raise ValueError("MB+DE takes a scalar learning rate, not learned per-parameter rates")
-        return MBDEAdapter(model, float(rates), steps)
+        return MBDEAdapter(model, float(rates), steps, gate=gate)
     if kind == "rebal":
         # Imported here: dynamics.rebal imports this module.
         from dynamics.rebal import RebalAdapter, RecurrentDynamics
@@ -178,4 +208,19 @@ def make_adapter(kind: str, model: DeltaMLP, lrs: InnerLR | None = None, steps: 
         if not isinstance(model, RecurrentDynamics):
             raise ValueError("adapter 'rebal' needs the recurrent model (dynamics.rebal), not a DeltaMLP")
         return RebalAdapter(model)
+    if kind in ("pearl", "attention"):
+        from dynamics.context import ContextAdapter, ContextDynamics
+
+        if not isinstance(model, ContextDynamics) or model.encoder_kind != kind:
+            raise ValueError(f"adapter {kind!r} needs a context model trained with --method {kind}")
+        return ContextAdapter(model)
     raise ValueError(f"unknown adapter kind {kind!r}; allowed: {', '.join(ADAPTER_KINDS)}")
+
+
+def scale_rates(rates: InnerLR, factor: float) -> InnerLR:
+    """Inner learning rate(s) times ``factor`` (scalar, tensor or per-parameter dict)."""
+    if factor == 1.0:
+        return rates
+    if isinstance(rates, Mapping):
+        return {k: v * factor for k, v in rates.items()}
+    return rates * factor

@@ -40,7 +40,8 @@ class DeltaMLP(nn.Module):
     """
 
     def __init__(self, state_dim: int = STATE_DIM, action_dim: int = 2, target_dim: int = TARGET_DIM,
-                 hidden: Sequence[int] = (512, 512, 512), input_clip: float = 4.0) -> None:
+                 hidden: Sequence[int] = (512, 512, 512), input_clip: float = 4.0,
+                 target_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         if min(state_dim, action_dim, target_dim) <= 0 or any(int(h) <= 0 for h in hidden):
             raise ValueError(f"DeltaMLP: dimensions must be positive (state {state_dim}, action {action_dim}, "
@@ -57,11 +58,15 @@ class DeltaMLP(nn.Module):
             width = h
         layers.append(nn.Linear(width, self.target_dim))
         self.net = nn.Sequential(*layers)
+        self.target_weights = loss_weights(target_weights, self.target_dim)
+        if self.target_weights is not None:  # part of the architecture, not of the state dict
+            self.register_buffer("target_w", torch.tensor(self.target_weights, dtype=torch.float32), persistent=False)
 
     @classmethod
-    def from_spec(cls, spec: FeatureSpec, hidden: Sequence[int] = (512, 512, 512)) -> DeltaMLP:
+    def from_spec(cls, spec: FeatureSpec, hidden: Sequence[int] = (512, 512, 512),
+                  target_weights: Sequence[float] | None = None) -> DeltaMLP:
         """A model sized for a feature spec (state, action and target dims)."""
-        return cls(spec.state_dim, spec.action_dim, spec.target_dim, hidden)
+        return cls(spec.state_dim, spec.action_dim, spec.target_dim, hidden, target_weights=target_weights)
 
     @property
     def input_dim(self) -> int:
@@ -69,13 +74,16 @@ class DeltaMLP(nn.Module):
 
     def architecture(self) -> dict:
         """Plain-dict description from which :meth:`from_architecture` rebuilds the module (checkpoints)."""
-        return {"class": type(self).__name__, "state_dim": self.state_dim, "action_dim": self.action_dim,
+        arch = {"class": type(self).__name__, "state_dim": self.state_dim, "action_dim": self.action_dim,
                 "target_dim": self.target_dim, "hidden": list(self.hidden), "input_clip": self.input_clip}
+        if self.target_weights is not None:
+            arch["target_weights"] = list(self.target_weights)
+        return arch
 
     @classmethod
     def from_architecture(cls, arch: dict) -> DeltaMLP:
         return cls(int(arch["state_dim"]), int(arch["action_dim"]), int(arch["target_dim"]),
-                   tuple(int(h) for h in arch["hidden"]), float(arch.get("input_clip", 4.0)))
+                   tuple(int(h) for h in arch["hidden"]), float(arch.get("input_clip", 4.0)), arch.get("target_weights"))
 
     def fit_normalizers(self, x: Tensor | np.ndarray, y: Tensor | np.ndarray) -> DeltaMLP:
         """Fit the input normaliser on ``x`` [N, S+A] and the target normaliser on ``y`` [N, T]."""
@@ -88,8 +96,21 @@ class DeltaMLP(nn.Module):
         return self.net(self.in_norm.normalize(x).clamp(-self.input_clip, self.input_clip))
 
     def loss(self, y_pred_norm: Tensor, y: Tensor) -> Tensor:
-        """Mean squared error (scalar) between a normalised prediction [..., T] and a target ``y`` [..., T] in units."""
-        return torch.mean((y_pred_norm - self.out_norm.normalize(y)) ** 2)
+        """Mean squared error (scalar) between a normalised prediction [..., T] and a target ``y`` [..., T] in units,
+        each target weighted by ``target_weights`` (mean 1) where the model has them."""
+        sq = (y_pred_norm - self.out_norm.normalize(y)) ** 2
+        return torch.mean(sq * self.target_w) if self.target_weights is not None else torch.mean(sq)
+
+
+def loss_weights(weights: Sequence[float] | None, target_dim: int) -> tuple[float, ...] | None:
+    """Per-target loss weights [T] scaled to mean 1 (so losses stay comparable), or None for equal weights."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (target_dim,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"target weights must be {target_dim} finite non-negative numbers, not all 0; got {list(w)}")
+    w = w * (target_dim / w.sum())
+    return None if np.allclose(w, 1.0) else tuple(float(x) for x in w)
 
 
 def params(model: nn.Module) -> Params:

@@ -24,13 +24,15 @@ def _key(name: str) -> str:
 
 
 class GrBALObjective(nn.Module):
-    """MAML meta-loss: post-adaptation MSE on the K future transitions (second order by default)."""
+    """MAML meta-loss: post-adaptation MSE on the K future transitions (second order by default),
+    plus ``pre_weight`` × θ*'s own loss on them: a θ* that is itself a good model where nothing
+    needs adapting (0 = the paper's objective)."""
 
     kind = "grbal"
 
-    def __init__(self, model: DeltaMLP, cfg: MamlConfig) -> None:
+    def __init__(self, model: DeltaMLP, cfg: MamlConfig, pre_weight: float = 0.0) -> None:
         super().__init__()
-        self.model, self.cfg = model, cfg
+        self.model, self.cfg, self.pre_weight = model, cfg, float(pre_weight)
         self.log_lrs = nn.ParameterDict(
             {_key(k): nn.Parameter(torch.full_like(p.detach(), math.log(cfg.inner_lr))) for k, p in params(model).items()}
         ) if cfg.learn_inner_lr else None
@@ -42,7 +44,11 @@ class GrBALObjective(nn.Module):
         return {k: self.log_lrs[_key(k)].exp() for k in params(self.model)}
 
     def forward(self, *batch: Tensor) -> Tensor:
-        return meta_loss(self.model, params(self.model), self.lrs(), TaskBatch(*batch), self.cfg)
+        b = TaskBatch(*batch)
+        loss = meta_loss(self.model, params(self.model), self.lrs(), b, self.cfg)
+        if self.pre_weight > 0:
+            loss = loss + self.pre_weight * self.model.loss(self.model(b.future_x), b.future_y)
+        return loss
 
     def evaluate(self, *batch: Tensor) -> dict[str, float]:
         b = TaskBatch(*batch)
@@ -73,14 +79,19 @@ class MBObjective(nn.Module):
         return {"loss": pre, "pre_adaptation": pre, "post_adaptation": with_step}
 
 
-def make_objective(method: str, model: nn.Module, cfg: MamlConfig) -> nn.Module:
-    """The objective module of ``method`` ('grbal' | 'mb' | 'rebal')."""
+def make_objective(method: str, model: nn.Module, cfg: MamlConfig, pre_weight: float = 0.0,
+                   kl_weight: float = 0.1) -> nn.Module:
+    """The objective module of ``method`` ('grbal' | 'mb' | 'rebal' | 'pearl' | 'attention')."""
     if method == "grbal":
-        return GrBALObjective(model, cfg)
+        return GrBALObjective(model, cfg, pre_weight)
     if method == "mb":
         return MBObjective(model, cfg)
     if method == "rebal":
         from dynamics.rebal import RebalObjective
 
         return RebalObjective(model)
-    raise ValueError(f"unknown training method {method!r}; allowed: grbal, mb, rebal")
+    if method in ("pearl", "attention"):
+        from dynamics.context import ContextObjective
+
+        return ContextObjective(model, kl_weight if method == "pearl" else 0.0)
+    raise ValueError(f"unknown training method {method!r}; allowed: grbal, mb, rebal, pearl, attention")

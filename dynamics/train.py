@@ -33,7 +33,7 @@ from dynamics.mlp import DeltaMLP
 from dynamics.objectives import make_objective
 from legadapt import __version__
 from legadapt.config import TrainConfig
-from legadapt.features import FeatureSpec
+from legadapt.features import FeatureSpec, target_groups
 
 
 @dataclass
@@ -74,7 +74,21 @@ def build_model(tc: TrainConfig, spec: FeatureSpec) -> torch.nn.Module:
 
         return RecurrentDynamics(spec.state_dim, spec.action_dim, spec.target_dim, hidden=tuple(tc.hidden),
                                  gru_hidden=tc.rebal_hidden)
-    return DeltaMLP.from_spec(spec, tuple(tc.hidden))
+    if tc.method in ("pearl", "attention"):
+        from dynamics.context import ContextDynamics
+
+        return ContextDynamics(spec.state_dim, spec.action_dim, spec.target_dim, encoder=tc.method,
+                               hidden=tuple(tc.hidden), context_dim=tc.rebal_hidden)
+    return DeltaMLP.from_spec(spec, tuple(tc.hidden), target_weights=target_weights(spec, tc))
+
+
+def target_weights(spec: FeatureSpec, tc: TrainConfig) -> list[float]:
+    """Per-target loss weights [T] from the config's group weights (DeltaMLP scales them to mean 1)."""
+    w = [0.0] * spec.target_dim
+    for group, idx in target_groups(spec).items():
+        for i in idx:
+            w[i] = float(getattr(tc.target_weights, group))
+    return w
 
 
 def _resume_path(out: Path) -> Path:
@@ -126,7 +140,7 @@ def _train(logs, spec, tc, out, resume, progress, info, t_start, log) -> TrainSu
     x, y = train_s.all_transitions()
     model.fit_normalizers(x, y)
     cfg = maml_config(tc)
-    objective = make_objective(tc.method, model, cfg).to(info.device)
+    objective = make_objective(tc.method, model, cfg, pre_weight=tc.pre_adaptation_weight, kl_weight=tc.kl_weight).to(info.device)
     wrapped = DistributedDataParallel(objective) if info.distributed else objective
     opt = torch.optim.Adam(objective.parameters(), lr=tc.lr)
     val_s.reseed([tc.seed, 987654321])
@@ -189,5 +203,5 @@ def _save(out: Path, model, spec: FeatureSpec, cfg: MamlConfig, tc: TrainConfig,
     meta = {"feature_spec": spec, "adapter": tc.method, "maml": cfg,
             "training": {"config": tc.model_dump(mode="json"), "best_step": step, "validation": val,
                          "transitions_used": report.transitions_used, "files_read": report.files_read,
-                         "conditions": dict(report.conditions)}}
+                         "conditions": report.condition_groups()}}
     save_checkpoint(out, model, meta, lrs={k: v.detach() for k, v in lrs.items()} if isinstance(lrs, dict) else None)

@@ -128,6 +128,19 @@ def make_spec(action_mode: str = "per_side", control_period: float = 0.1) -> Fea
     )
 
 
+#: Groups of prediction targets, by what they describe (see :func:`target_groups`).
+TARGET_GROUPS = ("body", "phase", "joints")
+
+
+def target_groups(spec: FeatureSpec) -> dict[str, list[int]]:
+    """Target indices by group: 'body' (what the planner integrates: attitude, velocities and the
+    displacement dx, dy, dyaw), 'phase' (gait phase), 'joints' (joint angles)."""
+    groups: dict[str, list[int]] = {g: [] for g in TARGET_GROUPS}
+    for i, name in enumerate(spec.target_names):
+        groups["joints" if name.startswith("d_q_") else "phase" if name.startswith("d_phase") else "body"].append(i)
+    return groups
+
+
 def state_vector(roll: float, pitch: float, v_body: np.ndarray, w_body: np.ndarray, phase: float, q: np.ndarray) -> np.ndarray:
     """Assemble the model state [28] from its parts (units as in the table above)."""
     out = np.empty(STATE_DIM)

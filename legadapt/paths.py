@@ -188,10 +188,34 @@ def make_path(name: str, length: float = 4.0, spacing: float = 0.01, offset: flo
     return Path(np.concatenate(pts, axis=0) + np.array([0.0, offset]), name)
 
 
+class ProgressTracker:
+    """Follows one moving point along a path: each :meth:`project` searches near the progress the
+    previous one found (its own hint, never another estimate's), so the arc length stays
+    continuous where the path crosses itself and a second tracker (the simulator's truth beside
+    the robot's estimate) is never projected onto the stretch the other thinks it is on."""
+
+    def __init__(self, path: Path, window: float = 1.0, start: float | None = 0.0) -> None:
+        self.path, self.window = path, float(window)
+        self.s: float | None = start  # m, progress at the last projection (a run starts at the path's start)
+
+    def project(self, xy: np.ndarray) -> tuple[float, float]:
+        """(arc length s m, signed cross-track m, + = left) of the point ``xy`` [2] (m)."""
+        s, cross, _ = self.path.project(np.asarray(xy, dtype=float)[:2], self.s, self.window)
+        self.s = float(s)
+        return self.s, float(cross)
+
+
+def track(path: Path, xy: np.ndarray, window: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Progress s [N] (m) and signed cross-track [N] (m) of the points ``xy`` [N, 2] visited in order."""
+    tracker = ProgressTracker(path, window)
+    out = np.array([tracker.project(p) for p in np.asarray(xy, dtype=float).reshape(-1, 2)]).reshape(-1, 2)
+    return out[:, 0], out[:, 1]
+
+
 def task_path(task) -> Path:
     """The path of a task config (``legadapt.config.TaskConfig``): long enough for 1.5× the
     distance the run asks for, plus 1 m."""
     return make_path(task.path, max(2.0, 1.5 * task.target_speed * task.duration + 1.0), offset=task.path_offset)
 
 
-__all__ = ["PATH_NAMES", "Path", "make_path", "task_path", "wrap_angle"]
+__all__ = ["PATH_NAMES", "Path", "ProgressTracker", "make_path", "task_path", "track", "wrap_angle"]

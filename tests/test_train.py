@@ -27,7 +27,7 @@ def _tc(**kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-@pytest.mark.parametrize("method", ["grbal", "mb", "rebal"])
+@pytest.mark.parametrize("method", ["grbal", "mb", "rebal", "pearl", "attention"])
 def test_training_improves_and_writes_a_loadable_checkpoint(small_logs, tmp_path, method):
     out = tmp_path / f"{method}.pt"
     s = train([small_logs], SPEC, _tc(method=method, rebal_hidden=16), out, progress=False, log=lambda *a: None)
