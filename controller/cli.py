@@ -24,7 +24,12 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
+from controller import stop_request
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "legadapt":  # the program itself, not an import
+    stop_request.install()  # before the heavy imports: SIGINT/SIGTERM while loading only set a flag, no traceback
+
+import numpy as np  # noqa: E402
 
 from controller import cli_checks as checks
 from legadapt import __version__
@@ -174,20 +179,12 @@ def _run_config(args: argparse.Namespace) -> LegadaptConfig:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
+    stop = stop_request.install()
+    stop.arm()  # until the daemon is about to power the robot, a stop request just ends the command (main: exit 0)
     cfg = _run_config(args)
     checks.check_log_target(cfg, args.log)
     from controller.daemon import PreflightError, run  # after the config checks: refusing it never waits for torch
 
-    stop = threading.Event()
-
-    def request_stop(signum, frame) -> None:
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, request_stop)
     tty = sys.stdout.isatty()
     try:
         summary = run(cfg, backend=cfg.robot.backend, duration=args.duration, log_path=args.log, stop=stop,
@@ -202,9 +199,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from controller.plots import plot_run
 
         print(f"plot: {plot_run(summary.log_path)}")
-    if summary.stop_reason and not stop.is_set():
-        return EXIT_SAFETY_STOP
-    return EXIT_OK
+    code = EXIT_SAFETY_STOP if summary.stop_reason and not stop.is_set() else EXIT_OK
+    if stop.signal is not None:
+        stop_request.exit_now(code)  # gone within 1 s of the signal: no interpreter teardown
+    return code
 
 
 def _cmd_perturb(args: argparse.Namespace) -> int:
@@ -355,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _dispatch(argv: list[str]) -> int:
+    if next((a for a in argv if not a.startswith("-")), None) != "run" and stop_request.release():
+        print("interrupted", file=sys.stderr)  # SIGINT/SIGTERM while loading: nothing was started
+        return 130
     if argv[:1] == ["fake-robot"]:  # the emulator owns its own arguments
         from sim.fake_robot_cli import main as fake_robot_main
 
@@ -382,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except stop_request.StopBeforeStart:
+        print("stopped before start (stop requested): nothing was powered", file=sys.stderr)
+        stop_request.exit_now(EXIT_OK)
     except Exception as exc:  # noqa: BLE001 - never a traceback as the user interface
         logging.getLogger("legadapt").debug("internal error", exc_info=True)
         print(f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)

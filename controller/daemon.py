@@ -1,129 +1,57 @@
 """``legadapt run``: the onboard controller daemon.
 
 Order of things, so that bad input never leaves hardware powered:
-1. pre-flight, nothing powered: config, checkpoint (feature spec must match the config),
-   adapter, path, and a timing check that adapt + plan fits the control period;
-2. the robot: configure, activate (systemd READY=1), ramp from the measured pose;
+1. pre-flight, nothing powered (:mod:`controller.preflight`): backend, serial port, log path,
+   torch threads, checkpoint (its feature spec must match the config), and a timing check
+   that adapt + plan fits the control period;
+2. the robot: configure, activate, ramp from the measured pose to standing, then systemd
+   READY=1; WATCHDOG=1 pings (:mod:`controller.watchdog`) cover every phase from configure on;
 3. the two-rate loop until the task duration, a stop request (SIGTERM/SIGINT) or a safety
-   stop; every exit path goes through the safe stop (crouch, then torque off);
+   stop. A robot fault is made safe in the failing cycle, then the robot is reconnected with
+   exponential back-off; the state estimate carries on where it was;
 4. the MCAP log is finished, the robot shut down, a summary printed.
+
+A stop request is honoured at every stage: during the pre-flight nothing is powered; once
+the robot is powered, torque goes off at the next fast tick (no crouch). The end of the
+task and a safety stop lower the body first. Every message lies on one timeline
+(:mod:`controller.run_clock`).
 """
 
 from __future__ import annotations
 
 import math
-import statistics
+import os
 import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from controller.loop import Boundary, TwoRateLoop
-from controller.mpc import AdaptiveMPC, make_adapter_from
+from controller.loop import Boundary, LoopStats, TwoRateLoop
+from controller.preflight import (Preflight, PreflightError, build_controller, check_timing, preflight,  # noqa: F401 (API)
+                                  resolve_model)
+from controller.run_clock import RunClock
+from controller.run_summary import HISTORY, RunningStats, RunSummary, status_line  # noqa: F401 (API)
+from controller.safety import torque_off_now
 from controller.sdnotify import Notifier
 from controller.state_estimator import make_state_source
-from dynamics.checkpoint import load_checkpoint
+from controller.stop_request import sleep_unless
+from controller.watchdog import Watchdog
 from hardware.interface import CallbackReturn, Robot
 from legadapt import config as C
-from legadapt.features import FeatureSpec, make_spec
 from legadapt.mcap_log import LogWriter
-from legadapt.paths import task_path
 from sim.rotations import rpy_from_quat
 
-REPO = Path(__file__).resolve().parents[1]
-FIT_MARGIN = 0.8  # adapt + plan must take at most this share of the control period (realtime)
 RECONNECT_MAX_DELAY = 8.0  # s, longest wait between reconnection attempts
-HISTORY = 10_000  # control cycles kept for percentiles and traces (17 min at 10 Hz): memory stays bounded
+FINISH_BOUND = 12.0  # s: finishing the log waits at most 10 s for its writer thread, shutting the robot down ~0.2 s
+SIM_BRING_UP_BOUND = 10.0  # s: building the simulated robot and letting it settle
+HANG_ENV = "LEGADAPT_TEST_HANG_AFTER"  # tests only: s after the run start at which the control loop blocks for good
 
 
-class PreflightError(ValueError):
-    """The run cannot start: the message says why and what to change. Nothing was powered."""
-
-
-@dataclass
-class RunSummary:
-    """What a run did; distances in m, times in s, losses normalised MSE."""
-
-    duration: float = 0.0
-    cycles: int = 0
-    stop_reason: str | None = None
-    distance: float = 0.0
-    progress: float = 0.0  # m along the path
-    mean_cross_track: float = math.nan
-    max_cross_track: float = math.nan
-    cycle_p50: float = math.nan
-    cycle_p99: float = math.nan
-    missed: int = 0
-    fallbacks: int = 0
-    loss_before: float = math.nan  # mean over cycles with a full window
-    loss_after: float = math.nan
-    log_path: Path | None = None
-    safe: bool = True  # ended in a safe stop with torque off
-    start_pose: np.ndarray | None = None  # [3] pose at the first cycle
-    trace: deque = field(default_factory=lambda: deque(maxlen=HISTORY))  # recent (t, x, y, yaw, cross-track)
-    true_trace: deque = field(default_factory=lambda: deque(maxlen=HISTORY))  # simulation: (t, x, y, yaw, xt, progress)
-    true_xt: RunningStats | None = None  # simulation: |cross-track| of the true pose over the whole run
-    estimated: bool = True  # the controller saw its onboard estimate (not the simulator's truth)
-
-    def text(self) -> str:
-        truth = self.true_xt is not None and bool(self.true_trace) and self.estimated  # the sim's truth beside the estimate
-        lines = [f"ran {self.duration:.1f} s, {self.cycles} cycles; stop: {self.stop_reason or 'task complete'}",
-                 f"path: progress {self.progress:.2f} m, cross-track mean {self.mean_cross_track:.3f} m, max "
-                 f"{self.max_cross_track:.3f} m" + (" (the robot's estimate)" if truth else "")]
-        if truth:
-            lines.append(f"true (simulator): progress {self.true_trace[-1][5]:.2f} m, cross-track mean {self.true_xt.mean:.3f} m, "
-                         f"max {self.true_xt.max:.3f} m")
-        lines += [f"adapt+plan p50 {1e3 * self.cycle_p50:.1f} ms, p99 {1e3 * self.cycle_p99:.1f} ms; {self.missed} missed "
-                  f"deadlines; adaptation loss {self.loss_before:.3f} -> {self.loss_after:.3f} (mean), "
-                  f"{self.fallbacks} fallbacks to θ*", f"log: {self.log_path}"]
-        return "\n".join(lines)
-
-
-def resolve_model(path: str | Path) -> Path:
-    """A checkpoint path as given, else relative to the repository (the shipped default model)."""
-    p = Path(path)
-    if p.exists() or p.is_absolute():
-        return p
-    return REPO / p if (REPO / p).exists() else p
-
-
-def build_controller(cfg: C.LegadaptConfig, model: Path) -> tuple[AdaptiveMPC, FeatureSpec, int]:
-    """Load and check the model; the adaptive MPC for the config's task. Raises on bad input."""
-    spec = make_spec(cfg.gait.action_mode, 1.0 / cfg.task.control_rate)
-    ck = load_checkpoint(model, spec)
-    window = ck.maml.M if ck.maml else cfg.train.M
-    task = cfg.task
-    path = task_path(task)
-    return AdaptiveMPC(make_adapter_from(ck, cfg.controller.adapter), spec, path, cfg.controller,
-                       task.target_speed, window), spec, window
-
-
-def check_timing(mpc: AdaptiveMPC, spec: FeatureSpec, window: int, runs: int = 5,
-                 give_up: float = math.inf) -> tuple[float, float]:
-    """Median and max time (s) of adapt + plan on a full window of typical transitions.
-
-    Stops early once a cycle takes longer than ``give_up`` s: the verdict is already clear.
-    """
-    rng = np.random.default_rng(0)
-    s = np.zeros(spec.state_dim)
-    s[9] = 1.0  # cos of phase 0
-    for _ in range(window):
-        mpc.observe(s, rng.uniform(-1, 1, spec.action_dim), s, np.zeros(3))
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        mpc.step(s, np.zeros(3))
-        times.append(time.perf_counter() - t)
-        if times[-1] > give_up:
-            break
-    return statistics.median(times), max(times)
-
-
-def make_robot(cfg: C.LegadaptConfig, backend: str) -> Robot:
+def make_robot(cfg: C.LegadaptConfig, backend: str, stop=None) -> Robot:
+    """The robot of ``backend``; a serial robot's power-up ramp gives way to ``stop.is_set()``."""
     if backend == "sim":
         from hardware.sim_robot import SimRobot
 
@@ -131,76 +59,294 @@ def make_robot(cfg: C.LegadaptConfig, backend: str) -> Robot:
     if backend == "serial":
         from hardware.serial_robot import SerialRobot
 
-        return SerialRobot(cfg)
+        robot = SerialRobot(cfg)
+        if stop is not None:
+            robot.abort = stop.is_set
+        return robot
     raise PreflightError(f"backend {backend!r} is not available; allowed: sim, serial")
 
 
-def check_backend(cfg: C.LegadaptConfig, backend: str) -> None:
-    """A real (serial) robot runs on the wall clock and has no simulator truth."""
-    if backend == "serial" and cfg.controller.mode != "realtime":
-        raise PreflightError("the serial robot runs in real time: use --mode realtime (controller.mode: realtime)")
-    if backend == "serial" and cfg.controller.state_source != "estimated":
-        raise PreflightError("the serial robot has only onboard sensors: use controller.state_source: estimated")
+def bring_up_bound(cfg: C.LegadaptConfig, backend: str) -> float:
+    """Longest configure or activate may block (s): every bus transaction timing out with every retry."""
+    if backend != "serial":
+        return SIM_BRING_UP_BOUND
+    sc = cfg.serial
+    transactions = 6 * (len(sc.servo_ids) + 1)  # ping, model checks, EEPROM reads/writes, gains, state
+    return transactions * (sc.retries + 1) * (sc.timeout + 0.005) + 2.0  # + REBOOT wait and the gain ramp-in
 
 
 def run(cfg: C.LegadaptConfig, backend: str = "sim", duration: float | None = None, log_path: Path | None = None,
-        stop: threading.Event | None = None, status=print) -> RunSummary:
-    """Run the daemon to the end of the task (or a stop); see the module docstring."""
+        stop=None, status=print) -> RunSummary:
+    """Run the daemon to the end of the task (or a stop); see the module docstring.
+
+    ``stop``: anything with ``is_set()`` (a :class:`threading.Event`, the CLI's signal latch).
+    """
     ctrl = cfg.controller
     stop = stop or threading.Event()
-    if ctrl.threads:
-        import torch
-
-        torch.set_num_threads(ctrl.threads)
-    check_backend(cfg, backend)
-    model = resolve_model(ctrl.model)
-    mpc, spec, window = build_controller(cfg, model)
-    control_period = 1.0 / cfg.task.control_rate
-    p50, worst = check_timing(mpc, spec, window, give_up=3 * control_period if ctrl.mode == "realtime" else math.inf)
-    if ctrl.mode == "realtime" and p50 > FIT_MARGIN * control_period:
-        raise PreflightError(
-            f"adapt + plan takes {1e3 * p50:.0f} ms (median) but the control period is {1e3 * control_period:.0f} ms: "
-            f"reduce controller.planner.samples ({ctrl.planner.samples}), horizon ({ctrl.planner.horizon}) or "
-            f"iterations ({ctrl.planner.iterations}), or lower task.control_rate")
-    mpc, spec, window = build_controller(cfg, model)  # fresh: the timing check must not warm-start the run
-    duration = cfg.task.duration if duration is None else duration
+    summary = RunSummary(estimated=ctrl.state_source == "estimated", control_rate=cfg.task.control_rate)
     log_path = log_path or Path(ctrl.log_dir) / time.strftime("run-%Y%m%d-%H%M%S.mcap")
-    if log_path.exists():
-        raise PreflightError(f"log file {log_path} already exists; give another --log path or move it away")
+    status("pre-flight: loading and timing the controller (nothing powered)")
+    pre = preflight(cfg, backend, log_path, stop)
+    if hasattr(stop, "hold"):
+        stop.hold()  # from here a stop request is the daemon's to honour: it powers the robot next
+    if pre is None or stop.is_set():
+        summary.powered, summary.stop_reason = False, "stop requested during the pre-flight"
+        return summary
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    robot = make_robot(cfg, backend)
     notifier = Notifier()
-    summary = RunSummary(log_path=log_path, estimated=ctrl.state_source == "estimated")
-    info = {"model": str(model), "adapter": ctrl.adapter, "backend": backend, "mode": ctrl.mode, "command": " ".join(sys.argv),
-            "timing_check_p50": p50, "timing_check_max": worst}
-    writer = LogWriter(log_path, spec, config=cfg.model_dump(mode="json"), info=info)
-    robots = [robot]
+    watchdog = Watchdog(notifier)
+    info = {"model": str(pre.model), "adapter": ctrl.adapter, "backend": backend, "mode": ctrl.mode, "command": " ".join(sys.argv),
+            "timing_check_p50": pre.p50, "timing_check_max": pre.worst, "threads": pre.threads}
+    writer = LogWriter(log_path, pre.spec, config=cfg.model_dump(mode="json"), info=info)
+    summary.log_path, summary.powered = log_path, False
+    daemon = _Daemon(cfg, backend, pre, writer, notifier, watchdog, stop, status, summary)
     try:
-        return _run(cfg, backend, robots, mpc, spec, duration, writer, notifier, stop, status, summary)
+        return daemon.run(cfg.task.duration if duration is None else duration)
     finally:
+        watchdog.beat(expect=FINISH_BOUND)
         writer.finish()
-        for r in robots:
+        for r in daemon.robots:
             r.shutdown()
         notifier.stopping()
-        notifier.close()
+        watchdog.close()
 
 
-def reconnect(cfg: C.LegadaptConfig, backend: str, stop: threading.Event, event) -> Robot | None:
-    """A fresh robot after a fault, with exponential back-off; None when out of attempts or stopped."""
-    ctrl = cfg.controller
-    for attempt in range(1, ctrl.reconnect_attempts + 1):
-        delay = min(RECONNECT_MAX_DELAY, ctrl.reconnect_backoff * 2 ** (attempt - 1))
-        event("reconnect_wait", f"attempt {attempt} of {ctrl.reconnect_attempts} in {delay:.2f} s", {"delay": delay})
-        if stop.wait(delay):
-            return None
-        robot = make_robot(cfg, backend)
-        if robot.configure() is CallbackReturn.SUCCESS and robot.activate() is CallbackReturn.SUCCESS:
-            _report_reboots(robot, event)
-            event("reconnected", f"robot active again after {attempt} attempt(s)", {"attempt": attempt})
-            return robot
-        event("reconnect_failed", str(robot.last_error), {"attempt": attempt})
-        robot.shutdown()
-    return None
+class _Daemon:
+    """One run: the robots (one per connection), the loop callbacks, the log, the watchdog."""
+
+    def __init__(self, cfg: C.LegadaptConfig, backend: str, pre: Preflight, writer: LogWriter, notifier: Notifier,
+                 watchdog: Watchdog, stop, status, summary: RunSummary) -> None:
+        self.cfg, self.backend, self.ctrl = cfg, backend, cfg.controller
+        self.mpc, self.spec = pre.mpc, pre.spec
+        self.writer, self.notifier, self.watchdog = writer, notifier, watchdog
+        self.stop, self.status, self.summary = stop, status, summary
+        self.clock = RunClock(self.ctrl.mode == "realtime")
+        self.bound = bring_up_bound(cfg, backend)
+        self.robots: list[Robot] = []
+        self.gait = self.source = self.loop = None
+        self.walking = False  # between a stand-up and the stop of a connection
+        self.current_action = np.zeros(pre.spec.action_dim)
+        self.cycle_times: deque[float] = deque(maxlen=HISTORY)
+        self.xt = RunningStats()  # |cross-track| over the whole run
+        self.losses = (RunningStats(), RunningStats())  # adaptation loss before, after (full windows)
+        self.totals = LoopStats()  # summed over connections
+        self.last_status = -math.inf
+        self.slipping = False
+        hang = os.environ.get(HANG_ENV)
+        self.hang_after = float(hang) if hang else None
+
+    # ------------------------------------------------------------ the run
+    def run(self, duration: float) -> RunSummary:
+        robot = self._connect_first()
+        if robot is None:
+            return self._finish()
+        self.gait = _gait(robot, self.cfg)
+        self.source = make_state_source(self.ctrl.state_source, self.gait, self.ctrl.slip_threshold)
+        while True:
+            stats = self._connection(robot, duration)
+            if stats.stop_reason is None or not stats.stop_reason.startswith("robot fault") or self.stop.is_set():
+                break
+            # the robot was made safe in the failing cycle (on_error: broadcast torque off, unless the
+            # port itself is gone: then nothing reaches the servos, which hold their last goal)
+            self._away_from = self.clock.now()
+            self.clock.robot_lost()
+            self.event("robot_fault", stats.stop_reason, {"torque_off_sent": robot.lifecycle.value == "unconfigured"})
+            robot = self._reconnect()
+            if robot is None:
+                break
+            self.summary.reconnects += 1
+        return self._finish()
+
+    def _connect_first(self) -> Robot | None:
+        """The first robot configured and active; None if a stop came first. Raises if it fails."""
+        robot = make_robot(self.cfg, self.backend, self.stop)
+        self.robots.append(robot)
+        self.watchdog.beat(expect=self.bound)
+        self.watchdog.start()
+        self.status(f"configuring the {self.backend} robot (nothing powered yet)")
+        if not self._bring_up(robot):
+            if self.stop.is_set():
+                return None
+            raise RuntimeError(f"robot {'activate' if self.summary.powered else 'configure'} failed: {robot.last_error}")
+        _report_reboots(robot, self.event)
+        self.event("start", "robot active, ramping to stand", {})
+        return robot
+
+    def _bring_up(self, robot: Robot) -> bool:
+        """Configure, then activate ``robot``; False if either failed or a stop came (then nothing more is powered)."""
+        if robot.configure() is not CallbackReturn.SUCCESS or self.stop.is_set():
+            return False
+        self.watchdog.beat(expect=self.bound)
+        self.summary.powered = True
+        ok = robot.activate() is CallbackReturn.SUCCESS
+        if self.stop.is_set():
+            torque_off_now(robot)
+            self.totals.torque_off_at = time.monotonic()
+            return False
+        return ok
+
+    def _connection(self, robot: Robot, duration: float) -> LoopStats:
+        """Stand ``robot`` up and walk it until the end, a stop or a fault; its loop's stats."""
+        ctrl = self.ctrl
+        self.loop = loop = TwoRateLoop(robot, self.gait, self.source, self.mpc, ctrl.safety, 1.0 / self.cfg.sim.servo_rate,
+                                       1.0 / self.cfg.task.control_rate, ctrl.mode, on_cycle=self.on_cycle,
+                                       on_tick=self.on_tick, should_stop=self.stop.is_set, run_time=self.clock.now)
+        self.clock.connect(lambda: robot.time)
+        first = self.clock.run_start is None
+        self.walking = False
+        stood = loop.start(resume=not first)
+        if stood:
+            self._standing(first)
+            self.walking = True
+            loop.run(duration - (self.clock.now() - self.clock.run_start))
+        self.walking = False
+        self._add(loop.stats)
+        return loop.stats
+
+    def _standing(self, first: bool) -> None:
+        if first:
+            self.clock.mark_run_start()
+            self.notifier.ready()  # READY=1 once the robot stands; systemd arms its watchdog here
+            self.watchdog.ping_now()
+            self.event("running", "standing: the walk starts", {"run_start": self.clock.run_start})
+        else:
+            self.summary.away += self.clock.now() - self._away_from
+            self.event("running", "standing again: the walk carries on", {"pose": self.source.pose().tolist()})
+
+    def _reconnect(self) -> Robot | None:
+        """A fresh robot after a fault, with exponential back-off; None when out of attempts or stopped."""
+        ctrl = self.ctrl
+        for attempt in range(1, ctrl.reconnect_attempts + 1):
+            delay = min(RECONNECT_MAX_DELAY, ctrl.reconnect_backoff * 2 ** (attempt - 1))
+            self.event("reconnect_wait", f"attempt {attempt} of {ctrl.reconnect_attempts} in {delay:.2f} s", {"delay": delay})
+            if sleep_unless(self.stop, delay, beat=self.watchdog.beat):
+                return None
+            robot = make_robot(self.cfg, self.backend, self.stop)
+            self.robots.append(robot)
+            self.watchdog.beat(expect=self.bound)
+            if self._bring_up(robot):
+                _report_reboots(robot, self.event)
+                self.event("reconnected", f"robot active again after {attempt} attempt(s)", {"attempt": attempt})
+                return robot
+            robot.shutdown()
+            if self.stop.is_set():
+                return None
+            self.event("reconnect_failed", str(robot.last_error), {"attempt": attempt})
+        return None
+
+    def _add(self, stats: LoopStats) -> None:
+        t = self.totals
+        t.cycles += stats.cycles
+        t.missed_plans += stats.missed_plans
+        t.missed_periods += stats.missed_periods
+        t.skipped_ticks += stats.skipped_ticks
+        t.stop_reason = stats.stop_reason
+        if stats.ended_at is not None:
+            t.ended_at = stats.ended_at
+        t.torque_off_at = stats.torque_off_at or t.torque_off_at
+
+    def _finish(self) -> RunSummary:
+        s, t = self.summary, self.totals
+        robot = self.robots[-1] if self.robots else None
+        reason = t.stop_reason or ("stop requested" if self.stop.is_set() else None)
+        if self.stop.is_set() and reason and reason.startswith("robot fault"):
+            reason = "stop requested"
+        torque_off = robot is None or robot.lifecycle.value != "active"
+        self.event("safe_stop", reason or "task complete",
+                   {"cycles": t.cycles, "missed": t.missed_plans, "missed_periods": t.missed_periods,
+                    "skipped_ticks": t.skipped_ticks, "filter_clamped": self.loop.filter.clamped if self.loop else 0,
+                    "torque_off": torque_off, "torque_off_after_request": _after_request(self.stop, t.torque_off_at)})
+        s.stop_reason, s.cycles, s.missed, s.missed_periods = reason, t.cycles, t.missed_plans, t.missed_periods
+        s.safe, s.fallbacks = torque_off, self.mpc.fallbacks
+        if self.clock.run_start is not None and t.ended_at is not None:
+            s.duration = t.ended_at - self.clock.run_start
+        _fill(s, self.xt, self.cycle_times, self.losses, self.mpc)
+        return s
+
+    # ------------------------------------------------------------ loop callbacks
+    def event(self, kind: str, message: str, data: dict) -> None:
+        t = max(self.clock.now(), 0.0)
+        self.writer.write("events", {"t": t, "kind": kind, "message": message, "data": data}, t)
+        self.status(f"{kind}: {message}")
+
+    def on_tick(self, t: float, q_cmd: np.ndarray) -> None:
+        self.watchdog.beat()
+        if self.hang_after is not None and self.walking and t - self.clock.run_start >= self.hang_after:
+            _hang(self.status)
+        if t < 0:  # lockstep: the first stand-up lies before the run's timeline
+            return
+        s = self.robots[-1].state
+        self.writer.write("command", {"t": t, "q": q_cmd, "action": self.current_action}, t)
+        msg = {"t": t, "q": s.q, "qd": s.qd, "effort": s.effort, "imu_quat": s.imu.quat, "gyro": s.imu.gyro, "acc": s.imu.acc}
+        if self.walking:
+            msg["model_state"] = self.source.model_state()
+        self.writer.write("state", msg, t)
+
+    def on_cycle(self, b: Boundary) -> None:
+        mpc, st, summary, w = self.mpc, self.mpc.stats, self.summary, self.writer
+        ct = mpc.cross_track(b.pose)
+        self.xt.add(abs(ct))
+        if summary.start_pose is None:
+            summary.start_pose = np.asarray(b.pose, dtype=float).copy()
+        summary.trace.append((b.t, *b.pose, ct))
+        self.cycle_times.append(st.adapt_time + st.plan_time)
+        if st.window >= mpc.window_x.maxlen and math.isfinite(st.loss_before) and math.isfinite(st.loss_after):
+            self.losses[0].add(st.loss_before)
+            self.losses[1].add(st.loss_after)
+        if b.transition is not None:
+            s0, a0, s1, d = b.transition
+            w.write("transition", {"t": b.t, "episode": 0, "condition": "run", "state": s0, "action": a0,
+                                   "next_state": s1, "displacement": d}, b.t)
+        w.write("adaptation", {"t": b.t, "loss_before": st.loss_before, "loss_after": st.loss_after,
+                               "fallback": st.fallback}, b.t)
+        w.write("planner", self._planner_message(b, ct, st), b.t)
+        stats = self.loop.stats
+        w.write("timing", {"t": b.t, "read": _last(stats.tick_read), "adapt": st.adapt_time, "plan": st.plan_time,
+                           "write": _last(stats.tick_write), "cycle": st.adapt_time + st.plan_time,
+                           "missed": self.totals.missed_plans + stats.missed_plans,
+                           "missed_periods": self.totals.missed_periods + stats.missed_periods}, b.t)
+        self.current_action = b.action
+        self._check_slip(b.t)
+        if st.fallback:
+            w.write("events", {"t": b.t, "kind": "adaptation_fallback", "message": "non-finite or exploding loss: θ* used",
+                               "data": {"loss_before": st.loss_before, "loss_after": st.loss_after}}, b.t)
+        if b.t - self.last_status >= self.ctrl.status_interval:
+            self.last_status = b.t
+            line = status_line(b.t, self.cycle_times, self.totals.missed_plans + stats.missed_plans,
+                               self.totals.missed_periods + stats.missed_periods, ct, st)
+            self.notifier.status(line)
+            self.status(line)
+
+    def _check_slip(self, t: float) -> None:
+        """An event when the estimator's consistency check starts (or stops) suspecting a slip."""
+        slip = self.source.slip()
+        if slip is None or slip.suspected == self.slipping:
+            return
+        self.slipping = slip.suspected
+        data = {"stance_spread": slip.spread, "threshold": slip.threshold}
+        if slip.suspected:
+            self.event("slip_suspected", f"the stance legs disagree about the body velocity by {slip.spread:.3f} m/s RMS "
+                       f"(limit {slip.threshold:.3f}): a foot slides or a leg no longer carries; the pose estimate may "
+                       f"drift from the truth", data)
+        else:
+            self.event("slip_cleared", f"the stance legs agree again ({slip.spread:.3f} m/s RMS)", data)
+
+    def _planner_message(self, b: Boundary, ct: float, st) -> dict:
+        mpc = self.mpc
+        msg = {"t": b.t, "cost": st.cost, "plan_time": st.plan_time, "iterations": self.ctrl.planner.iterations,
+               "pose": b.pose, "cross_track": ct, "progress": float(mpc.cost.s_hint or 0.0)}
+        slip = self.source.slip()
+        if slip is not None:
+            msg["stance_spread"] = slip.spread  # m/s, the slip check's measure
+        truth = self.robots[-1].state.privileged
+        if truth is not None:  # simulation: also score against the true pose (never used for control)
+            true_pose = np.array([truth.pos[0], truth.pos[1], rpy_from_quat(truth.quat)[2]])
+            true_s, true_ct = mpc.project_truth(true_pose)
+            msg.update(true_pose=true_pose, true_cross_track=true_ct, true_progress=true_s)
+            self.summary.true_trace.append((b.t, *true_pose, true_ct, true_s))
+            self.summary.true_xt = self.summary.true_xt or RunningStats()
+            self.summary.true_xt.add(abs(true_ct))
+        return msg
 
 
 def _report_reboots(robot: Robot, event) -> None:
@@ -208,120 +354,17 @@ def _report_reboots(robot: Robot, event) -> None:
         event("servo_rebooted", f"{joint}: hardware error {error} cleared by REBOOT", {"joint": joint, "error": error})
 
 
-def _run(cfg, backend, robots, mpc, spec, duration, writer, notifier, stop, status, summary) -> RunSummary:
-    ctrl = cfg.controller
-    robot = robots[0]
-    clock = {"offset": 0.0, "fault_at": None}  # s of run time before the current connection; monotonic s of a fault
-    for step, ret in (("configure", robot.configure), ("activate", robot.activate)):
-        if ret() is not CallbackReturn.SUCCESS:
-            raise RuntimeError(f"robot {step} failed: {robot.last_error}")
-    notifier.ready()
-    gait = _gait(robot, cfg)
-    source = make_state_source(ctrl.state_source, gait)
-    cycle_times: deque[float] = deque(maxlen=HISTORY)
-    xt = RunningStats()  # |cross-track| over the whole run
-    losses = [RunningStats(), RunningStats()]  # adaptation loss before, after (full windows)
-    last_status = [0.0, 0.0]
+def _after_request(stop, when: float | None) -> float | None:
+    """s from the stop request to ``when`` (time.monotonic()); None without a request, its time, or ``when``."""
+    at = getattr(stop, "requested_at", None)
+    return when - at if at is not None and when is not None and stop.is_set() else None
 
-    def on_cycle(b: Boundary) -> None:
-        robot = robots[-1]
-        b.t += clock["offset"]
-        st = mpc.stats
-        ct = mpc.cross_track(b.pose)
-        xt.add(abs(ct))
-        if summary.start_pose is None:
-            summary.start_pose = np.asarray(b.pose, dtype=float).copy()
-        summary.trace.append((b.t, *b.pose, ct))
-        cycle_times.append(st.adapt_time + st.plan_time)
-        if st.window >= mpc.window_x.maxlen and math.isfinite(st.loss_before) and math.isfinite(st.loss_after):
-            losses[0].add(st.loss_before)
-            losses[1].add(st.loss_after)
-        if b.transition is not None:
-            s0, a0, s1, d = b.transition
-            writer.write("transition", {"t": b.t, "episode": 0, "condition": "run", "state": s0, "action": a0,
-                                        "next_state": s1, "displacement": d}, b.t)
-        writer.write("adaptation", {"t": b.t, "loss_before": st.loss_before, "loss_after": st.loss_after,
-                                    "fallback": st.fallback}, b.t)
-        msg = {"t": b.t, "cost": st.cost, "plan_time": st.plan_time, "iterations": ctrl.planner.iterations,
-               "pose": b.pose, "cross_track": ct, "progress": float(mpc.cost.s_hint or 0.0)}
-        truth = robot.state.privileged
-        if truth is not None:  # simulation: also score against the true pose (never used for control)
-            true_pose = np.array([truth.pos[0], truth.pos[1], rpy_from_quat(truth.quat)[2]])
-            true_s, true_ct = mpc.project(true_pose)
-            msg.update(true_pose=true_pose, true_cross_track=true_ct, true_progress=true_s)
-            summary.true_trace.append((b.t, *true_pose, true_ct, true_s))
-            summary.true_xt = summary.true_xt or RunningStats()
-            summary.true_xt.add(abs(true_ct))
-        writer.write("planner", msg, b.t)
-        writer.write("timing", {"t": b.t, "read": _last(loop.stats.tick_read), "adapt": st.adapt_time, "plan": st.plan_time,
-                                "write": _last(loop.stats.tick_write), "cycle": st.adapt_time + st.plan_time,
-                                "missed": loop.stats.missed_plans}, b.t)
-        current_action[0] = b.action
-        if st.fallback:
-            writer.write("events", {"t": b.t, "kind": "adaptation_fallback", "message": "non-finite or exploding loss: θ* used",
-                                    "data": {"loss_before": st.loss_before, "loss_after": st.loss_after}}, b.t)
-        if not b.missed and not st.fallback and (notifier.watchdog_interval is None or b.t - last_status[1] >= notifier.watchdog_interval):
-            notifier.watchdog()
-            last_status[1] = b.t
-        if b.t - last_status[0] >= ctrl.status_interval:
-            last_status[0] = b.t
-            line = _status_line(b, cycle_times, loop.stats.missed_plans, ct, st)
-            notifier.status(line)
-            status(line)
 
-    started = [False]
-
-    current_action = [np.zeros(spec.action_dim)]
-
-    def on_tick(t: float, q_cmd: np.ndarray) -> None:
-        s = robots[-1].state
-        t += clock["offset"]
-        writer.write("command", {"t": max(t, 0.0), "q": q_cmd, "action": current_action[0]}, max(t, 0.0))
-        msg = {"t": max(t, 0.0), "q": s.q, "qd": s.qd, "effort": s.effort, "imu_quat": s.imu.quat, "gyro": s.imu.gyro,
-               "acc": s.imu.acc}
-        if started[0]:
-            msg["model_state"] = source.model_state()
-        writer.write("state", msg, msg["t"])
-
-    def event(kind: str, message: str, data: dict) -> None:
-        t = clock["offset"] + (time.monotonic() - clock["fault_at"] if clock["fault_at"] is not None else 0.0)
-        writer.write("events", {"t": t, "kind": kind, "message": message, "data": data}, t)
-        status(f"{kind}: {message}")
-
-    _report_reboots(robot, event)
-    event("start", "robot active, ramping to stand", {})
+def _hang(status) -> None:
+    """The control loop blocks for good, as a real hang would (``LEGADAPT_TEST_HANG_AFTER``, tests only)."""
+    status(f"test hook {HANG_ENV}: the control loop hangs now")
     while True:
-        loop = TwoRateLoop(robots[-1], gait, source, mpc, ctrl.safety, 1.0 / cfg.sim.servo_rate,
-                           1.0 / cfg.task.control_rate, ctrl.mode, on_cycle=on_cycle, on_tick=on_tick,
-                           should_stop=stop.is_set)
-        started[0] = False
-        loop.start()
-        started[0] = True
-        stats = loop.run(duration - clock["offset"])
-        clock["offset"] += max(loop.now() - loop.t0, 0.0)
-        if not (stats.stop_reason or "").startswith("robot fault") or stop.is_set():
-            break
-        # the robot was made safe in the failing cycle (on_error: broadcast torque off, unless the
-        # port itself is gone: then nothing reaches the servos, which hold their last goal)
-        clock["fault_at"] = time.monotonic()  # run time goes on while the robot is away
-        sent = robots[-1].lifecycle.value == "unconfigured"
-        event("robot_fault", stats.stop_reason, {"torque_off_sent": sent})
-        fresh = reconnect(cfg, backend, stop, event)
-        clock["offset"] += time.monotonic() - clock["fault_at"]
-        clock["fault_at"] = None
-        if fresh is None:
-            break
-        robots.append(fresh)  # the next loop ramps it from its measured pose and resets the state estimate
-    robot = robots[-1]
-    t_end = clock["offset"]
-    kind = "safe_stop"
-    writer.write("events", {"t": t_end, "kind": kind, "message": stats.stop_reason or "task complete",
-                            "data": {"cycles": stats.cycles, "missed": stats.missed_plans, "skipped_ticks": stats.skipped_ticks,
-                                     "filter_clamped": loop.filter.clamped, "torque_off": robot.lifecycle.value != "active"}},
-                 t_end)
-    _fill(summary, stats, xt, cycle_times, losses, mpc, t_end)
-    summary.safe = robot.lifecycle.value != "active"
-    return summary
+        time.sleep(1.0)
 
 
 def _gait(robot: Robot, cfg: C.LegadaptConfig):
@@ -331,36 +374,11 @@ def _gait(robot: Robot, cfg: C.LegadaptConfig):
     return make_gait(desc, cfg.gait)
 
 
-def _last(values: list[float]) -> float:
+def _last(values) -> float:
     return values[-1] if values else 0.0
 
 
-class RunningStats:
-    """Count, mean and max of a stream, in constant memory."""
-
-    def __init__(self) -> None:
-        self.n, self.total, self.max = 0, 0.0, -math.inf
-
-    def add(self, x: float) -> None:
-        self.n += 1
-        self.total += x
-        self.max = max(self.max, x)
-
-    @property
-    def mean(self) -> float:
-        return self.total / self.n if self.n else math.nan
-
-
-def _status_line(b: Boundary, cycle_times: deque, missed: int, ct: float, st) -> str:
-    recent = np.array(cycle_times)[-100:] * 1e3
-    return (f"t {b.t:6.1f} s | cycle p50 {np.percentile(recent, 50):5.1f} ms p99 {np.percentile(recent, 99):5.1f} ms | "
-            f"misses {missed} | cross-track {ct:+.3f} m | adapt loss {st.loss_before:.3f} -> {st.loss_after:.3f}")
-
-
-def _fill(summary: RunSummary, stats, xt: RunningStats, cycle_times: deque, losses: list[RunningStats],
-          mpc: AdaptiveMPC, t_end: float) -> None:
-    summary.duration, summary.cycles, summary.stop_reason = t_end, stats.cycles, stats.stop_reason
-    summary.missed, summary.fallbacks = stats.missed_plans, mpc.fallbacks
+def _fill(summary: RunSummary, xt: RunningStats, cycle_times: deque, losses, mpc) -> None:
     if xt.n:
         summary.mean_cross_track, summary.max_cross_track = xt.mean, xt.max
     if cycle_times:

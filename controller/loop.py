@@ -11,10 +11,18 @@ policy, which returns a plan [H, A]; its first action drives the next period.
   simulation waits for it: deterministic for a seed, as fast as the CPU allows.
 * Realtime (hardware, or simulation paced to the wall clock): the fast loop keeps
   absolute deadlines on ``time.perf_counter_ns`` (late ticks are skipped and counted, never
-  caught up in a burst); the slow loop runs in its own thread. A plan that is not ready
-  by the next boundary is a miss: the fast loop steps along the previous plan (the
-  planner's warm start, shifted) and counts it; a plan older than the stale limit stops
-  the robot.
+  caught up in a burst); control boundaries lie on the same grid, every
+  ``control_period``, so a stall that swallows a whole control period is a counted missed
+  period, never a stretched one: cycles + missed periods = run time x control rate. The
+  slow loop runs in its own thread at normal priority (only the fast loop asks for
+  SCHED_FIFO). A plan that is not ready by the next boundary is a miss: the fast loop steps
+  along the previous plan (the planner's warm start, shifted) and counts it; a plan older
+  than the stale limit stops the robot.
+
+Stops: the end of the task or a safety stop lowers the body to a crouch, then torque off
+(:func:`controller.safety.safe_stop`); a stop request (``should_stop``: SIGTERM/SIGINT) turns
+torque off at the next tick, whether standing up or walking
+(:func:`controller.safety.torque_off_now`).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controller.safety import SafetyFilter, SafetyMonitor, safe_stop
+from controller.safety import SafetyFilter, SafetyMonitor, safe_stop, torque_off_now
 from controller.state_estimator import StateSource
 from hardware.interface import ReturnType, Robot
 from legadapt import config as C
@@ -59,8 +67,11 @@ class LoopStats:
     cycles: int = 0
     ticks: int = 0
     missed_plans: int = 0  # slow-loop deadline misses (realtime)
+    missed_periods: int = 0  # whole control periods a stall swallowed: no boundary ran (realtime)
     skipped_ticks: int = 0  # fast-loop periods skipped because the loop was late (realtime)
     stop_reason: str | None = None
+    ended_at: float | None = None  # run time (s) at which the walk ended and the stop began
+    torque_off_at: float | None = None  # time.monotonic() (s) when a stop request's torque off was done
     tick_read: deque[float] = field(default_factory=lambda: deque(maxlen=TIMING_WINDOW))  # s, recent ticks only
     tick_write: deque[float] = field(default_factory=lambda: deque(maxlen=TIMING_WINDOW))
 
@@ -69,7 +80,7 @@ class LoopStats:
 class Boundary:
     """What the loop hands to ``on_cycle`` at every control boundary."""
 
-    t: float  # s since the run started
+    t: float  # s of run time (the loop's ``run_time`` clock)
     state: np.ndarray  # [S] model state now
     pose: np.ndarray  # [3] pose now
     action: np.ndarray  # [A] action chosen for the next period
@@ -85,7 +96,10 @@ class TwoRateLoop:
                  safety: C.SafetyConfig, servo_period: float, control_period: float, mode: str = "lockstep",
                  on_cycle: Callable[[Boundary], None] | None = None,
                  on_tick: Callable[[float, np.ndarray], None] | None = None,
-                 should_stop: Callable[[], bool] = lambda: False) -> None:
+                 should_stop: Callable[[], bool] = lambda: False,
+                 run_time: Callable[[], float] | None = None) -> None:
+        """``should_stop()``: a stop request (torque off at the next tick). ``run_time()``: the
+        timeline (s) of boundaries and ticks; default: the robot clock since the end of the ramp."""
         if mode not in ("lockstep", "realtime"):
             raise ValueError(f"unknown loop mode {mode!r}; allowed: lockstep, realtime")
         self.robot, self.gait, self.source, self.policy = robot, gait, source, policy
@@ -99,7 +113,9 @@ class TwoRateLoop:
         self.stats = LoopStats()
         self.phase = 0.0
         self._next_deadline: int | None = None
+        self._grid = 0  # fast periods elapsed since the first tick, skipped ones included
         self.t0 = 0.0
+        self.run_time = run_time or (lambda: self.now() - self.t0)
 
     # ------------------------------------------------------------ clock
     def now(self) -> float:
@@ -112,6 +128,7 @@ class TwoRateLoop:
         advance = getattr(self.robot, "advance", None)
         if self.mode == "lockstep":
             advance(self.dt)
+            self._grid += 1
             return
         period_ns = int(self.dt * 1e9)
         if self._next_deadline is None:
@@ -124,10 +141,12 @@ class TwoRateLoop:
             while time.perf_counter_ns() < self._next_deadline:
                 pass
             self._next_deadline += period_ns
+            self._grid += 1
         else:  # late: skip the missed periods, no catch-up burst
-            late = -remaining // period_ns + 1
-            self.stats.skipped_ticks += int(late) - 1
-            self._next_deadline += int(late) * period_ns
+            late = int(-remaining // period_ns + 1)
+            self.stats.skipped_ticks += late - 1
+            self._next_deadline += late * period_ns
+            self._grid += late
 
     def _tick(self, q_target: np.ndarray) -> None:
         """One fast-loop tick with an already filtered command: write, wait, read."""
@@ -143,35 +162,66 @@ class TwoRateLoop:
         self.stats.tick_read.append(time.perf_counter() - t2)
         self.stats.ticks += 1
         if self.on_tick:
-            self.on_tick(self.now() - self.t0, q_target)
+            self.on_tick(self.run_time(), q_target)
 
     # ------------------------------------------------------------ run
-    def start(self) -> None:
-        """Ramp from the measured pose to standing (through the filter), then mark the run start."""
+    def start(self, resume: bool = False) -> bool:
+        """Ramp from the measured pose to standing (through the filter), then mark the run start.
+
+        ``resume``: after a reconnection, the state estimate carries on (pose, progress)
+        instead of starting over. False when the robot did not stand: a stop request
+        (torque is off at once) or a robot fault (``stats.stop_reason`` says which).
+        """
         if self.mode == "realtime":
             _try_realtime_priority()
-        self.robot.read()
+        try:
+            self._ramp_up()
+        except RobotFault as exc:
+            self.stats.stop_reason = f"robot fault: {exc}"
+            return False
+        if self.stats.stop_reason:
+            self._torque_off_now()
+            return False
+        mark = getattr(self.robot, "mark_run_start", None)
+        if mark:
+            mark()
+        self.t0 = self.now()
+        (self.source.resume if resume else self.source.reset)(self.robot.state)
+        return True
+
+    def _ramp_up(self) -> None:
+        if self.robot.read() is not ReturnType.OK:
+            raise RobotFault(f"read failed: {self.robot.last_error}")
         self.filter.reset(self.robot.state.q)
         target = self.gait.joint_targets(0.0, np.zeros(self.gait.action_dim))
         start = self.robot.state.q.copy()
         n = max(1, int(round(self.safety_cfg.ramp_time / self.dt)))
         for k in range(1, n + 1):
+            if self.should_stop():
+                self.stats.stop_reason = "stop requested"
+                return
             self._tick(self.filter(start + (target - start) * k / n))
-        mark = getattr(self.robot, "mark_run_start", None)
-        if mark:
-            mark()
-        self.t0 = self.now()
-        self.source.reset(self.robot.state)
 
     def run(self, duration: float) -> LoopStats:
-        """Run for ``duration`` s of robot time (or until stopped); always ends in a safe stop."""
+        """Run for ``duration`` s of robot time (or until stopped); always ends with torque off.
+
+        A stop request turns torque off at once; every other end lowers the body first.
+        """
         try:
             self._run(duration)
         except RobotFault as exc:
             self.stats.stop_reason = f"robot fault: {exc}"
         finally:
-            safe_stop(self.robot, self.gait, self.filter, self.safety_cfg, self.dt, self._stop_tick)
+            self.stats.ended_at = self.run_time()
+            if self.stats.stop_reason == "stop requested":
+                self._torque_off_now()
+            else:
+                safe_stop(self.robot, self.gait, self.filter, self.safety_cfg, self.dt, self._stop_tick)
         return self.stats
+
+    def _torque_off_now(self) -> None:
+        torque_off_now(self.robot)
+        self.stats.torque_off_at = time.monotonic()
 
     def _stop_tick(self, q: np.ndarray) -> None:
         try:
@@ -184,28 +234,28 @@ class TwoRateLoop:
             return self._run_realtime(duration)
         prev = None
         for _ in range(int(round(duration / (self.dt * self.ticks_per_cycle)))):
-            s, pose, t = self.source.model_state().copy(), self.source.pose().copy(), self.now() - self.t0
+            s, pose, t = self.source.model_state().copy(), self.source.pose().copy(), self.run_time()
             transition = self._transition(prev, s, pose)
             plan = self.policy.plan(s, pose, t, prev[2] if prev else None)
             action = np.clip(plan[0], -1, 1)
-            if self._emit(Boundary(t, s, pose, action, transition, 0.0, False)):
-                return
-            if self._run_ticks(lambda k: action, plan_time=self.now()):
+            self._emit(Boundary(t, s, pose, action, transition, 0.0, False))
+            plan_time = self.now()
+            if self._run_ticks(lambda k: action, lambda: self.now() - plan_time, self._grid + self.ticks_per_cycle):
                 return
             prev = (s, pose, action)
 
-    def _run_ticks(self, action_at: Callable[[int], np.ndarray], plan_time: float,
-                   plan_age: Callable[[], float] | None = None) -> bool:
-        """The fast ticks of one control period; True if the run must stop."""
-        for k in range(self.ticks_per_cycle):
+    def _run_ticks(self, action_at: Callable[[int], np.ndarray], plan_age: Callable[[], float], until: int) -> bool:
+        """Fast ticks up to fast period ``until`` of the grid (the next boundary); True if the run must stop."""
+        k = 0
+        while self._grid < until:
             if self.should_stop():
                 self.stats.stop_reason = self.stats.stop_reason or "stop requested"
                 return True
             self.phase = (self.phase + self.gait.params.frequency * self.dt) % 1.0
             self._tick(self.filter(self.gait.joint_targets(self.phase, action_at(k))))
+            k += 1
             self.source.update(self.robot.state, self.phase)
-            age = plan_age() if plan_age else self.now() - plan_time
-            reason = self.monitor.check(self.source.model_state(), age)
+            reason = self.monitor.check(self.source.model_state(), plan_age())
             if reason:
                 self.stats.stop_reason = reason
                 return True
@@ -219,52 +269,55 @@ class TwoRateLoop:
         self.policy.observe(s0, a0, s, disp)
         return (s0, a0, s, disp)
 
-    def _emit(self, b: Boundary) -> bool:
+    def _emit(self, b: Boundary) -> None:
         self.stats.cycles += 1
         if self.on_cycle:
             self.on_cycle(b)
-        return False
 
     # ------------------------------------------------------------ realtime
     def _run_realtime(self, duration: float) -> None:
         worker = _PlannerThread(self.policy)
         worker.start()
         try:
-            st = {"plan": None, "index": 0, "time": self.now(), "pending": False}
-            prev, end = None, self.now() + duration
-            while self.now() < end:
-                s, pose, t = self.source.model_state().copy(), self.source.pose().copy(), self.now() - self.t0
-                transition = self._transition(prev, s, pose)
-                missed = st["pending"]
-                if missed:  # the plan asked for at the last boundary never came: step along the old one
-                    st["index"] += 1
-                    self.stats.missed_plans += 1
-                worker.request(s, pose, t, prev[2] if prev else None)
-                st["pending"] = True
-                if st["plan"] is None:  # first cycle: stand until the first plan arrives
-                    first = worker.wait_result(self.safety_cfg.stale_plan)
-                    if first is None:
-                        self.stats.stop_reason = "no plan within the stale-plan limit at start"
-                        return
-                    st.update(plan=first[0], index=0, time=first[1], pending=False)
-                used: list[np.ndarray] = []
-
-                def action_at(k: int) -> np.ndarray:
-                    fresh = worker.result()
-                    if fresh is not None:  # switch the moment the new plan lands
-                        st.update(plan=fresh[0], index=0, time=fresh[1], pending=False)
-                    plan = st["plan"]
-                    used.append(np.clip(plan[min(st["index"], len(plan) - 1)], -1, 1))
-                    return used[-1]
-
-                first_action = action_at(0)
-                self._emit(Boundary(t, s, pose, first_action, transition, self.now() - st["time"], missed))
-                used.clear()
-                if self._run_ticks(action_at, st["time"], plan_age=lambda: self.now() - st["time"]):
-                    return
-                prev = (s, pose, used[len(used) // 2])  # the action that drove the middle of the period
+            self._realtime_cycles(worker, self.now() + duration)
         finally:
             worker.stop()
+
+    def _realtime_cycles(self, worker: _PlannerThread, end: float) -> None:
+        """Control boundaries every ``ticks_per_cycle`` fast periods of the grid until ``end`` (robot clock, s)."""
+        tpc = self.ticks_per_cycle
+        st = {"plan": None, "index": 0, "time": self.now(), "pending": False}
+        prev, boundary = None, self._grid
+        while self.now() < end:
+            skipped = (self._grid - boundary) // tpc  # whole periods a stall swallowed
+            self.stats.missed_periods += skipped
+            boundary += skipped * tpc
+            s, pose, t = self.source.model_state().copy(), self.source.pose().copy(), self.run_time()
+            transition = self._transition(prev, s, pose)
+            missed = st["pending"]
+            if missed:  # the plan asked for at the last boundary never came: step along the old one
+                self.stats.missed_plans += 1
+            st["index"] += skipped + missed
+            worker.request(s, pose, t, prev[2] if prev else None)
+            st["pending"] = True
+            used: list[np.ndarray] = []
+
+            def action_at(k: int) -> np.ndarray:
+                fresh = worker.result()
+                if fresh is not None:  # switch the moment the new plan lands
+                    st.update(plan=fresh[0], index=0, time=fresh[1], pending=False)
+                plan = st["plan"]  # none yet at the start: stand (zero action) until the first plan lands
+                used.append(np.zeros(self.gait.action_dim) if plan is None else np.clip(plan[min(st["index"], len(plan) - 1)], -1, 1))
+                return used[-1]
+
+            self._emit(Boundary(t, s, pose, action_at(0), transition, self.now() - st["time"], missed))
+            used.clear()
+            boundary += tpc
+            if self._run_ticks(action_at, lambda: self.now() - st["time"], boundary):
+                if st["plan"] is None and (self.stats.stop_reason or "").startswith("stale plan"):
+                    self.stats.stop_reason = "no plan within the stale-plan limit at start"
+                return
+            prev = (s, pose, used[len(used) // 2] if used else np.zeros(self.gait.action_dim))
 
 
 class RobotFault(RuntimeError):
@@ -308,6 +361,7 @@ class _PlannerThread:
         self._thread.join(timeout=2.0)
 
     def _loop(self) -> None:
+        _normal_priority()  # threads inherit SCHED_FIFO from the fast loop that starts them
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: self._stop or self._request is not None)
@@ -321,9 +375,18 @@ class _PlannerThread:
 
 
 def _try_realtime_priority(priority: int = 50) -> None:
-    """SCHED_FIFO for this process if allowed; a warning otherwise (best effort)."""
+    """SCHED_FIFO for the calling thread (Linux: pid 0 is this thread only) if allowed; a warning otherwise."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except (AttributeError, PermissionError, OSError) as exc:
         warnings.warn(f"SCHED_FIFO refused ({exc}); running at normal priority: expect more timing jitter",
                       RuntimeWarning, stacklevel=2)
+
+
+def _normal_priority() -> None:
+    """The calling thread back to SCHED_OTHER (lowering one's own priority is always allowed)."""
+    try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux
+        pass

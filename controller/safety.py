@@ -6,6 +6,8 @@
   ``max_tilt_deg`` or the plan in use is older than ``stale_plan`` s.
 * :func:`safe_stop` lowers the body to a crouch over ``stop_time`` s through the filter,
   then deactivates the robot (hold, then torque off) -- walk-these-ways/unitree style.
+* :func:`torque_off_now` is what a stop request (SIGTERM/SIGINT) gets: torque off in the
+  same fast-loop cycle, no crouch and no hold.
 """
 
 from __future__ import annotations
@@ -85,3 +87,14 @@ def safe_stop(robot: Robot, gait: TripodGait, flt: SafetyFilter, cfg: C.SafetyCo
     finally:
         if robot.lifecycle is LifecycleState.ACTIVE:
             robot.deactivate()
+
+
+def torque_off_now(robot: Robot) -> None:
+    """Torque off at once (a stop request): the interface's make-safe path, never raises.
+
+    ``handle_error`` runs the robot's ``on_error``: one broadcast Torque Enable = 0 on the
+    serial bus (no reply awaited, then the port is closed), torque off in simulation. The
+    robot is left unconfigured (or finalized), never active.
+    """
+    if robot.lifecycle is LifecycleState.ACTIVE:
+        robot.handle_error()

@@ -24,7 +24,9 @@ class Notifier:
             self._sock.setblocking(False)
         self.dropped = 0
         usec = os.environ.get("WATCHDOG_USEC")
-        self.watchdog_interval = int(usec) / 2e6 if usec and usec.isdigit() else None  # s, half the timeout
+        pid = os.environ.get("WATCHDOG_PID")
+        ours = not pid or pid == str(os.getpid())  # systemd names the process it watches
+        self.watchdog_period = int(usec) / 1e6 if ours and usec and usec.isdigit() and int(usec) > 0 else None  # s
         self.sent: list[str] = []
 
     def notify(self, message: str) -> None:

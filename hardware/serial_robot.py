@@ -36,6 +36,7 @@ device stamp only the sampling. A device stamp that strays more than
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -80,6 +81,7 @@ class SerialRobot(Robot):
         self._gyro_bias = np.asarray(sc.imu_gyro_bias, float)  # rad/s, subtracted from every reading
         self._acc_bias = np.asarray(sc.imu_acc_bias, float)  # m/s²
         self.rebooted: dict[str, str] = {}  # joint -> hardware error cleared by REBOOT at configure
+        self.abort: Callable[[], bool] = lambda: False  # a stop request: activate's gain ramp-in ends at once
 
     # ------------------------------------------------------------ lifecycle hooks
     def _on_configure(self) -> CallbackReturn:
@@ -123,7 +125,11 @@ class SerialRobot(Robot):
         self._sync_write(X["position_p_gain"], soft)
         self._sync_write(X["torque_enable"], np.ones(N_JOINTS, int))
         for k in range(1, RAMP_STEPS + 1):
-            time.sleep(RAMP_IN_TIME / RAMP_STEPS)
+            step_end = time.monotonic() + RAMP_IN_TIME / RAMP_STEPS
+            while time.monotonic() < step_end and not self.abort():
+                time.sleep(0.002)
+            if self.abort():
+                break  # the caller turns torque off at once
             self._sync_write(X["position_p_gain"], np.rint(soft + (self._nominal_gain - soft) * k / RAMP_STEPS).astype(int))
         self._barrier()
         return CallbackReturn.SUCCESS

@@ -1,21 +1,29 @@
-"""The daemon on the serial path: the emulated robot on a pty, a USB unplug mid-run, reconnection."""
+"""The daemon on the serial path: the emulated robot on a pty, a USB unplug mid-run, reconnection, stop requests."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 from conftest import write_run_config
+from daemon_helpers import NotifyListener, fake_robot, start_daemon, watched_gap
 from legadapt.mcap_read import read_log
 
 REPO = Path(__file__).resolve().parents[1]
+WATCHDOG_USEC = 2_000_000  # µs: deploy/legadapt.service's WatchdogSec=2s
 
 
 def _fake_robot(link: Path, *args: str) -> subprocess.Popen:
+    """The emulated robot, its output left in its pipes (read with ``communicate``)."""
     proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "fake-robot", "--link", str(link), *args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -26,37 +34,67 @@ def _fake_robot(link: Path, *args: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_unplug_mid_run_is_safe_then_the_daemon_reconnects(tiny_model, tmp_path):
+def test_unplug_mid_run_is_safe_then_the_daemon_reconnects_and_the_estimate_carries_on(tiny_model, tmp_path):
+    """A USB unplug 9 s in, the robot plugged back ~2 s later: torque off, reconnection with back-off,
+    and the walk carries on where it was -- pose and progress do not restart at 0, the robot keeps
+    walking forward along the path. Under systemd's watchdog (WatchdogSec=2s) no ping gap exceeds 1 s,
+    back-off waits and bus checks included."""
     link = tmp_path / "robot"
     cfg = tmp_path / "c.yaml"
     write_run_config(cfg, tiny_model, mode="realtime", reconnect_backoff=0.5, reconnect_attempts=6)
     text = cfg.read_text() + f"serial: {{port: {link}}}\n"
     cfg.write_text(text)
     log = tmp_path / "run.mcap"
+    listener = NotifyListener(tmp_path / "notify.sock")
     first = _fake_robot(link, "--disconnect-after", "9")
+    env = {**os.environ, "NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)}
     daemon = subprocess.Popen([sys.executable, "-m", "controller.cli", "run", "--backend", "serial", "--config", str(cfg),
                                "--log", str(log), "--duration", "14"], cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, env=env)
     second = None
     try:
         first.wait(timeout=60)  # the USB unplug: the first robot's pty closes
         if link.is_symlink():
             link.unlink()
+        time.sleep(1.0)  # unplugged for a while: the daemon's first attempts fail
         second = _fake_robot(link)  # plugged back in
         out, err = daemon.communicate(timeout=120)
+        exited = time.monotonic()
     finally:
         for p in (daemon, first, second):
             if p is not None and p.poll() is None:
                 p.kill()
+        listener.close()
     assert daemon.returncode == 0, err[-3000:]
     contents = read_log(log)
     assert contents.recovery.complete
-    kinds = [e["kind"] for e in contents.messages["events"]]
+    events = contents.messages["events"]
+    kinds = [e["kind"] for e in events]
     assert "robot_fault" in kinds and "reconnected" in kinds and kinds[-1] == "safe_stop", kinds
-    fault_t = next(e["t"] for e in contents.messages["events"] if e["kind"] == "robot_fault")
+    assert "reconnect_failed" in kinds, "the robot was away for a while: some attempts failed, back-off grew"
+    fault_t = next(e["t"] for e in events if e["kind"] == "robot_fault")
     times = [m["t"] for m in contents.messages["transition"]]
     assert any(t < fault_t for t in times) and any(t > fault_t + 1.0 for t in times), "logging went on after the reconnect"
     assert "robot_fault" in out and "reconnected" in out
+    # the estimate carries on: no jump back to the origin, progress goes on growing
+    planner = contents.messages["planner"]
+    before = [m for m in planner if m["t"] < fault_t]
+    after = [m for m in planner if m["t"] > fault_t]
+    jump = float(np.linalg.norm(np.subtract(after[0]["pose"][:2], before[-1]["pose"][:2])))
+    print(f"pose before the fault {np.round(before[-1]['pose'], 3)}, after the reconnect {np.round(after[0]['pose'], 3)} "
+          f"(jump {100 * jump:.1f} cm); progress {before[-1]['progress']:.2f} -> {after[0]['progress']:.2f} -> "
+          f"{after[-1]['progress']:.2f} m")
+    assert before[-1]["progress"] > 0.2 and jump < 0.05, "the pose resumes where it was"
+    assert after[0]["progress"] >= before[-1]["progress"] - 0.05
+    assert after[-1]["progress"] > before[-1]["progress"] + 0.15, "the robot keeps walking forward along the path"
+    assert after[-1]["pose"][0] > after[0]["pose"][0] + 0.15
+    summary_progress = float(re.search(r"path: progress ([\d.]+) m", out)[1])
+    assert summary_progress >= after[-1]["progress"] - 0.05, "the summary's progress is the whole run's"
+    # systemd's watchdog through the unplug, the back-off waits, the bus checks and the stop
+    first, gap = watched_gap(listener, exited)
+    print(f"watchdog: READY -> first ping {1e3 * first:.0f} ms, longest gap {1e3 * gap:.0f} ms from READY to STOPPING "
+          f"(limit {WATCHDOG_USEC / 2e3:.0f} ms)")
+    assert first <= WATCHDOG_USEC / 2e6 and gap <= WATCHDOG_USEC / 2e6
 
 
 def _path_errors(log: Path) -> tuple[float, float]:
@@ -80,7 +118,9 @@ def test_serial_run_keeps_the_path_like_the_simulated_run(tmp_path):
     link = tmp_path / "robot"
     cfg = tmp_path / "straight.yaml"
     cfg.write_text(yaml.safe_dump({
-        "controller": {"model": str(REPO / "models" / "default.pt"), "state_source": "estimated", "mode": "realtime"},
+        # preflight_margin: on a busy machine adapt + plan may take longer than the period: the test still runs
+        "controller": {"model": str(REPO / "models" / "default.pt"), "state_source": "estimated", "mode": "realtime",
+                       "preflight_margin": 5.0},
         "task": {"path": "straight", "duration": 12.0, "target_speed": 0.2, "path_offset": 0.2},
         "serial": {"port": str(link)}}))
     fake = _fake_robot(link)
@@ -155,3 +195,56 @@ def test_bus_faults_make_the_robot_safe_then_the_daemon_reconnects(tiny_model, t
     assert any(t > fault_event["t"] + 1.0 for t in times), "logging went on after the reconnect"
     reconnect_t = next(e["t"] for e in events if e["kind"] == "reconnected")
     assert reconnect_t > fault_event["t"], "event times advance while the robot is away"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase, marker, wait", [
+    ("pre-flight", "pre-flight:", 0.0),  # loading and timing the controller: nothing may be powered after this
+    ("stand-up", "start: robot active", 0.4),  # half-way up the 1 s ramp
+    ("walking", "running: standing", 1.0),
+])
+def test_a_stop_request_at_any_stage_powers_nothing_more_and_exits_within_a_second(tiny_model, tmp_path, phase, marker,
+                                                                                    wait):
+    """SIGTERM (systemctl stop) at each stage, on the emulated robot: in the pre-flight the robot is
+    never powered; once powered, torque goes off within one fast cycle -- as the fake robot reports
+    it, no crouch first -- and the daemon exits within 1 s, log finished, no traceback."""
+    link = tmp_path / "robot"
+    cfg = write_run_config(tmp_path / "c.yaml", tiny_model, mode="realtime")
+    cfg.write_text(cfg.read_text() + f"serial: {{port: {link}}}\n")
+    log = tmp_path / "run.mcap"
+    fake, fake_out = fake_robot(link)
+    daemon, out, err = start_daemon("--backend", "serial", "--config", cfg, "--log", log, "--duration", "600")
+    try:
+        out.wait_for(marker, daemon)
+        time.sleep(wait)
+        assert daemon.poll() is None, err.text()
+        t_sig = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
+        elapsed = time.monotonic() - t_sig
+        time.sleep(0.5)  # the fake robot's last report lines
+    finally:
+        for p in (daemon, fake):
+            if p.poll() is None:
+                p.terminate() if p is fake else p.kill()
+        fake.wait(timeout=30)
+    out.join(), err.join(), fake_out.join()
+    assert daemon.returncode == 0 and "Traceback" not in err.text(), err.text()[-3000:]
+    assert elapsed < 1.0, f"exit {elapsed:.2f} s after SIGTERM"
+    torque_on = fake_out.first("torque on")
+    if phase == "pre-flight":
+        print(f"{phase}: exit {1e3 * elapsed:.0f} ms after SIGTERM; torque never on: {torque_on is None}")
+        assert torque_on is None, fake_out.text()
+        assert "nothing was powered" in err.text() + out.text()
+        return
+    assert torque_on is not None and torque_on < t_sig, fake_out.text()
+    torque_off = fake_out.first("torque off", after=t_sig)
+    assert torque_off is not None, fake_out.text()
+    stop = read_log(log).messages["events"][-1]
+    in_daemon = stop["data"]["torque_off_after_request"]
+    print(f"{phase}: torque off {1e3 * in_daemon:.1f} ms after SIGTERM in the daemon, the fake robot's report read "
+          f"{1e3 * (torque_off - t_sig):.0f} ms after it; exit {1e3 * elapsed:.0f} ms after it")
+    assert stop["kind"] == "safe_stop" and stop["message"] == "stop requested" and stop["data"]["torque_off"] is True
+    assert in_daemon <= 0.02 + 0.01, "within one fast cycle (20 ms) + the torque-off write"
+    assert torque_off - t_sig < 0.1, "as the robot saw it (through the fake robot's report pipe)"
+    assert read_log(log).recovery.complete
