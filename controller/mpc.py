@@ -89,7 +89,7 @@ class AdaptiveMPC(SlowPolicy):
         self.window_y: deque[np.ndarray] = deque(maxlen=window)
         pts = torch.as_tensor(path.points[::PATH_POINT_SPACING], dtype=torch.float32)
         w = ctrl.cost
-        self.cost = PathCost(pts, {"cross_track": w.cross_track, "heading": w.heading, "speed": w.speed,
+        self.cost = PathCost(pts, {"cross_track": w.cross_track, "heading": w.heading, "course": w.course, "speed": w.speed,
                                    "smoothness": w.smoothness}, target_speed=target_speed, dt=spec.control_period,
                              terminal_weight=w.terminal, approach_gain=w.approach_gain)
         self.planner = make_planner(ctrl.planner, self._step, self.cost, spec.action_dim)

@@ -4,20 +4,27 @@
 
 * ``cross_track`` [m]: signed distance of the planar position to the nearest point of the
   path polyline (+ = left), at predicted steps t = 1..H.
-* ``heading`` [rad]: yaw minus the heading that leads back onto the path, wrapped to
+* ``heading`` [rad]: yaw minus the guidance direction that leads back onto the path, wrapped to
   [-pi, pi), at t = 1..H. That heading is the path tangent at the nearest point turned
   towards the path by ``atan(approach_gain · cross_track)`` (a vector-field guidance law):
   with ``approach_gain`` 0 it is the tangent itself, and a robot off the path but parallel
   to it is then in equilibrium between the two terms (measured: it settled 9.4 cm off a
   straight path it started 20 cm from); with a gain the two terms pull the same way.
+* ``course`` [1]: the same guidance on the *course*, the direction the body moves over the
+  ground, instead of its yaw: the component of each predicted step's displacement across
+  the guidance direction, divided by the nominal step ``target_speed · dt`` (≈ the sine of
+  the course error at the target speed; 0 when standing, which the speed term punishes).
+  A robot that must crab to hold a line (a cross-slope, a leg that drags it sideways) needs
+  a yaw away from the path tangent: the heading residual fights that yaw and leaves a steady
+  offset (a balance of cross-track against heading weight), the course residual does not.
 * ``speed`` [m/s]: progress along the path per step divided by ``dt``, minus
   ``target_speed``, for the H transitions t -> t+1 (t = 0..H-1).
 * ``smoothness`` [action units per step]: ``a_t - a_{t-1}`` for t = 1..H-1, and
   ``a_0 - prev_action`` when the previously executed action is known (else 0), per dim.
 
 The current state (t = 0) enters only through the speed residual of the first step: it is
-the same for every sample. ``terminal_weight`` multiplies the cross-track and heading terms
-of the last step (a terminal cost inside the same callable).
+the same for every sample. ``terminal_weight`` multiplies the cross-track, heading
+and course terms of the last step (a terminal cost inside the same callable).
 
 The rollout state carries the planar world pose (x [m], y [m], yaw [rad]) at ``pose_slice``;
 the caller decides the layout.
@@ -36,7 +43,8 @@ import torch
 
 from .paths_torch import DEFAULT_CHUNK_PAIRS, Polyline, wrap_angle
 
-DEFAULT_WEIGHTS: dict[str, float] = {"cross_track": 100.0, "heading": 10.0, "speed": 100.0, "smoothness": 1.0}
+DEFAULT_WEIGHTS: dict[str, float] = {"cross_track": 100.0, "heading": 10.0, "course": 0.0, "speed": 100.0,
+                                     "smoothness": 1.0}
 
 
 class PathCost:
@@ -108,16 +116,21 @@ class PathCost:
             actions: [N, H, A] action sequences.
 
         Returns:
-            ``cross_track`` [N, H] (m), ``heading`` [N, H] (rad), ``speed`` [N, H] (m/s),
-            ``smoothness`` [N, H, A] (action units per step).
+            ``cross_track`` [N, H] (m), ``heading`` [N, H] (rad), ``course`` [N, H] (1),
+            ``speed`` [N, H] (m/s), ``smoothness`` [N, H, A] (action units per step).
         """
         pose = self.pose(states)  # [N, H+1, 3]
         s, cross, tangent = self.path.project(pose[..., :2], self.s_hint, self.window, self.chunk_pairs)
-        heading = wrap_angle(pose[..., 2] - tangent + torch.atan(self.approach_gain * cross))
+        guide = tangent - torch.atan(self.approach_gain * cross)  # [N, H+1] rad, the direction that leads onto the path
+        heading = wrap_angle(pose[..., 2] - guide)
+        step = pose[:, 1:, :2] - pose[:, :-1, :2]  # [N, H, 2] m over the ground
+        g = guide[:, 1:]
+        course = (torch.cos(g) * step[..., 1] - torch.sin(g) * step[..., 0]) / (self.target_speed * self.dt)
         speed = s.diff(dim=1) / self.dt - self.target_speed  # [N, H]
         prev = actions[:, :1] if self.prev_action is None else self.prev_action.reshape(1, 1, -1).to(actions)
         smooth = torch.diff(actions, dim=1, prepend=prev.expand(actions.shape[0], 1, -1))
-        return {"cross_track": cross[:, 1:], "heading": heading[:, 1:], "speed": speed, "smoothness": smooth}
+        return {"cross_track": cross[:, 1:], "heading": heading[:, 1:], "course": course, "speed": speed,
+                "smoothness": smooth}
 
     def __call__(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Total cost of each rollout: [N] (weighted sum of squared residuals over the horizon)."""
@@ -125,7 +138,8 @@ class PathCost:
         step_w = torch.ones(r["cross_track"].shape[1], dtype=states.dtype, device=states.device)
         step_w[-1] = self.terminal_weight  # [H]
         w = self.weights
-        pose_term = (w["cross_track"] * r["cross_track"].square() + w["heading"] * r["heading"].square()) @ step_w
+        pose_term = (w["cross_track"] * r["cross_track"].square() + w["heading"] * r["heading"].square()
+                     + w["course"] * r["course"].square()) @ step_w
         return (pose_term
                 + w["speed"] * r["speed"].square().sum(1)
                 + w["smoothness"] * r["smoothness"].square().sum((1, 2)))

@@ -254,6 +254,28 @@ def test_heading_target_turns_towards_the_path_with_the_approach_gain() -> None:
     assert float(h(guided, right)) == pytest.approx(0.0, abs=1e-5)
 
 
+def test_course_residual_lets_the_body_crab_but_not_drift() -> None:
+    """The course term judges where the body goes over the ground, not where it points: a robot
+    yawed 20 deg while moving along the path costs nothing (it may need that crab angle on a
+    cross-slope); one pointing along the path but sliding sideways does."""
+    path = torch.tensor([[0.0, 0.0], [4.0, 0.0]])
+    cost = PathCost(path, target_speed=0.2, dt=DT, approach_gain=3.0,
+                    weights={"cross_track": 0.0, "heading": 0.0, "course": 1.0, "speed": 0.0, "smoothness": 0.0})
+    crabbing = straight_rollout(yaw=math.radians(20))
+    r = cost.residuals(crabbing, torch.zeros(1, 5, 2))
+    assert r["course"].abs().max() < 1e-6 and float(cost(crabbing, torch.zeros(1, 5, 2))[0]) < 1e-9
+    assert r["heading"].abs().min() > 0.3, "the heading term would have fought it"
+    sliding = straight_rollout()
+    sliding[0, :, 1] = -0.02 * torch.arange(6)  # 2 cm per step to the right while pointing along the path
+    course = cost.residuals(sliding, torch.zeros(1, 5, 2))["course"][0]
+    g = math.atan(3.0 * 0.02)  # 2 cm right of the path after the first step: the guidance turns left by this
+    expected = (math.cos(g) * -0.02 - math.sin(g) * 0.02) / 0.02
+    assert float(course[0]) == pytest.approx(expected, abs=1e-4), "2 cm sideways per 2 cm nominal step, plus the guidance"
+    assert float(course[-1]) < float(course[0]), "further off, the guidance asks for more: a larger residual"
+    standing = straight_rollout(speed=0.0)
+    assert cost.residuals(standing, torch.zeros(1, 5, 2))["course"].abs().max() < 1e-6, "standing is the speed term's business"
+
+
 def test_path_cost_speed_residual_and_smoothness() -> None:
     cost = PathCost(torch.tensor([[0.0, 0.0], [4.0, 0.0]]), target_speed=0.2, dt=DT)
     slow = cost.residuals(straight_rollout(speed=0.15), torch.zeros(1, 5, 2))["speed"]
