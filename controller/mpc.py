@@ -75,7 +75,8 @@ def make_adapter_from(ck: LoadedCheckpoint, kind: str, acfg: C.AdaptationConfig 
     steps = ck.maml.inner_steps if ck.maml else 1
     lr = ck.lrs if (ck.lrs is not None and kind == "grbal") else (ck.maml.inner_lr if ck.maml else 1e-2)
     acfg = acfg or C.AdaptationConfig()
-    return make_adapter(kind, ck.model, lr, steps, gate=Gate(acfg.gate_holdout, acfg.gate_min_gain), lr_scale=acfg.lr_scale)
+    return make_adapter(kind, ck.model, lr, steps, gate=Gate(acfg.gate_holdout, acfg.gate_min_gain), lr_scale=acfg.lr_scale,
+                        adapt_layers=ck.maml.adapt_layers if ck.maml else 0)
 
 
 class AdaptiveMPC(SlowPolicy):

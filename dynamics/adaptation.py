@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dynamics.maml import InnerLR, adapt_window_with_loss
-from dynamics.mlp import DeltaMLP, detached_params, predict, window_loss
+from dynamics.maml import InnerLR, adapt_window_with_loss, restrict_rates
+from dynamics.mlp import DeltaMLP, detached_params, params, predict, window_loss
 
 #: What :meth:`Adapter.adapt` returns and :meth:`Adapter.predict` consumes: tensors by name.
 Context = dict[str, Tensor]
@@ -179,28 +179,31 @@ class MBDEAdapter(MLPAdapter):
 
     kind = "mbde"
 
-    def __init__(self, model: DeltaMLP, lr: float = 1e-2, steps: int = 1, max_loss_ratio: float = 10.0,
+    def __init__(self, model: DeltaMLP, lr: InnerLR = 1e-2, steps: int = 1, max_loss_ratio: float = 10.0,
                  gate: Gate | None = None) -> None:
-        super().__init__(model, float(lr), steps, max_loss_ratio, gate)
+        super().__init__(model, lr if isinstance(lr, Mapping) else float(lr), steps, max_loss_ratio, gate)
 
 
 def make_adapter(kind: str, model: DeltaMLP, lrs: InnerLR | None = None, steps: int = 1,
-                 default_lr: float = 1e-2, gate: Gate | None = None, lr_scale: float = 1.0) -> Adapter:
+                 default_lr: float = 1e-2, gate: Gate | None = None, lr_scale: float = 1.0,
+                 adapt_layers: int = 0) -> Adapter:
     """Build an adapter by kind ('grbal' | 'mb' | 'mbde' on a DeltaMLP, 'rebal' on a RecurrentDynamics,
     'pearl' | 'attention' on a ContextDynamics).
 
-    ``lrs=None`` uses ``default_lr``; ``lr_scale`` multiplies the rate(s); the context adapters
-    ignore ``lrs``, ``steps``, ``default_lr``, ``gate`` and ``lr_scale``.
+    ``lrs=None`` uses ``default_lr``; ``lr_scale`` multiplies the rate(s); ``adapt_layers`` > 0
+    moves only the last N layers; the context adapters ignore all of these.
     """
     rates = scale_rates(default_lr if lrs is None else lrs, lr_scale)
+    if kind == "mbde" and isinstance(rates, Mapping):
+        raise ValueError("MB+DE takes a scalar learning rate, not learned per-parameter rates")
+    if kind in ("grbal", "mbde"):
+        rates = restrict_rates(params(model), rates, adapt_layers)
     if kind == "grbal":
         return GrBALAdapter(model, rates, steps, gate=gate)
     if kind == "mb":
         return MBAdapter(model)
     if kind == "mbde":
-        if isinstance(rates, Mapping):
-            raise ValueError("MB+DE takes a scalar learning rate, not learned per-parameter rates")
-        return MBDEAdapter(model, float(rates), steps, gate=gate)
+        return MBDEAdapter(model, rates, steps, gate=gate)
     if kind == "rebal":
         # Imported here: dynamics.rebal imports this module.
         from dynamics.rebal import RebalAdapter, RecurrentDynamics

@@ -77,14 +77,15 @@ def variants_from_checkpoints(paths: dict[str, Path], spec: FeatureSpec, gate: G
         ck: LoadedCheckpoint = load_checkpoint(path, spec)
         steps = ck.maml.inner_steps if ck.maml else 1
         lr = ck.lrs if ck.lrs is not None else (ck.maml.inner_lr if ck.maml else 1e-2)
+        layers = ck.maml.adapt_layers if ck.maml else 0
         if method == "grbal":
             out["GrBAL (before step)"] = make_adapter("mb", ck.model)
-            out["GrBAL"] = make_adapter("grbal", ck.model, lr, steps)
+            out["GrBAL"] = make_adapter("grbal", ck.model, lr, steps, adapt_layers=layers)
             if gate is not None and gate.holdout > 0:
-                out["GrBAL+gate"] = make_adapter("grbal", ck.model, lr, steps, gate=gate)
+                out["GrBAL+gate"] = make_adapter("grbal", ck.model, lr, steps, gate=gate, adapt_layers=layers)
         elif method == "mb":
             out["MB"] = make_adapter("mb", ck.model)
-            out["MB+DE"] = make_adapter("mbde", ck.model, lr, steps)
+            out["MB+DE"] = make_adapter("mbde", ck.model, lr, steps, adapt_layers=layers)
         elif method in ("rebal", "pearl", "attention"):
             out[{"rebal": "ReBAL", "pearl": "PEARL", "attention": "attention"}[method]] = make_adapter(method, ck.model)
         else:

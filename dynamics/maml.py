@@ -54,8 +54,11 @@ class MamlConfig:
     learn_inner_lr: bool = False
     meta_batch: int = 10  # tasks per meta-step
     outer_lr: float = 1e-3  # Adam
+    adapt_layers: int = 0  # the online step moves only the last N linear layers; 0 = all
 
     def __post_init__(self) -> None:
+        if int(self.adapt_layers) < 0:
+            raise ValueError(f"MamlConfig.adapt_layers must be >= 0, got {self.adapt_layers}")
         for name in ("M", "K", "inner_steps", "meta_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"MamlConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -102,6 +105,21 @@ def init_log_lrs(p: Params, lr: float) -> dict[str, Tensor]:
 def lrs_from_log(log_lrs: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Positive per-entry rates exp(log_lr), differentiable with respect to the log rates."""
     return {k: v.exp() for k, v in log_lrs.items()}
+
+
+def restrict_rates(p: Params, lrs: InnerLR, adapt_layers: int) -> InnerLR:
+    """``lrs`` with rate 0 for every parameter outside the last ``adapt_layers`` layers (weight and
+    bias pairs, in the parameters' order); ``adapt_layers`` 0 leaves ``lrs`` as it is."""
+    if adapt_layers <= 0:
+        return lrs
+    names = list(p)
+    moving = set(names[-2 * adapt_layers:])
+    like = next(iter(p.values()))
+    out = {}
+    for k in names:
+        rate = lrs[k] if isinstance(lrs, Mapping) else torch.as_tensor(lrs, dtype=like.dtype, device=like.device)
+        out[k] = rate if k in moving else torch.zeros_like(rate)
+    return out
 
 
 def sgd_step(p: Params, grads: Mapping[str, Tensor], lrs: InnerLR) -> Params:

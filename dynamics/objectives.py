@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from dynamics.maml import MamlConfig, TaskBatch, meta_loss, pre_adaptation_loss
+from dynamics.maml import MamlConfig, TaskBatch, meta_loss, pre_adaptation_loss, restrict_rates
 from dynamics.mlp import DeltaMLP, params
 
 
@@ -38,10 +38,10 @@ class GrBALObjective(nn.Module):
         ) if cfg.learn_inner_lr else None
 
     def lrs(self) -> dict[str, Tensor] | float:
-        """Inner learning rates: per-parameter tensors when learned, else the scalar ``cfg.inner_lr``."""
-        if self.log_lrs is None:
-            return self.cfg.inner_lr
-        return {k: self.log_lrs[_key(k)].exp() for k in params(self.model)}
+        """Inner learning rates: per-parameter tensors when learned, else the scalar ``cfg.inner_lr``;
+        0 outside the last ``cfg.adapt_layers`` layers when set."""
+        rates = self.cfg.inner_lr if self.log_lrs is None else {k: self.log_lrs[_key(k)].exp() for k in params(self.model)}
+        return restrict_rates(params(self.model), rates, self.cfg.adapt_layers)
 
     def forward(self, *batch: Tensor) -> Tensor:
         b = TaskBatch(*batch)

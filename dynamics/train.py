@@ -65,7 +65,8 @@ class TrainSummary:
 def maml_config(tc: TrainConfig) -> MamlConfig:
     """The adaptation settings stored with the model (also used by MB+DE at run time)."""
     return MamlConfig(M=tc.M, K=tc.K, inner_lr=tc.inner_lr, inner_steps=tc.inner_steps, first_order=tc.first_order,
-                      learn_inner_lr=tc.learn_inner_lr and tc.method == "grbal", meta_batch=tc.meta_batch, outer_lr=tc.lr)
+                      learn_inner_lr=tc.learn_inner_lr and tc.method == "grbal", meta_batch=tc.meta_batch, outer_lr=tc.lr,
+                      adapt_layers=tc.adapt_layers)
 
 
 def build_model(tc: TrainConfig, spec: FeatureSpec) -> torch.nn.Module:

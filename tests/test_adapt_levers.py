@@ -156,3 +156,37 @@ def test_rollout_pose_error_integrates_the_predicted_motion():
     biased.t0 = 5
     pos, _ = rollout_pose_error(biased, {}, traj, 5, 10, STATE_DIM)
     assert pos == pytest.approx(0.10, abs=0.01), "10 steps of 1 cm"
+
+
+def test_adapt_layers_moves_only_the_last_layers_in_training_and_online(tmp_path):
+    from dynamics.maml import inner_adapt, restrict_rates
+    from dynamics.mlp import params
+    from dynamics.train import train
+
+    torch.manual_seed(0)
+    m = DeltaMLP(STATE_DIM, A, TARGET_DIM, (32, 32))
+    m.fit_normalizers(torch.randn(100, STATE_DIM + A), torch.randn(100, TARGET_DIM))
+    p = params(m)
+    rates = restrict_rates(p, 0.05, 1)
+    adapted = inner_adapt(m, p, rates, torch.randn(16, STATE_DIM + A), torch.randn(16, TARGET_DIM))
+    moved = [k for k in p if not torch.equal(adapted[k], p[k])]
+    assert moved == ["net.4.weight", "net.4.bias"]
+    assert restrict_rates(p, 0.05, 0) == 0.05
+    # meta-trained that way, the checkpoint carries it and the run-time adapter obeys it
+    from tests.test_train import _tc
+
+    logs = tmp_path / "logs"
+    from controller.collect import collect
+    from legadapt.config import parse_config
+
+    collect(parse_config({"collect": {"episodes": 2, "episode_duration": 3.0, "workers": 1, "seed": 5}}), logs, progress=False)
+    out = tmp_path / "g.pt"
+    train([logs], SPEC, _tc(method="grbal", adapt_layers=1, max_steps=5, eval_every=5), out, progress=False, log=lambda *a: None)
+    ck = load_checkpoint(out, SPEC)
+    assert ck.maml.adapt_layers == 1
+    from controller.mpc import make_adapter_from
+
+    ad = make_adapter_from(ck, "auto")
+    ctx = ad.adapt(torch.randn(16, STATE_DIM + A), torch.randn(16, TARGET_DIM))
+    theta = params(ck.model)
+    assert [k for k in theta if not torch.equal(ctx[k], theta[k].detach())] == ["net.4.weight", "net.4.bias"]

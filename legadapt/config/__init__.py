@@ -14,12 +14,12 @@ from legadapt.config.perturbations import (PERTURBATION_KINDS, ActionLatency, Ca
                                            LimpLeg, LockedJoint, Payload, Perturbation, PerturbationBase, Slope,
                                            WeakMotor)
 from legadapt.config.robot import GaitConfig, RobotConfig, SerialConfig, ServoConfig, SimConfig, TaskConfig
-from legadapt.config.runtime import (CollectConfig, ConditionSpec, ControllerConfig, CostConfig, PlannerConfig,
+from legadapt.config.runtime import (AdaptationConfig, CollectConfig, ConditionSpec, ControllerConfig, CostConfig, PlannerConfig,
                                      RandomPolicyConfig, SafetyConfig, TrainConfig)
 from legadapt.config.suites import ScenarioConfig, SuiteConfig, Variant
 
 __all__ = [
-    "ActionLatency", "CalibrationError", "CollectConfig", "ConditionSpec", "ConfigError", "ControllerConfig", "CostConfig",
+    "ActionLatency", "AdaptationConfig", "CalibrationError", "CollectConfig", "ConditionSpec", "ConfigError", "ControllerConfig", "CostConfig",
     "FloorFriction", "GaitConfig", "ImuError", "JointName", "LegName", "LegadaptConfig", "LimpLeg", "LockedJoint",
     "PERTURBATION_KINDS", "PathName", "Payload", "Perturbation", "PerturbationBase", "PlannerConfig",
     "RandomPolicyConfig", "RobotConfig", "SafetyConfig", "ScenarioConfig", "SerialConfig", "ServoConfig", "SimConfig",

@@ -88,6 +88,7 @@ class TrainConfig(_Section):
     inner_steps: int = Field(1, ge=1, le=10, description="Inner gradient steps.")
     first_order: bool = Field(False, description="First-order MAML (drop second-order terms).")
     learn_inner_lr: bool = Field(False, description="Learn a per-parameter inner learning rate (Meta-SGD).")
+    adapt_layers: int = Field(0, ge=0, le=8, description="The online step moves only the last N layers of the MLP (meta-trained so); 0 = every layer.")
     meta_batch: int = Field(10, ge=1, le=1024, description="Tasks per meta-step (per process under torchrun).")
     batch_size: int = Field(256, ge=1, le=65536, description="Transitions per step for mb training.")
     lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate.")
