@@ -323,13 +323,13 @@ class _Daemon:
         if slip is None or slip.suspected == self.slipping:
             return
         self.slipping = slip.suspected
-        data = {"stance_spread": slip.spread, "threshold": slip.threshold}
+        data = {"mismatch": slip.mismatch, "threshold": slip.threshold}
         if slip.suspected:
-            self.event("slip_suspected", f"the stance legs disagree about the body velocity by {slip.spread:.3f} m/s RMS "
-                       f"(limit {slip.threshold:.3f}): a foot slides or a leg no longer carries; the pose estimate may "
-                       f"drift from the truth", data)
+            self.event("slip_suspected", f"the stance feet turn {slip.mismatch:.3f} rad/s RMS off the gyro (limit "
+                       f"{slip.threshold:.3f}): a foot slides or a leg no longer carries, and the pose estimate may drift "
+                       f"from the truth", data)
         else:
-            self.event("slip_cleared", f"the stance legs agree again ({slip.spread:.3f} m/s RMS)", data)
+            self.event("slip_cleared", f"the stance feet turn with the gyro again ({slip.mismatch:.3f} rad/s RMS)", data)
 
     def _planner_message(self, b: Boundary, ct: float, st) -> dict:
         mpc = self.mpc
@@ -337,7 +337,7 @@ class _Daemon:
                "pose": b.pose, "cross_track": ct, "progress": float(mpc.cost.s_hint or 0.0)}
         slip = self.source.slip()
         if slip is not None:
-            msg["stance_spread"] = slip.spread  # m/s, the slip check's measure
+            msg["slip_mismatch"] = slip.mismatch  # rad/s, the estimator's slip check (controller.slip)
         truth = self.robots[-1].state.privileged
         if truth is not None:  # simulation: also score against the true pose (never used for control)
             true_pose = np.array([truth.pos[0], truth.pos[1], rpy_from_quat(truth.quat)[2]])

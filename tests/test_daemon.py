@@ -62,8 +62,8 @@ def test_a_limp_leg_logs_slip_suspected_while_the_truth_drifts_from_the_estimate
     print(f"slip_suspected at {[round(e['t'], 1) for e in slip]} s (leg limp at 2 s): {slip[0]['message'] if slip else None}; "
           f"estimate vs truth {100 * drift[len(drift) // 4]:.1f} cm before, {100 * drift[-1]:.1f} cm at the end")
     assert len(slip) == 1 and 2.0 < slip[0]["t"] < 5.0, slip
-    assert slip[0]["data"]["stance_spread"] > slip[0]["data"]["threshold"] and "slip_suspected" in out.stdout
-    assert max(m["stance_spread"] for m in planner if m["t"] < 2.0) < slip[0]["data"]["threshold"]
+    assert slip[0]["data"]["mismatch"] > slip[0]["data"]["threshold"] and "slip_suspected" in out.stdout
+    assert max(m["slip_mismatch"] for m in planner if m["t"] < 2.0) < slip[0]["data"]["threshold"]
 
 
 WATCHDOG_USEC = 2_000_000  # µs: deploy/legadapt.service's WatchdogSec=2s

@@ -22,10 +22,22 @@ REPO = Path(__file__).resolve().parents[1]
 WATCHDOG_USEC = 2_000_000  # µs: deploy/legadapt.service's WatchdogSec=2s
 
 
-def _fake_robot(link: Path, *args: str) -> subprocess.Popen:
+def _as_deployed() -> None:
+    """deploy/legadapt.service's Nice=-10 where allowed (root), in the daemon's process and in the emulated
+    robot's alike: on a busy machine the planner thread (normal scheduling, unlike the SCHED_FIFO fast loop)
+    gets the share it gets on the robot, and the emulated robot, whose physics follows the wall clock and
+    must answer the bus within its timeout, is not starved either (real physics never lags)."""
+    try:
+        os.nice(-10)
+    except OSError:
+        pass
+
+
+def _fake_robot(link: Path, *args: str, as_deployed: bool = False) -> subprocess.Popen:
     """The emulated robot, its output left in its pipes (read with ``communicate``)."""
     proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "fake-robot", "--link", str(link), *args],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_deployed if as_deployed else None)
     deadline = time.monotonic() + 60
     while not link.exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "no pty"
@@ -118,26 +130,33 @@ def test_serial_run_keeps_the_path_like_the_simulated_run(tmp_path):
     link = tmp_path / "robot"
     cfg = tmp_path / "straight.yaml"
     cfg.write_text(yaml.safe_dump({
-        # preflight_margin: on a busy machine adapt + plan may take longer than the period: the test still runs
+        # a busy machine (CI, another job beside it) must not decide the comparison: 150 samples plan within the
+        # period even there (~40-60 ms with 1 thread; the default 500 took 200 ms under load and missed plans in
+        # one run more than in the other), and preflight_margin lets the run start whatever the timing check saw
         "controller": {"model": str(REPO / "models" / "default.pt"), "state_source": "estimated", "mode": "realtime",
-                       "preflight_margin": 5.0},
+                       "planner": {"samples": 150}, "preflight_margin": 5.0},
         "task": {"path": "straight", "duration": 12.0, "target_speed": 0.2, "path_offset": 0.2},
         "serial": {"port": str(link)}}))
-    fake = _fake_robot(link)
+    fake = _fake_robot(link, as_deployed=True)
     try:
         serial = subprocess.run([sys.executable, "-m", "controller.cli", "run", "--backend", "serial", "--config", str(cfg),
-                                 "--log", str(tmp_path / "serial.mcap")], cwd=REPO, capture_output=True, text=True, timeout=180)
+                                 "--log", str(tmp_path / "serial.mcap")], cwd=REPO, capture_output=True, text=True, timeout=180,
+                                preexec_fn=_as_deployed)
     finally:
         fake.terminate()
         fake.wait(timeout=30)
     assert serial.returncode == 0, serial.stderr[-3000:]
     sim = subprocess.run([sys.executable, "-m", "controller.cli", "run", "--config", str(cfg),
-                          "--log", str(tmp_path / "sim.mcap")], cwd=REPO, capture_output=True, text=True, timeout=180)
+                          "--log", str(tmp_path / "sim.mcap")], cwd=REPO, capture_output=True, text=True, timeout=180,
+                         preexec_fn=_as_deployed)
     assert sim.returncode == 0, sim.stderr[-3000:]
     ct_serial, progress_serial = _path_errors(tmp_path / "serial.mcap")
     ct_sim, progress_sim = _path_errors(tmp_path / "sim.mcap")
     print(f"mean cross-track: serial {ct_serial:.3f} m, simulated {ct_sim:.3f} m (ratio {ct_serial / ct_sim:.2f}); "
           f"progress {progress_serial:.2f} m vs {progress_sim:.2f} m")
+    for log in ("serial", "sim"):  # intact robot, a turn on the spot at the start: no slip alarm
+        events = read_log(tmp_path / f"{log}.mcap").messages["events"]
+        assert "slip_suspected" not in [e["kind"] for e in events], (log, events)
     assert abs(ct_serial - ct_sim) <= 0.2 * ct_sim, (ct_serial, ct_sim)
     assert progress_serial > 1.5 and abs(progress_serial - progress_sim) <= 0.2 * progress_sim, (progress_serial, progress_sim)
 
