@@ -166,7 +166,7 @@ def pearl_loss(model: ContextDynamics, b: TaskBatch, kl_weight: float, empty_pro
 class ContextObjective(nn.Module):
     """PEARL or attention as a training objective for ``dynamics.train`` (see :class:`dynamics.rebal.RebalObjective`)."""
 
-    def __init__(self, model: ContextDynamics, kl_weight: float = 0.1, empty_prob: float = 0.1) -> None:
+    def __init__(self, model: ContextDynamics, kl_weight: float = 0.001, empty_prob: float = 0.1) -> None:
         super().__init__()
         self.model, self.kl_weight, self.empty_prob = model, float(kl_weight), float(empty_prob)
         self.kind = model.encoder_kind

@@ -80,7 +80,7 @@ class MBObjective(nn.Module):
 
 
 def make_objective(method: str, model: nn.Module, cfg: MamlConfig, pre_weight: float = 0.0,
-                   kl_weight: float = 0.1) -> nn.Module:
+                   kl_weight: float = 0.001) -> nn.Module:
     """The objective module of ``method`` ('grbal' | 'mb' | 'rebal' | 'pearl' | 'attention')."""
     if method == "grbal":
         return GrBALObjective(model, cfg, pre_weight)

@@ -105,7 +105,8 @@ class TrainConfig(_Section):
     pre_adaptation_weight: float = Field(0.0, ge=0, le=10, description=(
         "grbal: weight of θ*'s own (pre-adaptation) loss beside the post-adaptation loss, so that θ* is a good model "
         "where nothing needs adapting."))
-    kl_weight: float = Field(0.1, ge=0, le=10, description="pearl: weight of the KL term (posterior vs the unit Gaussian prior).")
+    kl_weight: float = Field(0.001, ge=0, le=10, description=(
+        "pearl: weight of the KL term (posterior vs the unit Gaussian prior); 0.1 collapsed the posterior onto the prior."))
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of initialisation and task draws.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto = cuda if available.")
 
