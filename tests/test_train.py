@@ -111,19 +111,3 @@ def test_torchrun_two_cpu_processes_train_in_lockstep(small_logs, tmp_path):
     assert r0[1] == r1[1], "DistributedDataParallel kept the replicas identical"
     assert (tmp_path / "m.pt").exists() and load_checkpoint(tmp_path / "m.pt", SPEC).adapter_kind == "grbal"
 
-
-def test_provenance_records_what_made_a_model(small_logs, tmp_path):
-    import json
-
-    from dynamics.provenance import main as provenance_main
-
-    out = tmp_path / "default.pt"
-    s = train([small_logs], SPEC, _tc(max_steps=20), out, progress=False, log=lambda *a: None)
-    assert provenance_main([str(out), "--collect-config", "configs/collect/train_ranges.yaml", "--train-config",
-                            "configs/train/default.yaml", "--data", str(small_logs), "--train-seconds", "12.5"]) == 0
-    rec = json.loads(out.with_suffix(".json").read_text())
-    assert rec["method"] == "grbal" and rec["train_settings"]["max_steps"] == 20
-    assert rec["best_step"] == s.best_step and rec["validation"]["loss"] == pytest.approx(s.best_val)
-    assert rec["data"]["transitions"] > 0 and rec["data"]["episodes"] == len(list(Path(small_logs).glob("*.mcap")))
-    assert rec["feature_spec"] == {"action_mode": "per_side", "control_period_s": 0.1}
-    assert rec["commands"][1].startswith(f"legadapt train {small_logs} --out {out}")
