@@ -31,6 +31,10 @@ from dynamics.checkpoint import register_model_class
 from dynamics.maml import TaskBatch
 from dynamics.normalizer import Normalizer
 from dynamics.rebal import RebalAdapter, rebal_loss, zero_context_loss
+from legadapt.config import TrainConfig
+
+#: PEARL's KL weight when none is given: the config's default (one place defines it).
+DEFAULT_KL_WEIGHT: float = TrainConfig.model_fields["kl_weight"].default
 
 ENCODERS = ("pearl", "attention")
 TOKEN_WIDTH = 256  # hidden width of the per-transition token network
@@ -166,7 +170,7 @@ def pearl_loss(model: ContextDynamics, b: TaskBatch, kl_weight: float, empty_pro
 class ContextObjective(nn.Module):
     """PEARL or attention as a training objective for ``dynamics.train`` (see :class:`dynamics.rebal.RebalObjective`)."""
 
-    def __init__(self, model: ContextDynamics, kl_weight: float = 0.001, empty_prob: float = 0.1) -> None:
+    def __init__(self, model: ContextDynamics, kl_weight: float = DEFAULT_KL_WEIGHT, empty_prob: float = 0.1) -> None:
         super().__init__()
         self.model, self.kl_weight, self.empty_prob = model, float(kl_weight), float(empty_prob)
         self.kind = model.encoder_kind

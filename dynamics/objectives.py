@@ -80,8 +80,9 @@ class MBObjective(nn.Module):
 
 
 def make_objective(method: str, model: nn.Module, cfg: MamlConfig, pre_weight: float = 0.0,
-                   kl_weight: float = 0.001) -> nn.Module:
-    """The objective module of ``method`` ('grbal' | 'mb' | 'rebal' | 'pearl' | 'attention')."""
+                   kl_weight: float | None = None) -> nn.Module:
+    """The objective module of ``method`` ('grbal' | 'mb' | 'rebal' | 'pearl' | 'attention');
+    ``kl_weight`` None = the config's default (pearl only)."""
     if method == "grbal":
         return GrBALObjective(model, cfg, pre_weight)
     if method == "mb":
@@ -91,7 +92,8 @@ def make_objective(method: str, model: nn.Module, cfg: MamlConfig, pre_weight: f
 
         return RebalObjective(model)
     if method in ("pearl", "attention"):
-        from dynamics.context import ContextObjective
+        from dynamics.context import DEFAULT_KL_WEIGHT, ContextObjective
 
-        return ContextObjective(model, kl_weight if method == "pearl" else 0.0)
+        kl = DEFAULT_KL_WEIGHT if kl_weight is None else kl_weight
+        return ContextObjective(model, kl if method == "pearl" else 0.0)
     raise ValueError(f"unknown training method {method!r}; allowed: grbal, mb, rebal, pearl, attention")
