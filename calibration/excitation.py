@@ -32,7 +32,7 @@ from hardware.interface import LifecycleState, ReturnType, Robot
 from legadapt import config as C
 from legadapt.features import make_spec
 from legadapt.mcap_log import LogWriter
-from sim.description import TRIPOD_A, TRIPOD_B, HexapodDescription
+from legadapt.robot.description import TRIPOD_A, TRIPOD_B, HexapodDescription
 from sim.hexapod import make_gait
 
 SQUAT = (2.0, 0.03, 1.0)  # s, m amplitude, Hz

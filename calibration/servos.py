@@ -22,7 +22,7 @@ torque off, the operator sets each leg in the jig pose (a square: femur level, t
 plumb; coxa along the leg's mount yaw, 45° front/hind legs, 90° middle) and presses
 Enter. Step 2: for one servo at a time the operator answers which way it moved:
 ``+`` means coxa counter-clockwise seen from above, femur lifting the leg, tibia
-swinging the foot up/outwards (the sign conventions of :mod:`sim.description`).
+swinging the foot up/outwards (the sign conventions of :mod:`legadapt.robot.description`).
 
 Emulator (:class:`EmulatorWitness`): the emulated robot is driven into the reference
 posture through the bus with its *true* mounting (what the operator's hands do on a
@@ -46,7 +46,7 @@ from calibration import common as K
 from calibration.overlay import write_yaml
 from hardware import registers as R
 from hardware.bus import DynamixelBus
-from sim.description import JOINT_NAMES, N_JOINTS
+from legadapt.robot.description import JOINT_NAMES, N_JOINTS
 
 #: Reference posture, rad [18]: coxa 0, femur 0 (level), tibia -π/2 (plumb), every leg.
 CALIBRATION_POSE = np.tile([0.0, 0.0, -np.pi / 2], 6)

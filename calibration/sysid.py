@@ -194,7 +194,7 @@ def _record(cfg: C.LegadaptConfig, kind: str, path: Path) -> None:
     from calibration.excitation import excitation_commands, record_excitation
     from hardware.interface import CallbackReturn
     from hardware.serial_robot import SerialRobot
-    from hardware.sim_robot import SimRobot
+    from sim.sim_robot import SimRobot
     from sim.hexapod import make_description
 
     robot = SimRobot(cfg) if kind == "sim" else SerialRobot(cfg)

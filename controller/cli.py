@@ -62,7 +62,7 @@ def _parse_action(text: str) -> np.ndarray:
 def _cmd_walk(args: argparse.Namespace) -> int:
     from controller.open_loop import walk_open_loop
     from hardware.interface import CallbackReturn
-    from hardware.sim_robot import SimRobot
+    from sim.sim_robot import SimRobot
     from sim.hexapod import make_gait
 
     cfg = checks.override(load_config(args.config), "sim", backend=args.backend)

@@ -53,7 +53,7 @@ HANG_ENV = "LEGADAPT_TEST_HANG_AFTER"  # tests only: s after the run start at wh
 def make_robot(cfg: C.LegadaptConfig, backend: str, stop=None) -> Robot:
     """The robot of ``backend``; a serial robot's power-up ramp gives way to ``stop.is_set()``."""
     if backend == "sim":
-        from hardware.sim_robot import SimRobot
+        from sim.sim_robot import SimRobot
 
         return SimRobot(cfg)
     if backend == "serial":

@@ -15,7 +15,7 @@ import numpy as np
 from controller.loop import Boundary, SlowPolicy, TwoRateLoop
 from controller.state_estimator import make_state_source
 from hardware.interface import CallbackReturn
-from hardware.sim_robot import SimRobot
+from sim.sim_robot import SimRobot
 from legadapt import config as C
 from sim.hexapod import make_gait
 

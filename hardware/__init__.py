@@ -1,13 +1,8 @@
-"""The robot interface (ros2_control-style lifecycle) and its implementations."""
+"""The robot interface (ros2_control-style lifecycle) and its implementations on real hardware.
+
+The simulator implements this interface in :mod:`sim.sim_robot` (``SimRobot``); hardware never imports the simulator.
+"""
 
 from hardware.interface import CallbackReturn, LifecycleError, LifecycleState, ReturnType, Robot
 
-__all__ = ["CallbackReturn", "LifecycleError", "LifecycleState", "ReturnType", "Robot", "SimRobot"]
-
-
-def __getattr__(name: str):
-    if name == "SimRobot":  # lazy: importing hardware must not start a physics engine
-        from hardware.sim_robot import SimRobot
-
-        return SimRobot
-    raise AttributeError(name)
+__all__ = ["CallbackReturn", "LifecycleError", "LifecycleState", "ReturnType", "Robot"]

@@ -45,7 +45,7 @@ from hardware.bus import BusError, BusTimeout, DynamixelBus, ServoError
 from hardware.interface import CallbackReturn, ReturnType, Robot
 from legadapt import config as C
 from legadapt.robot_state import ImuReading, RobotState
-from sim.description import JOINT_NAMES, N_JOINTS, HexapodDescription
+from legadapt.robot.description import JOINT_NAMES, N_JOINTS, HexapodDescription
 
 HOLD_TIME = 0.1  # s, position hold before torque off on deactivate
 RAMP_IN_TIME = 0.2  # s, position-gain ramp after torque on

@@ -1,7 +1,7 @@
 """What any robot reports when read: the types shared by simulation, hardware and controller.
 
 Shapes are given per field; units are SI (m, s, rad, N·m). Joint vectors follow
-``sim.description.JOINT_NAMES`` order (18 joints, leg-major coxa/femur/tibia).
+``legadapt.robot.description.JOINT_NAMES`` order (18 joints, leg-major coxa/femur/tibia).
 """
 
 from __future__ import annotations

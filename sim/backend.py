@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from legadapt.robot_state import BaseState, ImuReading
-from sim.description import N_JOINTS, HexapodDescription
+from legadapt.robot.description import N_JOINTS, HexapodDescription
 
 
 class PhysicsBackend(ABC):

@@ -42,7 +42,7 @@ import numpy as np
 from hardware import protocol as P
 from hardware import registers as R
 from legadapt import config as C
-from sim.description import JOINT_NAMES, N_JOINTS
+from legadapt.robot.description import JOINT_NAMES, N_JOINTS
 from sim.fake_faults import ScheduledFault
 from sim.hexapod import SimulatedHexapod, standing_pose
 from sim.servo_emulator import BusEmulator, ImuTable, ServoTable

@@ -9,7 +9,7 @@ import sys
 
 from hardware import registers as R
 from legadapt import config as C
-from sim.description import N_JOINTS
+from legadapt.robot.description import N_JOINTS
 from sim.fake_faults import parse_fault
 from sim.fake_robot import FakeRobot, FaultConfig
 from sim import fake_robot

@@ -15,7 +15,7 @@ from gymnasium.utils import seeding
 
 from legadapt.config import LegadaptConfig, parse_config
 from legadapt.paths import Path, make_path, wrap_angle
-from sim.description import N_JOINTS
+from legadapt.robot.description import N_JOINTS
 from sim.hexapod import SimulatedHexapod, make_gait, standing_pose
 from sim.rotations import quat_rotate_inv, rpy_from_quat
 

@@ -1,6 +1,6 @@
 """The simulated hexapod: one physics backend plus its scheduled perturbations.
 
-This is what :class:`hardware.SimRobot` and the gymnasium environment drive. It runs
+This is what :class:`sim.sim_robot.SimRobot` and the gymnasium environment drive. It runs
 in lockstep: nothing moves until :meth:`SimulatedHexapod.advance` is called, so a run
 is deterministic for a seed and as fast as the CPU allows.
 """
@@ -12,7 +12,7 @@ import numpy as np
 from legadapt import config as C
 from legadapt.robot_state import RobotState
 from sim.backend import PhysicsBackend
-from sim.description import N_JOINTS, HexapodDescription, ServoModel
+from legadapt.robot.description import N_JOINTS, HexapodDescription, ServoModel
 from sim.gait import GaitParams, TripodGait
 from sim.perturbations import ActionLatencyEffect, Effect, SlopeEffect, make_effect
 

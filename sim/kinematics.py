@@ -1,7 +1,7 @@
 """Leg kinematics of the hexapod: forward and inverse, all six legs at once.
 
 Positions are foot-sphere centres in the body frame (m); joint vectors are shape [18]
-in the order of :data:`sim.description.JOINT_NAMES` (rad). See :mod:`sim.description`
+in the order of :data:`legadapt.robot.description.JOINT_NAMES` (rad). See :mod:`legadapt.robot.description`
 for the joint conventions.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.description import N_LEGS, HexapodDescription
+from legadapt.robot.description import N_LEGS, HexapodDescription
 
 
 class LegKinematics:

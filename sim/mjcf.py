@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from sim.description import JOINT_KINDS, LEG_NAMES, HexapodDescription, LinkSpec, inertia_box, inertia_capsule_x
+from legadapt.robot.description import JOINT_KINDS, LEG_NAMES, HexapodDescription, LinkSpec, inertia_box, inertia_capsule_x
 
 #: Default physics step of the MuJoCo backend (s).
 MJ_TIMESTEP = 0.002

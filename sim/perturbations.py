@@ -21,7 +21,7 @@ import numpy as np
 
 from legadapt import config as C
 from legadapt.robot_state import ImuReading, RobotState
-from sim.description import JOINT_NAMES, LEG_NAMES, N_JOINTS
+from legadapt.robot.description import JOINT_NAMES, LEG_NAMES, N_JOINTS
 from sim.rotations import quat_from_rpy, quat_mul
 
 if TYPE_CHECKING:

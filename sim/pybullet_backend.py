@@ -43,7 +43,7 @@ with _quiet_stdout():
 
 from legadapt.robot_state import BaseState, ImuReading
 from sim.backend import PhysicsBackend
-from sim.description import JOINT_NAMES, N_JOINTS, HexapodDescription
+from legadapt.robot.description import JOINT_NAMES, N_JOINTS, HexapodDescription
 from sim.mjcf import MJ_TIMESTEP
 from sim.rotations import quat_from_rpy, quat_from_xyzw, quat_rotate_inv, quat_to_xyzw
 from sim.urdf import build_urdf

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from sim.description import LEG_NAMES, HexapodDescription, LinkSpec, inertia_box, inertia_capsule_x
+from legadapt.robot.description import LEG_NAMES, HexapodDescription, LinkSpec, inertia_box, inertia_capsule_x
 
 _ALONG_X = "0 1.5707963 0"
 

@@ -47,7 +47,7 @@ def rng() -> np.random.Generator:
 def walk(backend: str, action, duration: float = 8.0, perturbations: list | None = None, **sections):
     """Walk a SimRobot open-loop through the hardware interface; return the WalkResult."""
     from controller.open_loop import walk_open_loop
-    from hardware.sim_robot import SimRobot
+    from sim.sim_robot import SimRobot
 
     cfg = make_config(backend, perturbations, **sections)
     robot = SimRobot(cfg)

@@ -24,9 +24,9 @@ from calibration.sysid import identify
 from hardware.bus import DynamixelBus
 from hardware.interface import CallbackReturn, ReturnType
 from hardware.serial_robot import SerialRobot
-from hardware.sim_robot import SimRobot
+from sim.sim_robot import SimRobot
 from legadapt.config import parse_config
-from sim.description import JOINT_NAMES
+from legadapt.robot.description import JOINT_NAMES
 from sim.fake_robot import FakeRobot
 from sim.hexapod import make_description
 from sim.rotations import quat_from_rpy

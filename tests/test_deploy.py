@@ -135,7 +135,7 @@ def test_pybullet_is_an_extra_that_the_test_extra_installs():
 
 def test_without_pybullet_the_onboard_code_runs_and_choosing_it_is_bad_input(tmp_path):
     onboard = ("import sys; sys.modules['pybullet'] = None\n"
-               "import controller.cli, controller.daemon, controller.loop, hardware.serial_robot, hardware.sim_robot\n"
+               "import controller.cli, controller.daemon, controller.loop, hardware.serial_robot, sim.sim_robot\n"
                "import calibration.latency, calibration.imu, calibration.servos, sim.fake_robot\n"
                "assert 'pybullet' not in [m for m, v in sys.modules.items() if v is not None], 'imported'")
     out = subprocess.run([sys.executable, "-c", onboard], capture_output=True, text=True, timeout=300)

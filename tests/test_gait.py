@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import walk
-from sim.description import HexapodDescription
+from legadapt.robot.description import HexapodDescription
 from sim.gait import GaitParams, TripodGait
 from sim.kinematics import LegKinematics
 

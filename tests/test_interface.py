@@ -7,7 +7,7 @@ import pytest
 
 from conftest import make_config
 from hardware.interface import CallbackReturn, LifecycleError, LifecycleState, ReturnType
-from hardware.sim_robot import SimRobot
+from sim.sim_robot import SimRobot
 
 
 @pytest.fixture

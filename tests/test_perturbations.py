@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import standing_hexapod
-from sim.description import JOINT_NAMES
+from legadapt.robot.description import JOINT_NAMES
 from sim.rotations import rpy_from_quat
 
 G = 9.81  # m/s²

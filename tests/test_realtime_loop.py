@@ -13,7 +13,7 @@ import pytest
 from conftest import make_config
 from controller.loop import SlowPolicy, TwoRateLoop
 from controller.state_estimator import make_state_source
-from hardware.sim_robot import SimRobot
+from sim.sim_robot import SimRobot
 from sim.hexapod import make_gait
 
 

@@ -14,7 +14,7 @@ from hardware import registers as R
 from hardware.interface import CallbackReturn, LifecycleState, ReturnType
 from hardware.serial_robot import DeviceClock, SerialRobot
 from legadapt.config import parse_config
-from sim.description import JOINT_NAMES
+from legadapt.robot.description import JOINT_NAMES
 from sim.fake_robot import FakeRobot
 from sim.hexapod import standing_pose
 

@@ -9,7 +9,7 @@ import numpy as np
 from conftest import make_config
 from controller.open_loop import ramp_to
 from controller.state_estimator import PrivilegedSource, StateEstimator, make_state_source
-from hardware.sim_robot import SimRobot
+from sim.sim_robot import SimRobot
 from legadapt.features import SLICE_GYRO, SLICE_JOINTS, SLICE_VEL, STATE_DIM
 from sim.hexapod import make_gait
 
