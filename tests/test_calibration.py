@@ -129,24 +129,29 @@ def test_imu_calibration_refuses_a_robot_that_moves():
 
 # ---------------------------------------------------------------- latency
 def test_latency_rises_by_the_injected_reply_delay():
+    """Each phase rises by the reply delay it waits for. On a busy machine scheduling only adds to a duration
+    (the medians rose 0.5-1.2 ms more than injected beside a CPU hog, and the baseline's too), so the rise is
+    read from each phase's minimum over the cycles; the emulator's delay is a deadline its polling thread meets
+    a little late, so the injected delay is 10 ms and the bounds allow that lateness, not a misattributed phase."""
     cfg = parse_config({})
     fake = serve(cfg)
-    delay = 0.003
+    delay = 0.010
+    late = 0.0025  # s: the emulator's wake-up lateness allowed on a busy machine
     try:
         with DynamixelBus(fake.path) as bus:
-            base = measure_latency(bus, cfg, cycles=150)
+            base = measure_latency(bus, cfg, cycles=100)
             fake.faults.reply_delay = delay
-            slow = measure_latency(bus, cfg, cycles=150)
+            slow = measure_latency(bus, cfg, cycles=100)
     finally:
         fake.stop()
-    rise = {name: slow.phases[name].median - base.phases[name].median for name in base.phases}
-    cycle_rise = slow.cycle.median - base.cycle.median
-    print(f"latency: cycle median {1e3 * base.cycle.median:.2f} -> {1e3 * slow.cycle.median:.2f} ms; rise per phase (ms) "
+    rise = {name: slow.phases[name].min - base.phases[name].min for name in base.phases}
+    cycle_rise = slow.cycle.min - base.cycle.min
+    print(f"latency: cycle min {1e3 * base.cycle.min:.2f} -> {1e3 * slow.cycle.min:.2f} ms; rise per phase (ms) "
           + ", ".join(f"{k} {1e3 * v:.2f}" for k, v in rise.items()))
     for name in ("state_read", "imu_read"):  # one reply each
-        assert abs(rise[name] - delay) < 0.001, f"{name} rose by {1e3 * rise[name]:.2f} ms, injected {1e3 * delay:g} ms"
-    assert abs(rise["write"]) < 0.001, "a sync write waits for no reply"
-    assert abs(cycle_rise - 2 * delay) < 0.002, "two replies per cycle"
+        assert delay - 0.001 < rise[name] < delay + late, f"{name} rose by {1e3 * rise[name]:.2f} ms, injected {1e3 * delay:g} ms"
+    assert abs(rise["write"]) < 0.0015, "a sync write waits for no reply"
+    assert 2 * delay - 0.002 < cycle_rise < 2 * (delay + late), "two replies per cycle"
     assert base.max_servo_rate > slow.max_servo_rate > 0
     assert apply_overlay(cfg, slow.overlay()).sim.servo_rate <= slow.max_servo_rate
 

@@ -118,6 +118,28 @@ def _path_errors(log: Path) -> tuple[float, float]:
     return (sum(abs(m["cross_track"]) for m in planner) / len(planner), planner[-1]["progress"])
 
 
+RUNS_PER_BACKEND = 3  # one realtime run's mean cross-track varies by ~±15 % (timing), the median of three much less
+
+
+def _straight_run(cfg: Path, log: Path, link: Path | None) -> tuple[float, float]:
+    """One realtime run of ``cfg`` on the serial backend (``link``: the emulated robot's pty) or the simulated one;
+    mean |cross-track| (m) and final progress (m); the intact robot turns on the spot at the start: no slip alarm."""
+    fake = _fake_robot(link, as_deployed=True) if link is not None else None
+    backend = ["--backend", "serial"] if link is not None else []
+    try:
+        run = subprocess.run([sys.executable, "-m", "controller.cli", "run", *backend, "--config", str(cfg),
+                              "--log", str(log)], cwd=REPO, capture_output=True, text=True, timeout=180,
+                             preexec_fn=_as_deployed)
+    finally:
+        if fake is not None:
+            fake.terminate()
+            fake.wait(timeout=30)
+    assert run.returncode == 0, run.stderr[-3000:]
+    events = read_log(log).messages["events"]
+    assert "slip_suspected" not in [e["kind"] for e in events], (log.name, events)
+    return _path_errors(log)
+
+
 @pytest.mark.slow
 def test_serial_run_keeps_the_path_like_the_simulated_run(tmp_path):
     """The straight-line task over the bus, against the same run on the simulated backend.
@@ -127,9 +149,9 @@ def test_serial_run_keeps_the_path_like_the_simulated_run(tmp_path):
     1–3 cm, where run-to-run noise is larger than 20 %). Both runs: the default model and
     controller, realtime, onboard state estimate; the emulated robot is the same MuJoCo
     hexapod as the simulated backend, behind 18 emulated servos and the IMU on a pty.
+    A single realtime run's figure depends on the timing it met (ratios 0.96-1.29 between
+    single runs), so each backend runs three times, interleaved, and the medians are compared.
     """
-    import yaml
-
     link = tmp_path / "robot"
     cfg = tmp_path / "straight.yaml"
     cfg.write_text(yaml.safe_dump({
@@ -140,26 +162,16 @@ def test_serial_run_keeps_the_path_like_the_simulated_run(tmp_path):
                        "planner": {"samples": 150}, "preflight_margin": 5.0},
         "task": {"path": "straight", "duration": 12.0, "target_speed": 0.2, "path_offset": 0.2},
         "serial": {"port": str(link)}}))
-    fake = _fake_robot(link, as_deployed=True)
-    try:
-        serial = subprocess.run([sys.executable, "-m", "controller.cli", "run", "--backend", "serial", "--config", str(cfg),
-                                 "--log", str(tmp_path / "serial.mcap")], cwd=REPO, capture_output=True, text=True, timeout=180,
-                                preexec_fn=_as_deployed)
-    finally:
-        fake.terminate()
-        fake.wait(timeout=30)
-    assert serial.returncode == 0, serial.stderr[-3000:]
-    sim = subprocess.run([sys.executable, "-m", "controller.cli", "run", "--config", str(cfg),
-                          "--log", str(tmp_path / "sim.mcap")], cwd=REPO, capture_output=True, text=True, timeout=180,
-                         preexec_fn=_as_deployed)
-    assert sim.returncode == 0, sim.stderr[-3000:]
-    ct_serial, progress_serial = _path_errors(tmp_path / "serial.mcap")
-    ct_sim, progress_sim = _path_errors(tmp_path / "sim.mcap")
-    print(f"mean cross-track: serial {ct_serial:.3f} m, simulated {ct_sim:.3f} m (ratio {ct_serial / ct_sim:.2f}); "
+    serial, sim = [], []
+    for i in range(RUNS_PER_BACKEND):
+        serial.append(_straight_run(cfg, tmp_path / f"serial{i}.mcap", link))
+        sim.append(_straight_run(cfg, tmp_path / f"sim{i}.mcap", None))
+    ct_serial, progress_serial = np.median(serial, axis=0)
+    ct_sim, progress_sim = np.median(sim, axis=0)
+    print("mean cross-track (m), progress (m) per run: serial " + ", ".join(f"{c:.3f} {p:.2f}" for c, p in serial)
+          + "; simulated " + ", ".join(f"{c:.3f} {p:.2f}" for c, p in sim))
+    print(f"medians: cross-track serial {ct_serial:.3f} m, simulated {ct_sim:.3f} m (ratio {ct_serial / ct_sim:.2f}); "
           f"progress {progress_serial:.2f} m vs {progress_sim:.2f} m")
-    for log in ("serial", "sim"):  # intact robot, a turn on the spot at the start: no slip alarm
-        events = read_log(tmp_path / f"{log}.mcap").messages["events"]
-        assert "slip_suspected" not in [e["kind"] for e in events], (log, events)
     assert abs(ct_serial - ct_sim) <= 0.2 * ct_sim, (ct_serial, ct_sim)
     assert progress_serial > 1.5 and abs(progress_serial - progress_sim) <= 0.2 * progress_sim, (progress_serial, progress_sim)
 
