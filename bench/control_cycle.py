@@ -45,15 +45,14 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from planner_speed import gemm_fn, interleaved_times, sq_cost, theirs_fn, weight_count
 
-from controller.mpc import AdaptiveMPC, make_adapter_from, make_planner
-from dynamics.adaptation import Adapter, GrBALAdapter
-from dynamics.checkpoint import load_checkpoint
-from dynamics.mlp import DeltaMLP
+from legadapt.controller.mpc import AdaptiveMPC, make_adapter_from, make_planner
+from legadapt.dynamics.adaptation import Adapter, GrBALAdapter
+from legadapt.dynamics.checkpoint import load_checkpoint
+from legadapt.dynamics.mlp import DeltaMLP
 from legadapt import config as C
 from legadapt.features import FeatureSpec, make_spec
 from legadapt.paths import task_path

@@ -25,10 +25,9 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from dynamics.maml import MamlConfig, meta_loss, meta_loss_loop  # noqa: E402
-from dynamics.mlp import DeltaMLP, params  # noqa: E402
+from legadapt.dynamics.maml import MamlConfig, meta_loss, meta_loss_loop  # noqa: E402
+from legadapt.dynamics.mlp import DeltaMLP, params  # noqa: E402
 
 
 def _batch(cfg: MamlConfig, s: int = 28, a: int = 2, t: int = 31) -> tuple[torch.Tensor, ...]:
@@ -78,7 +77,7 @@ def main() -> None:
     if args.train:
         out = REPO / "runs/bench/default_model.pt"
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "controller.cli", "train", "--logs", str(args.train), "--out", str(out),
+        subprocess.run([sys.executable, "-m", "legadapt.controller.cli", "train", "--logs", str(args.train), "--out", str(out),
                         "--config", str(REPO / "configs/train/default.yaml"), "--quiet"], check=True, cwd=REPO)
         print(f"\ntraining the default model (configs/train/default.yaml) on {args.train}: {time.perf_counter() - t:.0f} s wall")
     elif args.report.exists():

@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from planners.cem import CEM  # noqa: E402
-from planners.mppi import MPPI  # noqa: E402
+from legadapt.planners.cem import CEM  # noqa: E402
+from legadapt.planners.mppi import MPPI  # noqa: E402
 
 STATE_DIM, ACTION_DIM = 31, 2
 

@@ -19,22 +19,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dynamixel_sdk import COMM_SUCCESS, GroupSyncRead, PacketHandler, PortHandler  # noqa: E402
 
-from hardware import registers as R  # noqa: E402
-from hardware.bus import DynamixelBus  # noqa: E402
-from hardware.serial_robot import SerialRobot  # noqa: E402
+from legadapt.hardware import registers as R  # noqa: E402
+from legadapt.hardware.bus import DynamixelBus  # noqa: E402
+from legadapt.hardware.serial_robot import SerialRobot  # noqa: E402
 from legadapt.config import parse_config  # noqa: E402
-from sim.fake_robot import FakeRobot  # noqa: E402
+from legadapt.sim.fake_robot import FakeRobot  # noqa: E402
 
 IDS = list(range(1, 19))
 

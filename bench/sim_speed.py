@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from legadapt.config import parse_config  # noqa: E402
-from sim.hexapod import SimulatedHexapod, make_gait, standing_pose  # noqa: E402
+from legadapt.sim.hexapod import SimulatedHexapod, make_gait, standing_pose  # noqa: E402
 
 
 def _fresh(backend: str) -> tuple[SimulatedHexapod, np.ndarray, object]:

@@ -2,6 +2,6 @@
 
 import sys
 
-from calibration.cli import main
+from legadapt.calibration.cli import main
 
 sys.exit(main())

@@ -3,7 +3,7 @@
 Wire it like ``fake-robot`` (each procedure owns its arguments)::
 
     if argv[:1] == ["calibrate"]:
-        from calibration.cli import main as calibrate_main
+        from legadapt.calibration.cli import main as calibrate_main
         return calibrate_main(argv[1:])
 
 Also runnable as ``python -m calibration <procedure> ...``.
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in PROCEDURES:
         print(f"error: unknown calibration {name!r}\n{usage()}", file=sys.stderr)
         return 2
-    return importlib.import_module(f"calibration.{name}").main(rest)
+    return importlib.import_module(f"legadapt.calibration.{name}").main(rest)
 
 
 if __name__ == "__main__":

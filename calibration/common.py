@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware import registers as R
-from hardware.bus import BusError, DynamixelBus, PortUnavailable
+from legadapt.hardware import registers as R
+from legadapt.hardware.bus import BusError, DynamixelBus, PortUnavailable
 from legadapt import config as C
 
 X = R.XM430

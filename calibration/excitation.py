@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.interface import LifecycleState, ReturnType, Robot
+from legadapt.hardware.interface import LifecycleState, ReturnType, Robot
 from legadapt import config as C
 from legadapt.features import make_spec
 from legadapt.mcap_log import LogWriter
 from legadapt.robot.description import TRIPOD_A, TRIPOD_B, HexapodDescription
-from sim.hexapod import make_gait
+from legadapt.sim.hexapod import make_gait
 
 SQUAT = (2.0, 0.03, 1.0)  # s, m amplitude, Hz
 LIFT = (1.5, 0.05, 0.04, 2.0, 0.5)  # s per tripod, m lift, m wave amplitude, Hz, s hold after

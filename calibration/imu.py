@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from calibration import common as K
-from calibration.overlay import write_yaml
-from hardware import registers as R
-from hardware.bus import DynamixelBus
+from legadapt.calibration import common as K
+from legadapt.calibration.overlay import write_yaml
+from legadapt.hardware import registers as R
+from legadapt.hardware.bus import DynamixelBus
 from legadapt.robot_state import ImuReading
-from sim.rotations import quat_to_matrix
+from legadapt.sim.rotations import quat_to_matrix
 
 GRAVITY = 9.81  # m/s², what a still, level IMU reads on z (the simulator's gravity)
 
@@ -154,7 +154,7 @@ def _main(args: argparse.Namespace) -> int:
     if cfg.serial.imu_id is None:
         raise K.CalibrationError("serial.imu_id is null in the config: there is no IMU to calibrate")
     if args.emulate:
-        from sim.fake_robot import FakeRobot
+        from legadapt.sim.fake_robot import FakeRobot
 
         with FakeRobot(cfg) as fake, K.bus_for(cfg, fake.path) as bus:
             result = calibrate_imu(bus, cfg.serial.imu_id, args.duration, args.rate)

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration import common as K
-from calibration.overlay import write_yaml
-from hardware import registers as R
-from hardware.bus import DynamixelBus
+from legadapt.calibration import common as K
+from legadapt.calibration.overlay import write_yaml
+from legadapt.hardware import registers as R
+from legadapt.hardware.bus import DynamixelBus
 from legadapt import config as C
 
 PHASES = ("write", "state_read", "imu_read")
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     cfg = K.load_config(args.config)
     if args.emulate:
-        from sim.fake_robot import FakeRobot, FaultConfig
+        from legadapt.sim.fake_robot import FakeRobot, FaultConfig
 
         with FakeRobot(cfg, FaultConfig(reply_delay=args.delay)) as fake, K.bus_for(cfg, fake.path) as bus:
             result = measure_latency(bus, cfg, args.cycles, args.margin)

@@ -22,8 +22,8 @@ import numpy as np
 
 from legadapt import config as C
 from legadapt.mcap_read import read_log
-from sim.hexapod import SimulatedHexapod
-from sim.kinematics import LegKinematics
+from legadapt.sim.hexapod import SimulatedHexapod
+from legadapt.sim.kinematics import LegKinematics
 
 SETTLE = 0.5  # s holding the first command before the replay starts
 

@@ -42,10 +42,10 @@ from typing import Protocol
 
 import numpy as np
 
-from calibration import common as K
-from calibration.overlay import write_yaml
-from hardware import registers as R
-from hardware.bus import DynamixelBus
+from legadapt.calibration import common as K
+from legadapt.calibration.overlay import write_yaml
+from legadapt.hardware import registers as R
+from legadapt.hardware.bus import DynamixelBus
 from legadapt.robot.description import JOINT_NAMES, N_JOINTS
 
 #: Reference posture, rad [18]: coxa 0, femur 0 (level), tibia -π/2 (plumb), every leg.
@@ -242,7 +242,7 @@ def _main(args: argparse.Namespace) -> int:
         with K.bus_for(cfg, args.port) as bus:
             result = calibrate_servos(bus, ids, OperatorWitness(), args.nudge)
         return _report(result, args.out, None)
-    from sim.fake_robot import FakeRobot
+    from legadapt.sim.fake_robot import FakeRobot
 
     dirs, offs = random_mounting(args.mounting_error) if args.mounting_error is not None else (None, None)
     with FakeRobot(cfg, directions=dirs, zero_offsets=offs) as fake, K.bus_for(cfg, fake.path) as bus:

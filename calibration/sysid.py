@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-from calibration import common as K
-from calibration.overlay import apply_overlay, write_yaml
-from calibration.replay import LoggedRun, load_run, simulate_run
+from legadapt.calibration import common as K
+from legadapt.calibration.overlay import apply_overlay, write_yaml
+from legadapt.calibration.replay import LoggedRun, load_run, simulate_run
 from legadapt import config as C
 
 PARAMS = ("kp_scale", "kv", "floor_friction", "payload_mass")
@@ -191,11 +191,11 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _record(cfg: C.LegadaptConfig, kind: str, path: Path) -> None:
-    from calibration.excitation import excitation_commands, record_excitation
-    from hardware.interface import CallbackReturn
-    from hardware.serial_robot import SerialRobot
-    from sim.sim_robot import SimRobot
-    from sim.hexapod import make_description
+    from legadapt.calibration.excitation import excitation_commands, record_excitation
+    from legadapt.hardware.interface import CallbackReturn
+    from legadapt.hardware.serial_robot import SerialRobot
+    from legadapt.sim.sim_robot import SimRobot
+    from legadapt.sim.hexapod import make_description
 
     robot = SimRobot(cfg) if kind == "sim" else SerialRobot(cfg)
     try:

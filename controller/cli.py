@@ -24,14 +24,14 @@ import os
 import sys
 from pathlib import Path
 
-from controller import stop_request
+from legadapt.controller import stop_request
 
 if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "legadapt":  # the program itself, not an import
     stop_request.install()  # before the heavy imports: SIGINT/SIGTERM while loading only set a flag, no traceback
 
 import numpy as np  # noqa: E402
 
-from controller import cli_checks as checks
+from legadapt.controller import cli_checks as checks
 from legadapt import __version__
 from legadapt.config import ConfigError, LegadaptConfig, config_doc, load_config
 
@@ -40,8 +40,8 @@ EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_SAFETY_STOP = 0, 1, 2, 3
 
 #: Error types that mean 'the input is unusable' (exit 2), not 'legadapt broke' (exit 1): module, class.
 #: Looked up only in modules already imported, so that refusing a config never waits for torch to load.
-BAD_INPUT_ERRORS = (("dynamics.datasets", "DatasetError"), ("dynamics.checkpoint", "CheckpointError"),
-                    ("legadapt.mcap_log", "LogError"), ("calibration.common", "CalibrationError"))
+BAD_INPUT_ERRORS = (("legadapt.dynamics.datasets", "DatasetError"), ("legadapt.dynamics.checkpoint", "CheckpointError"),
+                    ("legadapt.mcap_log", "LogError"), ("legadapt.calibration.common", "CalibrationError"))
 
 
 def _bad_input_errors() -> tuple[type[Exception], ...]:
@@ -60,10 +60,10 @@ def _parse_action(text: str) -> np.ndarray:
 
 
 def _cmd_walk(args: argparse.Namespace) -> int:
-    from controller.open_loop import walk_open_loop
-    from hardware.interface import CallbackReturn
-    from sim.sim_robot import SimRobot
-    from sim.hexapod import make_gait
+    from legadapt.controller.open_loop import walk_open_loop
+    from legadapt.hardware.interface import CallbackReturn
+    from legadapt.sim.sim_robot import SimRobot
+    from legadapt.sim.hexapod import make_gait
 
     cfg = checks.override(load_config(args.config), "sim", backend=args.backend)
     duration = args.duration if args.duration is not None else cfg.task.duration
@@ -91,7 +91,7 @@ def _cmd_walk(args: argparse.Namespace) -> int:
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
-    from controller.collect import collect, parse_shard
+    from legadapt.controller.collect import collect, parse_shard
 
     cfg = load_config(args.config)
     try:
@@ -111,7 +111,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from dynamics.train import train
+    from legadapt.dynamics.train import train
     from legadapt.features import make_spec
 
     logs = [*args.logs, *(args.logs_option or [])]
@@ -122,8 +122,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = checks.override(load_config(args.config), "train", method=args.method, max_steps=args.max_steps, device=args.device)
     spec = make_spec(cfg.gait.action_mode, 1.0 / cfg.task.control_rate)
     if args.resume:
-        from dynamics.checkpoint import load_torch_file
-        from dynamics.train import _resume_path
+        from legadapt.dynamics.checkpoint import load_torch_file
+        from legadapt.dynamics.train import _resume_path
 
         if _resume_path(args.out).exists():  # refused (malicious, corrupt) before any training starts
             load_torch_file(_resume_path(args.out), what="resume file")
@@ -136,7 +136,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate_dynamics(args: argparse.Namespace) -> int:
     import json
 
-    from dynamics.evaluate import evaluate, variants_from_checkpoints
+    from legadapt.dynamics.evaluate import evaluate, variants_from_checkpoints
     from legadapt.features import make_spec
 
     cfg = load_config(args.config)
@@ -148,7 +148,7 @@ def _cmd_evaluate_dynamics(args: argparse.Namespace) -> int:
             print(f"error: --model takes METHOD=PATH (grbal=..., mb=..., rebal=..., pearl=..., attention=...), got {item!r}", file=sys.stderr)
             return EXIT_BAD_INPUT
         models[method] = Path(path)
-    from dynamics.adaptation import Gate
+    from legadapt.dynamics.adaptation import Gate
 
     acfg = cfg.controller.adaptation
     adapters = variants_from_checkpoints(models, spec, Gate(args.gate_holdout if args.gate_holdout is not None
@@ -169,7 +169,7 @@ def _run_config(args: argparse.Namespace) -> LegadaptConfig:
     """The config of ``legadapt run``: file, calibration overlays, then the command-line overrides, all validated."""
     cfg = load_config(args.config)
     if args.calibration:
-        from calibration.overlay import apply_overlay_files
+        from legadapt.calibration.overlay import apply_overlay_files
 
         cfg = apply_overlay_files(cfg, args.calibration)
     cfg = checks.override(cfg, "controller", model=args.model, mode=args.mode, adapter=args.adapter)
@@ -183,7 +183,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stop.arm()  # until the daemon is about to power the robot, a stop request just ends the command (main: exit 0)
     cfg = _run_config(args)
     checks.check_log_target(cfg, args.log)
-    from controller.daemon import PreflightError, run  # after the config checks: refusing it never waits for torch
+    from legadapt.controller.daemon import PreflightError, run  # after the config checks: refusing it never waits for torch
 
     tty = sys.stdout.isatty()
     try:
@@ -196,7 +196,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print()
     print(summary.text())
     if summary.log_path and summary.log_path.exists() and not stop.is_set():  # a stop request exits at once
-        from controller.plots import plot_run
+        from legadapt.controller.plots import plot_run
 
         print(f"plot: {plot_run(summary.log_path)}")
     code = EXIT_SAFETY_STOP if summary.stop_reason and not stop.is_set() else EXIT_OK
@@ -208,20 +208,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_perturb(args: argparse.Namespace) -> int:
     import json
 
-    from controller.perturb import run_suite
-    from controller.report import markdown, write_report
+    from legadapt.controller.perturb import run_suite
+    from legadapt.controller.report import markdown, write_report
     from legadapt.config import load_scenario, load_suite
 
     if bool(args.suite) == bool(args.scenario):
         print("error: give exactly one of --suite NAME|FILE or --scenario FILE", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.suite:
+        from legadapt import resources
+
         path = Path(args.suite)
-        if not path.exists():
-            path = Path("configs/suites") / f"{args.suite}.yaml"
-        if not path.exists():
-            known = ", ".join(sorted(p.stem for p in Path("configs/suites").glob("*.yaml")))
-            print(f"error: no suite {args.suite!r}; shipped suites: {known}", file=sys.stderr)
+        if not path.is_file():
+            path = resources.shipped("configs", "suites") / f"{args.suite}.yaml"
+        if not path.is_file():
+            known = ", ".join(resources.shipped_names("configs", "suites"))
+            print(f"error: no suite {args.suite!r} (neither a file nor a shipped suite); shipped suites: {known}",
+                  file=sys.stderr)
             return EXIT_BAD_INPUT
         suite = load_suite(path)
     else:
@@ -230,11 +233,11 @@ def _cmd_perturb(args: argparse.Namespace) -> int:
         suite = suite.model_copy(update={"variants": args.variants})
     out = args.out or Path("runs/perturb") / suite.name
     if args.rescore:
-        from controller.perturb import rescore
+        from legadapt.controller.perturb import rescore
 
         results = rescore(suite, out)
     else:
-        from controller.perturb import jobs_for
+        from legadapt.controller.perturb import jobs_for
 
         checks.check_suite_models(suite)
         workers, note = checks.worker_count(args.workers, len(jobs_for(suite, out)))
@@ -357,11 +360,11 @@ def _dispatch(argv: list[str]) -> int:
         print("interrupted", file=sys.stderr)  # SIGINT/SIGTERM while loading: nothing was started
         return 130
     if argv[:1] == ["fake-robot"]:  # the emulator owns its own arguments
-        from sim.fake_robot_cli import main as fake_robot_main
+        from legadapt.sim.fake_robot_cli import main as fake_robot_main
 
         return fake_robot_main(argv[1:])
     if argv[:1] == ["calibrate"]:  # so does calibration
-        from calibration.cli import main as calibrate_main
+        from legadapt.calibration.cli import main as calibrate_main
 
         return calibrate_main(argv[1:])
     args = build_parser().parse_args(argv)

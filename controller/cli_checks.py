@@ -62,9 +62,9 @@ def check_log_target(cfg: LegadaptConfig, log: Path | None, create: bool = True)
 def check_suite_models(suite) -> None:
     """Every checkpoint the suite's runs use loads and fits the scenarios' features, before any run starts
     (a refused one is a CheckpointError: exit 2, not one failed run per variant)."""
-    from controller.daemon import resolve_model
-    from controller.perturb import jobs_for, model_for
-    from dynamics.checkpoint import load_checkpoint
+    from legadapt.controller.daemon import resolve_model
+    from legadapt.controller.perturb import jobs_for, model_for
+    from legadapt.dynamics.checkpoint import load_checkpoint
     from legadapt.features import make_spec
 
     defaults = parse_config({})

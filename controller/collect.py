@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from controller.episode import RandomGaitPolicy, run_episode
+from legadapt.controller.episode import RandomGaitPolicy, run_episode
 from legadapt import config as C
 from legadapt.config.vary import draw_perturbations
 from legadapt.features import make_spec
@@ -116,7 +116,7 @@ def make_policy(cfg: C.LegadaptConfig, spec, rng: np.random.Generator):
     cc = cfg.collect
     if cc.policy == "random":
         return RandomGaitPolicy(cc.random_policy, spec.action_dim, rng), None
-    from controller.daemon import build_controller, resolve_model
+    from legadapt.controller.daemon import build_controller, resolve_model
 
     path = str(rng.choice(cc.paths))
     pcfg = cfg.model_copy(update={

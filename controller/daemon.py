@@ -29,20 +29,20 @@ from pathlib import Path
 
 import numpy as np
 
-from controller.loop import Boundary, LoopStats, TwoRateLoop
-from controller.preflight import (Preflight, PreflightError, build_controller, check_timing, preflight,  # noqa: F401 (API)
+from legadapt.controller.loop import Boundary, LoopStats, TwoRateLoop
+from legadapt.controller.preflight import (Preflight, PreflightError, build_controller, check_timing, preflight,  # noqa: F401 (API)
                                   resolve_model)
-from controller.run_clock import RunClock
-from controller.run_summary import HISTORY, RunningStats, RunSummary, status_line  # noqa: F401 (API)
-from controller.safety import torque_off_now
-from controller.sdnotify import Notifier
-from controller.state_estimator import make_state_source
-from controller.stop_request import sleep_unless
-from controller.watchdog import Watchdog
-from hardware.interface import CallbackReturn, Robot
+from legadapt.controller.run_clock import RunClock
+from legadapt.controller.run_summary import HISTORY, RunningStats, RunSummary, status_line  # noqa: F401 (API)
+from legadapt.controller.safety import torque_off_now
+from legadapt.controller.sdnotify import Notifier
+from legadapt.controller.state_estimator import make_state_source
+from legadapt.controller.stop_request import sleep_unless
+from legadapt.controller.watchdog import Watchdog
+from legadapt.hardware.interface import CallbackReturn, Robot
 from legadapt import config as C
 from legadapt.mcap_log import LogWriter
-from sim.rotations import rpy_from_quat
+from legadapt.sim.rotations import rpy_from_quat
 
 RECONNECT_MAX_DELAY = 8.0  # s, longest wait between reconnection attempts
 FINISH_BOUND = 12.0  # s: finishing the log waits at most 10 s for its writer thread, shutting the robot down ~0.2 s
@@ -53,11 +53,11 @@ HANG_ENV = "LEGADAPT_TEST_HANG_AFTER"  # tests only: s after the run start at wh
 def make_robot(cfg: C.LegadaptConfig, backend: str, stop=None) -> Robot:
     """The robot of ``backend``; a serial robot's power-up ramp gives way to ``stop.is_set()``."""
     if backend == "sim":
-        from sim.sim_robot import SimRobot
+        from legadapt.sim.sim_robot import SimRobot
 
         return SimRobot(cfg)
     if backend == "serial":
-        from hardware.serial_robot import SerialRobot
+        from legadapt.hardware.serial_robot import SerialRobot
 
         robot = SerialRobot(cfg)
         if stop is not None:
@@ -368,7 +368,7 @@ def _hang(status) -> None:
 
 
 def _gait(robot: Robot, cfg: C.LegadaptConfig):
-    from sim.hexapod import make_description, make_gait
+    from legadapt.sim.hexapod import make_description, make_gait
 
     desc = getattr(getattr(robot, "hexapod", None), "desc", None) or make_description(cfg.robot)
     return make_gait(desc, cfg.gait)

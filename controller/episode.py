@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controller.loop import Boundary, SlowPolicy, TwoRateLoop
-from controller.state_estimator import make_state_source
-from hardware.interface import CallbackReturn
-from sim.sim_robot import SimRobot
+from legadapt.controller.loop import Boundary, SlowPolicy, TwoRateLoop
+from legadapt.controller.state_estimator import make_state_source
+from legadapt.hardware.interface import CallbackReturn
+from legadapt.sim.sim_robot import SimRobot
 from legadapt import config as C
-from sim.hexapod import make_gait
+from legadapt.sim.hexapod import make_gait
 
 
 @dataclass

@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controller.safety import SafetyFilter, SafetyMonitor, safe_stop, torque_off_now
-from controller.state_estimator import StateSource
-from hardware.interface import ReturnType, Robot
+from legadapt.controller.safety import SafetyFilter, SafetyMonitor, safe_stop, torque_off_now
+from legadapt.controller.state_estimator import StateSource
+from legadapt.hardware.interface import ReturnType, Robot
 from legadapt import config as C
 from legadapt.features import body_displacement
-from sim.gait import TripodGait
+from legadapt.sim.gait import TripodGait
 
 
 TIMING_WINDOW = 1000  # recent ticks kept for timing figures: a daemon runs for days, memory must not grow

@@ -20,17 +20,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from controller.loop import SlowPolicy
-from dynamics.adaptation import Adapter, Gate, make_adapter
-from dynamics.checkpoint import LoadedCheckpoint
+from legadapt.controller.loop import SlowPolicy
+from legadapt.dynamics.adaptation import Adapter, Gate, make_adapter
+from legadapt.dynamics.checkpoint import LoadedCheckpoint
 from legadapt import config as C
 from legadapt.features import FeatureSpec, target_vector
 from legadapt.paths import Path, ProgressTracker
-from planners.base import Planner
-from planners.cem import CEM
-from planners.costs import PathCost
-from planners.mppi import MPPI
-from planners.random_shooting import RandomShooting
+from legadapt.planners.base import Planner
+from legadapt.planners.cem import CEM
+from legadapt.planners.costs import PathCost
+from legadapt.planners.mppi import MPPI
+from legadapt.planners.random_shooting import RandomShooting
 
 PATH_POINT_SPACING = 5  # keep every 5th vertex of the 1 cm path for the cost (5 cm chords)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hardware.interface import LifecycleState, ReturnType, Robot
-from sim.gait import TripodGait
-from sim.rotations import rpy_from_quat
+from legadapt.hardware.interface import LifecycleState, ReturnType, Robot
+from legadapt.sim.gait import TripodGait
+from legadapt.sim.rotations import rpy_from_quat
 
 RAMP_TIME = 1.0  # s, from the measured pose to the standing pose
 

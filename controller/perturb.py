@@ -110,7 +110,7 @@ def run_job(job: Job) -> RunResult:
     """One daemon run, scored from its log (runs in a worker process)."""
     import torch
 
-    from controller.daemon import run
+    from legadapt.controller.daemon import run
 
     torch.set_num_threads(1)
     res = RunResult(job.scenario.name, job.variant, job.seed)

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from controller.mpc import AdaptiveMPC, make_adapter_from
-from dynamics.checkpoint import load_checkpoint
+from legadapt.controller.mpc import AdaptiveMPC, make_adapter_from
+from legadapt.dynamics.checkpoint import load_checkpoint
 from legadapt import config as C
+from legadapt import resources
 from legadapt.features import FeatureSpec, make_spec
 from legadapt.paths import task_path
 
-REPO = Path(__file__).resolve().parents[1]
 MAX_AUTO_THREADS = 4  # intra-op threads beyond this buy nothing for a few-hundred-sample MLP planner
 
 
@@ -47,11 +47,9 @@ class Preflight:
 
 
 def resolve_model(path: str | Path) -> Path:
-    """A checkpoint path as given, else relative to the repository (the shipped default model)."""
-    p = Path(path)
-    if p.exists() or p.is_absolute():
-        return p
-    return REPO / p if (REPO / p).exists() else p
+    """A checkpoint path as given (a config's own relative paths are already made absolute next to it), else the
+    shipped model of that name (``models/default.pt``; legadapt.resources)."""
+    return resources.resolve(path, "models")
 
 
 def build_controller(cfg: C.LegadaptConfig, model: Path) -> tuple[AdaptiveMPC, FeatureSpec, int]:

@@ -16,8 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from controller.perturb import LABEL, RunResult  # noqa: E402
-from controller.verdicts import goals, intact_speed  # noqa: E402
+from legadapt.controller.perturb import LABEL, RunResult  # noqa: E402
+from legadapt.controller.verdicts import goals, intact_speed  # noqa: E402
 from legadapt import config as C  # noqa: E402
 from legadapt.mcap_read import read_log  # noqa: E402
 from legadapt.paths import make_path, task_path, track  # noqa: E402

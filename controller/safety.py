@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from hardware.interface import LifecycleState, Robot
+from legadapt.hardware.interface import LifecycleState, Robot
 from legadapt import config as C
 from legadapt.features import IDX_PITCH, IDX_ROLL
-from sim.gait import TripodGait
+from legadapt.sim.gait import TripodGait
 
 
 class SafetyFilter:

@@ -17,11 +17,11 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from controller.slip import SlipMonitor
+from legadapt.controller.slip import SlipMonitor
 from legadapt.features import state_vector
 from legadapt.robot_state import RobotState
-from sim.gait import TripodGait
-from sim.rotations import quat_rotate_inv, quat_to_matrix, rpy_from_quat
+from legadapt.sim.gait import TripodGait
+from legadapt.sim.rotations import quat_rotate_inv, quat_to_matrix, rpy_from_quat
 
 GRAVITY = np.array([0.0, 0.0, 9.81])  # m/s², world frame
 STANCE_WINDOW = (0.1, 0.45)  # leg phase interval trusted as planted (stance is [0, 0.5))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 
-from controller.sdnotify import Notifier
+from legadapt.controller.sdnotify import Notifier
 
 
 class Watchdog:

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dynamics.maml import InnerLR, adapt_window_with_loss, restrict_rates
-from dynamics.mlp import DeltaMLP, detached_params, params, predict, window_loss
+from legadapt.dynamics.maml import InnerLR, adapt_window_with_loss, restrict_rates
+from legadapt.dynamics.mlp import DeltaMLP, detached_params, params, predict, window_loss
 
 #: What :meth:`Adapter.adapt` returns and :meth:`Adapter.predict` consumes: tensors by name.
 Context = dict[str, Tensor]
@@ -206,13 +206,13 @@ def make_adapter(kind: str, model: DeltaMLP, lrs: InnerLR | None = None, steps: 
         return MBDEAdapter(model, rates, steps, gate=gate)
     if kind == "rebal":
         # Imported here: dynamics.rebal imports this module.
-        from dynamics.rebal import RebalAdapter, RecurrentDynamics
+        from legadapt.dynamics.rebal import RebalAdapter, RecurrentDynamics
 
         if not isinstance(model, RecurrentDynamics):
             raise ValueError("adapter 'rebal' needs the recurrent model (dynamics.rebal), not a DeltaMLP")
         return RebalAdapter(model)
     if kind in ("pearl", "attention"):
-        from dynamics.context import ContextAdapter, ContextDynamics
+        from legadapt.dynamics.context import ContextAdapter, ContextDynamics
 
         if not isinstance(model, ContextDynamics) or model.encoder_kind != kind:
             raise ValueError(f"adapter {kind!r} needs a context model trained with --method {kind}")

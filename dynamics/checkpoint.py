@@ -40,9 +40,9 @@ import torch
 from torch import Tensor, nn
 
 import legadapt
-from dynamics.adaptation import ADAPTER_KINDS
-from dynamics.maml import InnerLR, MamlConfig
-from dynamics.mlp import DeltaMLP
+from legadapt.dynamics.adaptation import ADAPTER_KINDS
+from legadapt.dynamics.maml import InnerLR, MamlConfig
+from legadapt.dynamics.mlp import DeltaMLP
 from legadapt.features import FeatureSpec
 
 CHECKPOINT_FORMAT_VERSION = 1
@@ -50,7 +50,7 @@ REQUIRED_KEYS = ("format_version", "feature_spec", "architecture", "state_dict",
 #: Model classes a checkpoint can name in ``architecture['class']``: name -> builder(arch dict).
 MODEL_BUILDERS: dict[str, Callable[[dict], nn.Module]] = {"DeltaMLP": DeltaMLP.from_architecture}
 #: Model classes defined in modules that import this one: imported when a checkpoint names them.
-LAZY_MODEL_MODULES = {"RecurrentDynamics": "dynamics.rebal", "ContextDynamics": "dynamics.context"}
+LAZY_MODEL_MODULES = {"RecurrentDynamics": "legadapt.dynamics.rebal", "ContextDynamics": "legadapt.dynamics.context"}
 
 
 class CheckpointError(Exception):

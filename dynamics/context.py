@@ -27,10 +27,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from dynamics.checkpoint import register_model_class
-from dynamics.maml import TaskBatch
-from dynamics.normalizer import Normalizer
-from dynamics.rebal import RebalAdapter, rebal_loss, zero_context_loss
+from legadapt.dynamics.checkpoint import register_model_class
+from legadapt.dynamics.maml import TaskBatch
+from legadapt.dynamics.normalizer import Normalizer
+from legadapt.dynamics.rebal import RebalAdapter, rebal_loss, zero_context_loss
 from legadapt.config import TrainConfig
 
 #: PEARL's KL weight when none is given: the config's default (one place defines it).

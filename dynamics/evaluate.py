@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dynamics.adaptation import Adapter, Gate, make_adapter
-from dynamics.checkpoint import LoadedCheckpoint, load_checkpoint
-from dynamics.datasets import LoadReport, Trajectory, load_trajectories
+from legadapt.dynamics.adaptation import Adapter, Gate, make_adapter
+from legadapt.dynamics.checkpoint import LoadedCheckpoint, load_checkpoint
+from legadapt.dynamics.datasets import LoadReport, Trajectory, load_trajectories
 from legadapt.features import FeatureSpec, integrate_pose, target_groups, wrap_angle
 
 

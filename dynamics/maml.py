@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, vmap
 
-from dynamics.mlp import DeltaMLP, Params, window_loss
+from legadapt.dynamics.mlp import DeltaMLP, Params, window_loss
 
 #: A scalar rate, or per-parameter elementwise rates (same names and shapes as the parameters).
 InnerLR = float | Tensor | dict[str, Tensor]

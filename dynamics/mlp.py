@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from dynamics.normalizer import Normalizer
+from legadapt.dynamics.normalizer import Normalizer
 from legadapt.features import STATE_DIM, TARGET_DIM, FeatureSpec
 
 Params = dict[str, Tensor]

@@ -15,8 +15,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from dynamics.maml import MamlConfig, TaskBatch, meta_loss, pre_adaptation_loss, restrict_rates
-from dynamics.mlp import DeltaMLP, params
+from legadapt.dynamics.maml import MamlConfig, TaskBatch, meta_loss, pre_adaptation_loss, restrict_rates
+from legadapt.dynamics.mlp import DeltaMLP, params
 
 
 def _key(name: str) -> str:
@@ -88,11 +88,11 @@ def make_objective(method: str, model: nn.Module, cfg: MamlConfig, pre_weight: f
     if method == "mb":
         return MBObjective(model, cfg)
     if method == "rebal":
-        from dynamics.rebal import RebalObjective
+        from legadapt.dynamics.rebal import RebalObjective
 
         return RebalObjective(model)
     if method in ("pearl", "attention"):
-        from dynamics.context import DEFAULT_KL_WEIGHT, ContextObjective
+        from legadapt.dynamics.context import DEFAULT_KL_WEIGHT, ContextObjective
 
         kl = DEFAULT_KL_WEIGHT if kl_weight is None else kl_weight
         return ContextObjective(model, kl if method == "pearl" else 0.0)

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dynamics.adaptation import Adapter, Context
-from dynamics.checkpoint import register_model_class
-from dynamics.maml import TaskBatch, as_task_batch
-from dynamics.normalizer import Normalizer
+from legadapt.dynamics.adaptation import Adapter, Context
+from legadapt.dynamics.checkpoint import register_model_class
+from legadapt.dynamics.maml import TaskBatch, as_task_batch
+from legadapt.dynamics.normalizer import Normalizer
 from legadapt.features import STATE_DIM, TARGET_DIM, FeatureSpec
 
 

@@ -25,12 +25,12 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from dynamics import distributed as D
-from dynamics.checkpoint import save_checkpoint
-from dynamics.datasets import LoadReport, TaskSampler, load_trajectories
-from dynamics.maml import MamlConfig
-from dynamics.mlp import DeltaMLP
-from dynamics.objectives import make_objective
+from legadapt.dynamics import distributed as D
+from legadapt.dynamics.checkpoint import save_checkpoint
+from legadapt.dynamics.datasets import LoadReport, TaskSampler, load_trajectories
+from legadapt.dynamics.maml import MamlConfig
+from legadapt.dynamics.mlp import DeltaMLP
+from legadapt.dynamics.objectives import make_objective
 from legadapt import __version__
 from legadapt.config import TrainConfig
 from legadapt.features import FeatureSpec, target_groups
@@ -71,12 +71,12 @@ def maml_config(tc: TrainConfig) -> MamlConfig:
 
 def build_model(tc: TrainConfig, spec: FeatureSpec) -> torch.nn.Module:
     if tc.method == "rebal":
-        from dynamics.rebal import RecurrentDynamics
+        from legadapt.dynamics.rebal import RecurrentDynamics
 
         return RecurrentDynamics(spec.state_dim, spec.action_dim, spec.target_dim, hidden=tuple(tc.hidden),
                                  gru_hidden=tc.rebal_hidden)
     if tc.method in ("pearl", "attention"):
-        from dynamics.context import ContextDynamics
+        from legadapt.dynamics.context import ContextDynamics
 
         return ContextDynamics(spec.state_dim, spec.action_dim, spec.target_dim, encoder=tc.method,
                                hidden=tuple(tc.hidden), context_dim=tc.rebal_hidden)

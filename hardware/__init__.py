@@ -3,6 +3,6 @@
 The simulator implements this interface in :mod:`sim.sim_robot` (``SimRobot``); hardware never imports the simulator.
 """
 
-from hardware.interface import CallbackReturn, LifecycleError, LifecycleState, ReturnType, Robot
+from legadapt.hardware.interface import CallbackReturn, LifecycleError, LifecycleState, ReturnType, Robot
 
 __all__ = ["CallbackReturn", "LifecycleError", "LifecycleState", "ReturnType", "Robot"]

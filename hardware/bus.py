@@ -41,7 +41,7 @@ from typing import Self
 
 import serial
 
-from hardware import protocol as P
+from legadapt.hardware import protocol as P
 
 _BITS_PER_BYTE = 10  # start + 8 data + stop
 

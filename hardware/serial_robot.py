@@ -40,9 +40,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hardware import registers as R
-from hardware.bus import BusError, BusTimeout, DynamixelBus, ServoError
-from hardware.interface import CallbackReturn, ReturnType, Robot
+from legadapt.hardware import registers as R
+from legadapt.hardware.bus import BusError, BusTimeout, DynamixelBus, ServoError
+from legadapt.hardware.interface import CallbackReturn, ReturnType, Robot
 from legadapt import config as C
 from legadapt.robot_state import ImuReading, RobotState
 from legadapt.robot.description import JOINT_NAMES, N_JOINTS, HexapodDescription

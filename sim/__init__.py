@@ -16,7 +16,7 @@ def _register_env() -> None:
         return
     if ENV_ID not in gymnasium.registry:
         # 100 steps = default task.duration (10 s) * task.control_rate (10 Hz)
-        gymnasium.register(id=ENV_ID, entry_point="sim.gym_env:HexapodPathEnv", max_episode_steps=100)
+        gymnasium.register(id=ENV_ID, entry_point="legadapt.sim.gym_env:HexapodPathEnv", max_episode_steps=100)
 
 
 _register_env()

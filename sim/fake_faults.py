@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hardware import registers as R
+from legadapt.hardware import registers as R
 
 KINDS = ("garbage", "corrupt", "drop", "silent", "alert", "disconnect")
 

@@ -39,13 +39,13 @@ from typing import Self
 
 import numpy as np
 
-from hardware import protocol as P
-from hardware import registers as R
+from legadapt.hardware import protocol as P
+from legadapt.hardware import registers as R
 from legadapt import config as C
 from legadapt.robot.description import JOINT_NAMES, N_JOINTS
-from sim.fake_faults import ScheduledFault
-from sim.hexapod import SimulatedHexapod, standing_pose
-from sim.servo_emulator import BusEmulator, ImuTable, ServoTable
+from legadapt.sim.fake_faults import ScheduledFault
+from legadapt.sim.hexapod import SimulatedHexapod, standing_pose
+from legadapt.sim.servo_emulator import BusEmulator, ImuTable, ServoTable
 
 TICK = 0.002  # s, longest the serving loop sleeps between physics catch-ups
 MAX_CATCH_UP = 0.1  # s of physics advanced at most per wake; beyond that time is skipped

@@ -7,12 +7,12 @@ import os
 import signal
 import sys
 
-from hardware import registers as R
+from legadapt.hardware import registers as R
 from legadapt import config as C
 from legadapt.robot.description import N_JOINTS
-from sim.fake_faults import parse_fault
-from sim.fake_robot import FakeRobot, FaultConfig
-from sim import fake_robot
+from legadapt.sim.fake_faults import parse_fault
+from legadapt.sim.fake_robot import FakeRobot, FaultConfig
+from legadapt.sim import fake_robot
 
 # ---------------------------------------------------------------- console entry
 def _parse_alert(text: str) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from legadapt.robot.description import N_LEGS, TRIPOD_B, HexapodDescription, leg_side
-from sim.kinematics import LegKinematics
+from legadapt.sim.kinematics import LegKinematics
 
 ACTION_MODES: tuple[str, ...] = ("per_side", "per_leg")
 

@@ -16,8 +16,8 @@ from gymnasium.utils import seeding
 from legadapt.config import LegadaptConfig, parse_config
 from legadapt.paths import Path, make_path, wrap_angle
 from legadapt.robot.description import N_JOINTS
-from sim.hexapod import SimulatedHexapod, make_gait, standing_pose
-from sim.rotations import quat_rotate_inv, rpy_from_quat
+from legadapt.sim.hexapod import SimulatedHexapod, make_gait, standing_pose
+from legadapt.sim.rotations import quat_rotate_inv, rpy_from_quat
 
 OBS_NAMES: tuple[str, ...] = (
     "roll", "pitch", "vx", "vy", "vz", "wx", "wy", "wz", "phase_sin", "phase_cos",

@@ -11,10 +11,10 @@ import numpy as np
 
 from legadapt import config as C
 from legadapt.robot_state import RobotState
-from sim.backend import PhysicsBackend
+from legadapt.sim.backend import PhysicsBackend
 from legadapt.robot.description import N_JOINTS, HexapodDescription, ServoModel
-from sim.gait import GaitParams, TripodGait
-from sim.perturbations import ActionLatencyEffect, Effect, SlopeEffect, make_effect
+from legadapt.sim.gait import GaitParams, TripodGait
+from legadapt.sim.perturbations import ActionLatencyEffect, Effect, SlopeEffect, make_effect
 
 _RAMP_CHUNK = 0.01  # s, resolution of floor-tilt ramps
 
@@ -29,11 +29,11 @@ def make_description(robot: C.RobotConfig) -> HexapodDescription:
 def make_backend(name: str, desc: HexapodDescription, timestep: float) -> PhysicsBackend:
     """Construct the physics backend ``name`` ('mujoco' | 'pybullet')."""
     if name == "mujoco":
-        from sim.mujoco_backend import MujocoBackend
+        from legadapt.sim.mujoco_backend import MujocoBackend
 
         return MujocoBackend(desc, timestep)
     if name == "pybullet":
-        from sim.pybullet_backend import PybulletBackend
+        from legadapt.sim.pybullet_backend import PybulletBackend
 
         return PybulletBackend(desc, timestep)
     raise ValueError(f"unknown backend {name!r}; allowed: mujoco, pybullet")

@@ -6,10 +6,10 @@ import mujoco
 import numpy as np
 
 from legadapt.robot_state import BaseState, ImuReading
-from sim.backend import PhysicsBackend
+from legadapt.sim.backend import PhysicsBackend
 from legadapt.robot.description import JOINT_NAMES, N_JOINTS, HexapodDescription
-from sim.mjcf import FLOOR_BODY, MJ_TIMESTEP, PAYLOAD_BODY, TORSO_BODY, build_mjcf
-from sim.rotations import quat_from_rpy, quat_rotate
+from legadapt.sim.mjcf import FLOOR_BODY, MJ_TIMESTEP, PAYLOAD_BODY, TORSO_BODY, build_mjcf
+from legadapt.sim.rotations import quat_from_rpy, quat_rotate
 
 
 class MujocoBackend(PhysicsBackend):

@@ -22,10 +22,10 @@ import numpy as np
 from legadapt import config as C
 from legadapt.robot_state import ImuReading, RobotState
 from legadapt.robot.description import JOINT_NAMES, LEG_NAMES, N_JOINTS
-from sim.rotations import quat_from_rpy, quat_mul
+from legadapt.sim.rotations import quat_from_rpy, quat_mul
 
 if TYPE_CHECKING:
-    from sim.hexapod import SimulatedHexapod
+    from legadapt.sim.hexapod import SimulatedHexapod
 
 
 class Effect:

@@ -42,11 +42,11 @@ with _quiet_stdout():
     from pybullet_utils.bullet_client import BulletClient
 
 from legadapt.robot_state import BaseState, ImuReading
-from sim.backend import PhysicsBackend
+from legadapt.sim.backend import PhysicsBackend
 from legadapt.robot.description import JOINT_NAMES, N_JOINTS, HexapodDescription
-from sim.mjcf import MJ_TIMESTEP
-from sim.rotations import quat_from_rpy, quat_from_xyzw, quat_rotate_inv, quat_to_xyzw
-from sim.urdf import build_urdf
+from legadapt.sim.mjcf import MJ_TIMESTEP
+from legadapt.sim.rotations import quat_from_rpy, quat_from_xyzw, quat_rotate_inv, quat_to_xyzw
+from legadapt.sim.urdf import build_urdf
 
 GRAVITY = 9.81  # m/s²
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hardware import protocol as P
-from hardware import registers as R
+from legadapt.hardware import protocol as P
+from legadapt.hardware import registers as R
 
 EEPROM_END = 64  # addresses below are EEPROM on an XM430
 

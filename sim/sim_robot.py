@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from hardware.interface import CallbackReturn, ReturnType, Robot
+from legadapt.hardware.interface import CallbackReturn, ReturnType, Robot
 from legadapt import config as C
 from legadapt.robot_state import RobotState
-from sim.hexapod import SimulatedHexapod, standing_pose
+from legadapt.sim.hexapod import SimulatedHexapod, standing_pose
 
 HOLD_TIME = 0.1  # s, position hold before torque off on deactivate
 SETTLE_TIME = 0.3  # s, unpowered settling during configure

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from legadapt.config import parse_config
-from sim.hexapod import SimulatedHexapod, make_gait, standing_pose
+from legadapt.sim.hexapod import SimulatedHexapod, make_gait, standing_pose
 
 BACKENDS = ("mujoco", "pybullet")
 
@@ -46,8 +46,8 @@ def rng() -> np.random.Generator:
 
 def walk(backend: str, action, duration: float = 8.0, perturbations: list | None = None, **sections):
     """Walk a SimRobot open-loop through the hardware interface; return the WalkResult."""
-    from controller.open_loop import walk_open_loop
-    from sim.sim_robot import SimRobot
+    from legadapt.controller.open_loop import walk_open_loop
+    from legadapt.sim.sim_robot import SimRobot
 
     cfg = make_config(backend, perturbations, **sections)
     robot = SimRobot(cfg)
@@ -65,7 +65,7 @@ def small_logs(tmp_path_factory):
     """A small real collection: 6 episodes of 5 s over three conditions (MCAP files)."""
     from pathlib import Path
 
-    from controller.collect import collect
+    from legadapt.controller.collect import collect
 
     out = Path(tmp_path_factory.mktemp("logs"))
     cfg = parse_config({"collect": {"episodes": 6, "episode_duration": 5.0, "workers": 2, "seed": 3, "conditions": [
@@ -81,7 +81,7 @@ def small_logs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(small_logs, tmp_path_factory):
     """A small GrBAL checkpoint trained for a few steps on ``small_logs`` (fast to plan with)."""
-    from dynamics.train import train
+    from legadapt.dynamics.train import train
     from legadapt.config import TrainConfig
     from legadapt.features import make_spec
 

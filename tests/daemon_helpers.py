@@ -82,14 +82,14 @@ class Lines:
 
 def start_daemon(*args, env=None) -> tuple[subprocess.Popen, Lines, Lines]:
     """``legadapt run ARGS`` with its stdout and stderr read line by line as they come."""
-    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "run", *map(str, args)], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "legadapt.controller.cli", "run", *map(str, args)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, Lines(proc.stdout), Lines(proc.stderr)
 
 
 def fake_robot(link: Path, *args: str) -> tuple[subprocess.Popen, Lines]:
     """``legadapt fake-robot`` on a pty linked at ``link``, once the link exists; its report lines."""
-    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "fake-robot", "--link", str(link), *args],
+    proc = subprocess.Popen([sys.executable, "-m", "legadapt.controller.cli", "fake-robot", "--link", str(link), *args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = Lines(proc.stdout)
     deadline = time.monotonic() + 60

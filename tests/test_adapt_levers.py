@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from dynamics.adaptation import Gate, GrBALAdapter, make_adapter
-from dynamics.checkpoint import load_checkpoint, save_checkpoint
-from dynamics.datasets import Trajectory
-from dynamics.evaluate import rollout_pose_error
-from dynamics.maml import MamlConfig, TaskBatch
-from dynamics.mlp import DeltaMLP, loss_weights
-from dynamics.objectives import make_objective
-from dynamics.train import target_weights
+from legadapt.dynamics.adaptation import Gate, GrBALAdapter, make_adapter
+from legadapt.dynamics.checkpoint import load_checkpoint, save_checkpoint
+from legadapt.dynamics.datasets import Trajectory
+from legadapt.dynamics.evaluate import rollout_pose_error
+from legadapt.dynamics.maml import MamlConfig, TaskBatch
+from legadapt.dynamics.mlp import DeltaMLP, loss_weights
+from legadapt.dynamics.objectives import make_objective
+from legadapt.dynamics.train import target_weights
 from legadapt import config as C
 from legadapt.features import STATE_DIM, TARGET_DIM, make_spec, target_groups
 
@@ -64,8 +64,8 @@ def test_weighted_loss_and_checkpoint_round_trip(tmp_path):
 def test_pre_adaptation_term_is_added_to_the_meta_loss_and_trains_theta_star():
     """The objective is the post-step loss plus w × θ*'s own loss on the same future transitions,
     and its gradient reaches θ* through both terms."""
-    from dynamics.maml import meta_loss, pre_adaptation_loss
-    from dynamics.mlp import params
+    from legadapt.dynamics.maml import meta_loss, pre_adaptation_loss
+    from legadapt.dynamics.mlp import params
 
     S, T = 4, 3
     g = torch.Generator().manual_seed(0)
@@ -159,9 +159,9 @@ def test_rollout_pose_error_integrates_the_predicted_motion():
 
 
 def test_adapt_layers_moves_only_the_last_layers_in_training_and_online(tmp_path):
-    from dynamics.maml import inner_adapt, restrict_rates
-    from dynamics.mlp import params
-    from dynamics.train import train
+    from legadapt.dynamics.maml import inner_adapt, restrict_rates
+    from legadapt.dynamics.mlp import params
+    from legadapt.dynamics.train import train
 
     torch.manual_seed(0)
     m = DeltaMLP(STATE_DIM, A, TARGET_DIM, (32, 32))
@@ -176,7 +176,7 @@ def test_adapt_layers_moves_only_the_last_layers_in_training_and_online(tmp_path
     from tests.test_train import _tc
 
     logs = tmp_path / "logs"
-    from controller.collect import collect
+    from legadapt.controller.collect import collect
     from legadapt.config import parse_config
 
     collect(parse_config({"collect": {"episodes": 2, "episode_duration": 3.0, "workers": 1, "seed": 5}}), logs, progress=False)
@@ -184,7 +184,7 @@ def test_adapt_layers_moves_only_the_last_layers_in_training_and_online(tmp_path
     train([logs], SPEC, _tc(method="grbal", adapt_layers=1, max_steps=5, eval_every=5), out, progress=False, log=lambda *a: None)
     ck = load_checkpoint(out, SPEC)
     assert ck.maml.adapt_layers == 1
-    from controller.mpc import make_adapter_from
+    from legadapt.controller.mpc import make_adapter_from
 
     ad = make_adapter_from(ck, "auto")
     ctx = ad.adapt(torch.randn(16, STATE_DIM + A), torch.randn(16, TARGET_DIM))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from dynamics.adaptation import GrBALAdapter, MBAdapter, MBDEAdapter, make_adapter
-from dynamics.maml import init_log_lrs, lrs_from_log
-from dynamics.mlp import DeltaMLP, params, predict
+from legadapt.dynamics.adaptation import GrBALAdapter, MBAdapter, MBDEAdapter, make_adapter
+from legadapt.dynamics.maml import init_log_lrs, lrs_from_log
+from legadapt.dynamics.mlp import DeltaMLP, params, predict
 from legadapt.features import STATE_DIM, TARGET_DIM
 
 A = 2

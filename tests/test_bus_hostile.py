@@ -24,12 +24,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from hardware import protocol as P
-from hardware.bus import BusError, DynamixelBus
-from hardware.interface import CallbackReturn, LifecycleState, ReturnType
-from hardware.serial_robot import SerialRobot
+from legadapt.hardware import protocol as P
+from legadapt.hardware.bus import BusError, DynamixelBus
+from legadapt.hardware.interface import CallbackReturn, LifecycleState, ReturnType
+from legadapt.hardware.serial_robot import SerialRobot
 from legadapt.config import parse_config
-from sim.fake_robot import FakeRobot
+from legadapt.sim.fake_robot import FakeRobot
 
 LEGADAPT = shutil.which("legadapt", path=str(Path(sys.executable).parent)) or "legadapt"
 EXAMPLES = int(os.environ.get("LEGADAPT_FUZZ_EXAMPLES", "300"))

@@ -12,24 +12,24 @@ import numpy as np
 import pytest
 import yaml
 
-from calibration import cli
-from calibration.common import CalibrationError
-from calibration.excitation import excitation_commands, record_excitation
-from calibration.imu import ImuBias, calibrate_imu, estimate_bias
-from calibration.latency import measure_latency, summarize
-from calibration.overlay import apply_overlay, apply_overlay_files, merge, read_overlay
-from calibration.replay import load_run
-from calibration.servos import EmulatorWitness, calibrate_servos, random_mounting
-from calibration.sysid import identify
-from hardware.bus import DynamixelBus
-from hardware.interface import CallbackReturn, ReturnType
-from hardware.serial_robot import SerialRobot
-from sim.sim_robot import SimRobot
+from legadapt.calibration import cli
+from legadapt.calibration.common import CalibrationError
+from legadapt.calibration.excitation import excitation_commands, record_excitation
+from legadapt.calibration.imu import ImuBias, calibrate_imu, estimate_bias
+from legadapt.calibration.latency import measure_latency, summarize
+from legadapt.calibration.overlay import apply_overlay, apply_overlay_files, merge, read_overlay
+from legadapt.calibration.replay import load_run
+from legadapt.calibration.servos import EmulatorWitness, calibrate_servos, random_mounting
+from legadapt.calibration.sysid import identify
+from legadapt.hardware.bus import DynamixelBus
+from legadapt.hardware.interface import CallbackReturn, ReturnType
+from legadapt.hardware.serial_robot import SerialRobot
+from legadapt.sim.sim_robot import SimRobot
 from legadapt.config import parse_config
 from legadapt.robot.description import JOINT_NAMES
-from sim.fake_robot import FakeRobot
-from sim.hexapod import make_description
-from sim.rotations import quat_from_rpy
+from legadapt.sim.fake_robot import FakeRobot
+from legadapt.sim.hexapod import make_description
+from legadapt.sim.rotations import quat_from_rpy
 
 IMU_ID = 100
 LEGADAPT = shutil.which("legadapt", path=str(Path(sys.executable).parent)) or "legadapt"

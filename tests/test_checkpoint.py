@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from dynamics.checkpoint import (
+from legadapt.dynamics.checkpoint import (
     CHECKPOINT_FORMAT_VERSION,
     CheckpointError,
     load_checkpoint,
     save_checkpoint,
 )
-from dynamics.maml import MamlConfig, init_log_lrs, lrs_from_log
-from dynamics.mlp import DeltaMLP, params, predict
+from legadapt.dynamics.maml import MamlConfig, init_log_lrs, lrs_from_log
+from legadapt.dynamics.mlp import DeltaMLP, params, predict
 from legadapt.features import make_spec
 
 SPEC = make_spec("per_side", 0.1)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from controller.collect import collect, parse_shard, plan_episodes
-from dynamics.datasets import load_trajectories
+from legadapt.controller.collect import collect, parse_shard, plan_episodes
+from legadapt.dynamics.datasets import load_trajectories
 from legadapt.config import parse_config
 from legadapt.features import make_spec
 from legadapt.mcap_read import read_log
@@ -69,7 +69,7 @@ def test_episode_plan_is_independent_of_sharding():
 
 
 def test_bad_shard_is_refused_by_the_cli(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "controller.cli", "collect", "--out", str(tmp_path), "--shard", "2/2"],
+    out = subprocess.run([sys.executable, "-m", "legadapt.controller.cli", "collect", "--out", str(tmp_path), "--shard", "2/2"],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and "0 <= i < n" in out.stderr and "Traceback" not in out.stderr
 

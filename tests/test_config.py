@@ -79,7 +79,7 @@ def test_every_option_is_documented():
 def test_cli_refuses_bad_config_without_a_traceback(tmp_path, text, needle):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(text)
-    out = subprocess.run([sys.executable, "-m", "controller.cli", "walk", "--config", str(cfg)],
+    out = subprocess.run([sys.executable, "-m", "legadapt.controller.cli", "walk", "--config", str(cfg)],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2
     assert needle in out.stderr

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from dynamics.adaptation import make_adapter
-from dynamics.checkpoint import load_checkpoint, save_checkpoint
-from dynamics.context import ContextDynamics, ContextObjective
-from dynamics.rebal import rebal_loss, zero_context_loss
+from legadapt.dynamics.adaptation import make_adapter
+from legadapt.dynamics.checkpoint import load_checkpoint, save_checkpoint
+from legadapt.dynamics.context import ContextDynamics, ContextObjective
+from legadapt.dynamics.rebal import rebal_loss, zero_context_loss
 from legadapt.features import STATE_DIM, TARGET_DIM, make_spec
 from tests.test_rebal import A, S, T, LinearTasks
 

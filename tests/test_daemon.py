@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _cli(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "controller.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "legadapt.controller.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=REPO, timeout=timeout, env=env)
 
 
@@ -196,7 +196,7 @@ def test_planner_that_cannot_fit_the_control_period_is_refused(tmp_path):
 
 def test_automatic_thread_count_leaves_cores_to_the_fast_loop():
     """controller.threads: 0 -> half the CPUs, 1 to 4 (a loaded 2-core machine: 2 threads 1316 ms, 1 thread 96 ms)."""
-    from controller.preflight import auto_threads
+    from legadapt.controller.preflight import auto_threads
 
     assert [auto_threads(n) for n in (1, 2, 3, 4, 8, 64)] == [1, 1, 1, 2, 4, 4]
 
@@ -246,7 +246,7 @@ def test_realtime_mode_keeps_the_servo_rate(tiny_model, tmp_path):
 
 def test_notify_never_blocks_when_systemd_stops_reading(tmp_path, monkeypatch):
     """A full notify queue drops messages; the control loop must never stall on it."""
-    from controller.sdnotify import Notifier
+    from legadapt.controller.sdnotify import Notifier
 
     path = tmp_path / "n.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamics.datasets import DatasetError, TaskSampler, Trajectory, load_trajectories
+from legadapt.dynamics.datasets import DatasetError, TaskSampler, Trajectory, load_trajectories
 from legadapt.features import make_spec, target_vector
 from legadapt.mcap_log import LogWriter
 

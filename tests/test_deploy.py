@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.cli import EXIT_BAD_INPUT, EXIT_SAFETY_STOP
+from legadapt.controller.cli import EXIT_BAD_INPUT, EXIT_SAFETY_STOP
 from legadapt.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ UNIT = REPO / "deploy" / "legadapt.service"
 SYSUSERS = REPO / "deploy" / "legadapt.sysusers"
 UNIT_CONFIG = REPO / "configs" / "serial_robot.yaml"
 NO_PYBULLET = ("import sys; sys.modules['pybullet'] = sys.modules['pybullet_utils'] = None  # as if not installed\n"
-               "from controller.cli import main; sys.exit(main(sys.argv[1:]))")
+               "from legadapt.controller.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def unit_settings(path: Path = UNIT) -> dict[str, dict[str, list[str]]]:
@@ -117,7 +117,7 @@ def test_run_takes_the_backend_from_the_config(tmp_path):
     data["controller"].update(mode="lockstep", model=str(REPO / "models" / "default.pt"), log_dir=str(tmp_path))
     cfg = tmp_path / "robot.yaml"
     cfg.write_text(yaml.safe_dump(data))
-    out = subprocess.run([sys.executable, "-m", "controller.cli", "run", "--config", cfg], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "legadapt.controller.cli", "run", "--config", cfg], capture_output=True, text=True,
                          timeout=300, cwd=tmp_path)
     assert out.returncode == EXIT_BAD_INPUT and "serial robot runs in real time" in out.stderr, out.stderr
 
@@ -135,8 +135,9 @@ def test_pybullet_is_an_extra_that_the_test_extra_installs():
 
 def test_without_pybullet_the_onboard_code_runs_and_choosing_it_is_bad_input(tmp_path):
     onboard = ("import sys; sys.modules['pybullet'] = None\n"
-               "import controller.cli, controller.daemon, controller.loop, hardware.serial_robot, sim.sim_robot\n"
-               "import calibration.latency, calibration.imu, calibration.servos, sim.fake_robot\n"
+               "import legadapt.controller.cli, legadapt.controller.daemon, legadapt.controller.loop\n"
+               "import legadapt.hardware.serial_robot, legadapt.sim.sim_robot, legadapt.sim.fake_robot\n"
+               "import legadapt.calibration.latency, legadapt.calibration.imu, legadapt.calibration.servos\n"
                "assert 'pybullet' not in [m for m, v in sys.modules.items() if v is not None], 'imported'")
     out = subprocess.run([sys.executable, "-c", onboard], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

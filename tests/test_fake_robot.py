@@ -21,13 +21,13 @@ from dynamixel_sdk import (
     PortHandler,
 )
 
-from hardware import protocol as P
-from hardware import registers as R
-from hardware.bus import BusError, BusTimeout, DynamixelBus, ServoError
-from hardware.interface import CallbackReturn
+from legadapt.hardware import protocol as P
+from legadapt.hardware import registers as R
+from legadapt.hardware.bus import BusError, BusTimeout, DynamixelBus, ServoError
+from legadapt.hardware.interface import CallbackReturn
 from legadapt.config import parse_config
-from sim.fake_robot import FakeRobot, FaultConfig
-from sim.hexapod import standing_pose
+from legadapt.sim.fake_robot import FakeRobot, FaultConfig
+from legadapt.sim.hexapod import standing_pose
 
 IDS = list(range(1, 19))
 IMU_ID = 100
@@ -243,7 +243,7 @@ def test_disconnect_after_configured_time():
 
 def test_console_entry_serves_until_sigterm(tmp_path):
     link = tmp_path / "robot"
-    proc = subprocess.Popen([sys.executable, "-m", "sim.fake_robot_cli", "--link", str(link)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "legadapt.sim.fake_robot_cli", "--link", str(link)], stdout=subprocess.PIPE,
                             text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     try:
         proc.stdout.readline()
@@ -259,7 +259,7 @@ def test_console_entry_serves_until_sigterm(tmp_path):
 
 
 def test_fault_schedule_parses_and_refuses_bad_entries():
-    from sim.fake_faults import ScheduledFault, parse_fault
+    from legadapt.sim.fake_faults import ScheduledFault, parse_fault
 
     assert parse_fault("3:silent:5:1.5") == ScheduledFault(3.0, "silent", target=5, duration=1.5)
     assert parse_fault("0.5:alert:7").count == R.HW_OVERLOAD
@@ -267,14 +267,14 @@ def test_fault_schedule_parses_and_refuses_bad_entries():
     for bad in ("3:explode", "x:drop:1", "3:drop", "-1:disconnect", "3:garbage"):
         with pytest.raises(ValueError, match="T:KIND"):
             parse_fault(bad)
-    proc = subprocess.run([sys.executable, "-m", "controller.cli", "fake-robot", "--fault", "3:explode"],
+    proc = subprocess.run([sys.executable, "-m", "legadapt.controller.cli", "fake-robot", "--fault", "3:explode"],
                           capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert proc.returncode == 2 and "garbage, corrupt, drop, silent, alert, disconnect" in proc.stderr
 
 
 def test_scheduled_faults_count_from_the_first_torque_enable():
-    from hardware.serial_robot import SerialRobot
-    from sim.fake_faults import parse_fault
+    from legadapt.hardware.serial_robot import SerialRobot
+    from legadapt.sim.fake_faults import parse_fault
 
     lines: list[str] = []
     fake = FakeRobot(parse_config({}), FaultConfig(schedule=(parse_fault("0.3:silent:3:0.6"),)), report=lines.append).start()

@@ -7,8 +7,8 @@ import pytest
 
 from conftest import walk
 from legadapt.robot.description import HexapodDescription
-from sim.gait import GaitParams, TripodGait
-from sim.kinematics import LegKinematics
+from legadapt.sim.gait import GaitParams, TripodGait
+from legadapt.sim.kinematics import LegKinematics
 
 MIN_SPEED = 0.15  # m/s, required at full action on the intact robot
 

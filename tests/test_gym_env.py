@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import sim
+from legadapt import sim
 from legadapt.config import parse_config
-from sim.gym_env import OBS_DIM, HexapodPathEnv
+from legadapt.sim.gym_env import OBS_DIM, HexapodPathEnv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,7 +96,7 @@ def test_per_leg_action_and_paths() -> None:
 
 
 def test_rgb_array_render() -> None:
-    code = ("import os; os.environ.setdefault('MUJOCO_GL', 'egl'); import numpy as np; from sim.gym_env import HexapodPathEnv;"
+    code = ("import os; os.environ.setdefault('MUJOCO_GL', 'egl'); import numpy as np; from legadapt.sim.gym_env import HexapodPathEnv;"
             "env = HexapodPathEnv(render_mode='rgb_array'); env.reset(seed=0); env.step(np.ones(2)); f = env.render();"
             "assert f.shape == (240, 320, 3) and f.dtype == np.uint8 and f.std() > 0, f.shape; env.close(); print('ok')")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import make_config
-from hardware.interface import CallbackReturn, LifecycleError, LifecycleState, ReturnType
-from sim.sim_robot import SimRobot
+from legadapt.hardware.interface import CallbackReturn, LifecycleError, LifecycleState, ReturnType
+from legadapt.sim.sim_robot import SimRobot
 
 
 @pytest.fixture

@@ -22,14 +22,29 @@ FORBIDDEN = {
 }
 
 
-def _imported_parts(path: Path) -> set[str]:
+def _part_of(module: str) -> str | None:
+    """The part a module belongs to: ``legadapt.sim.backend`` -> ``sim``, ``legadapt.features`` -> ``legadapt``."""
+    names = module.split(".")
+    if names[0] != "legadapt":
+        return None
+    return names[1] if len(names) > 1 and names[1] in PARTS else "legadapt"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every absolute module name ``path`` imports (``from legadapt import sim`` names ``legadapt.sim``)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            found |= {a.name.split(".")[0] for a in node.names}
+            found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and not node.level:
-            found.add((node.module or "").split(".")[0])
-    return found & PARTS
+            found.add(node.module or "")
+            if node.module == "legadapt":
+                found |= {f"legadapt.{a.name}" for a in node.names}
+    return found
+
+
+def _imported_parts(path: Path) -> set[str]:
+    return {part for m in _imported_modules(path) if (part := _part_of(m))} & PARTS
 
 
 @pytest.mark.parametrize("part", sorted(FORBIDDEN))
@@ -43,5 +58,19 @@ def test_imports_run_one_way(part):
 
 def test_the_rule_checker_sees_a_lazy_import(tmp_path):
     f = tmp_path / "m.py"
-    f.write_text("def f():\n    from sim.hexapod import SimulatedHexapod\n    import controller.cli\n")
-    assert _imported_parts(f) == {"sim", "controller"}
+    f.write_text("def f():\n    from legadapt.sim.hexapod import SimulatedHexapod\n    import legadapt.controller.cli\n"
+                 "    from legadapt import planners\n")
+    assert _imported_parts(f) == {"sim", "controller", "planners", "legadapt"}
+
+
+GENERIC_NAMES = PARTS - {"legadapt"}
+
+
+@pytest.mark.parametrize("folder", sorted(PARTS | {"tests", "bench"}))
+def test_nothing_imports_a_generic_top_level_name(folder):
+    """Installed, every part is ``legadapt.<part>``: a bare ``import controller`` would find another package
+    of that name (the index has ``controller``, ``hardware``, ``planners``) or a user's own ``sim.py``."""
+    wrong = {str(f.relative_to(REPO)): sorted(m for m in _imported_modules(f) if m.split(".")[0] in GENERIC_NAMES)
+             for f in sorted((REPO / folder).rglob("*.py"))}
+    wrong = {f: mods for f, mods in wrong.items() if mods}
+    assert not wrong, f"import these as legadapt.<part>: {wrong}"

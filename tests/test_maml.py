@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dynamics.maml import (
+from legadapt.dynamics.maml import (
     MamlConfig,
     TaskBatch,
     adapt_window,
@@ -16,7 +16,7 @@ from dynamics.maml import (
     meta_loss,
     meta_loss_loop,
 )
-from dynamics.mlp import DeltaMLP, params, window_loss
+from legadapt.dynamics.mlp import DeltaMLP, params, window_loss
 
 S, A, T = 3, 2, 4
 

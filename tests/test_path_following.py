@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.daemon import run
+from legadapt.controller.daemon import run
 from legadapt.config import parse_config
 from legadapt.mcap_read import read_log
 

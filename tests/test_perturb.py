@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.perturb import recovery_time
+from legadapt.controller.perturb import recovery_time
 from legadapt.config import ConfigError, load_scenario, load_suite
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def test_bad_scenarios_are_refused_before_any_run(tmp_path, body, field):
     f.write_text(body)
     with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
         load_scenario(f)
-    out = subprocess.run([sys.executable, "-m", "controller.cli", "perturb", "--scenario", str(f), "--out", str(tmp_path / "o")],
+    out = subprocess.run([sys.executable, "-m", "legadapt.controller.cli", "perturb", "--scenario", str(f), "--out", str(tmp_path / "o")],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert not (tmp_path / "o").exists(), "nothing ran"
@@ -56,7 +56,7 @@ def test_bad_scenarios_are_refused_before_any_run(tmp_path, body, field):
 @pytest.mark.suite
 @pytest.mark.slow
 def test_ci_suite_runs_and_reports(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "controller.cli", "perturb", "--suite", "ci", "--out", str(tmp_path), "--quiet"],
+    out = subprocess.run([sys.executable, "-m", "legadapt.controller.cli", "perturb", "--suite", "ci", "--out", str(tmp_path), "--quiet"],
                          capture_output=True, text=True, cwd=REPO, timeout=1200)
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())["results"]
@@ -73,7 +73,7 @@ def test_ci_suite_runs_and_reports(tmp_path):
     png = tmp_path / "limp_LF_midrun_ci.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     # scoring again from the logs, nothing run: the same figures
-    again = subprocess.run([sys.executable, "-m", "controller.cli", "perturb", "--suite", "ci", "--out", str(tmp_path), "--rescore"],
+    again = subprocess.run([sys.executable, "-m", "legadapt.controller.cli", "perturb", "--suite", "ci", "--out", str(tmp_path), "--rescore"],
                            capture_output=True, text=True, cwd=REPO, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     rescored = json.loads((tmp_path / "results.json").read_text())["results"]

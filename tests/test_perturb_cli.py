@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from controller.cli_checks import worker_count as _worker_count
+from legadapt.controller.cli_checks import worker_count as _worker_count
 
 LEGADAPT = shutil.which("legadapt", path=str(Path(sys.executable).parent)) or "legadapt"
 CPUS = len(os.sched_getaffinity(0))

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import standing_hexapod
 from legadapt.robot.description import JOINT_NAMES
-from sim.rotations import rpy_from_quat
+from legadapt.sim.rotations import rpy_from_quat
 
 G = 9.81  # m/s²
 LF_FEMUR = JOINT_NAMES.index("LF_femur")
@@ -193,7 +193,7 @@ def test_perturbations_compose(backend):
 def test_payload_starting_mid_run_does_not_move_the_robot(backend):
     """Strapping a payload on changes the mass, not where the robot is (a MuJoCo mj_setConst trap)."""
     from conftest import make_config
-    from sim.hexapod import SimulatedHexapod, standing_pose
+    from legadapt.sim.hexapod import SimulatedHexapod, standing_pose
 
     cfg = make_config(backend, [{"kind": "payload", "mass": 1.0, "start": 0.6}])
     hx = SimulatedHexapod.from_config(cfg)

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from planners.base import Planner
-from planners.cem import CEM
-from planners.costs import PathCost
-from planners.mppi import MPPI
-from planners.paths_torch import Polyline, wrap_angle
-from planners.random_shooting import RandomShooting
+from legadapt.planners.base import Planner
+from legadapt.planners.cem import CEM
+from legadapt.planners.costs import PathCost
+from legadapt.planners.mppi import MPPI
+from legadapt.planners.paths_torch import Polyline, wrap_angle
+from legadapt.planners.random_shooting import RandomShooting
 
 DT = 0.1  # s
 PLANNERS = {"cem": CEM, "mppi": MPPI, "random_shooting": RandomShooting}

@@ -11,7 +11,7 @@ from dynamixel_sdk.protocol2_packet_handler import Protocol2PacketHandler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hardware import protocol as P
+from legadapt.hardware import protocol as P
 
 FUZZ_EXAMPLES = int(os.environ.get("LEGADAPT_FUZZ_EXAMPLES", "2000"))
 SDK = Protocol2PacketHandler()

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import make_config
-from controller.loop import SlowPolicy, TwoRateLoop
-from controller.state_estimator import make_state_source
-from sim.sim_robot import SimRobot
-from sim.hexapod import make_gait
+from legadapt.controller.loop import SlowPolicy, TwoRateLoop
+from legadapt.controller.state_estimator import make_state_source
+from legadapt.sim.sim_robot import SimRobot
+from legadapt.sim.hexapod import make_gait
 
 
 class _Walk(SlowPolicy):

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dynamics.adaptation import make_adapter
-from dynamics.checkpoint import load_checkpoint, save_checkpoint
-from dynamics.maml import TaskBatch
-from dynamics.mlp import DeltaMLP
-from dynamics.rebal import (
+from legadapt.dynamics.adaptation import make_adapter
+from legadapt.dynamics.checkpoint import load_checkpoint, save_checkpoint
+from legadapt.dynamics.maml import TaskBatch
+from legadapt.dynamics.mlp import DeltaMLP
+from legadapt.dynamics.rebal import (
     RebalAdapter,
     RecurrentDynamics,
     rebal_loss,

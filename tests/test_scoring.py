@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from controller.perturb import RunResult, _write_results, score, task_score
-from controller.report import markdown
+from legadapt.controller.perturb import RunResult, _write_results, score, task_score
+from legadapt.controller.report import markdown
 from legadapt import config as C
 from legadapt.paths import ProgressTracker, make_path, track
 

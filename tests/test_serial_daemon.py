@@ -35,7 +35,7 @@ def _as_deployed() -> None:
 
 def _fake_robot(link: Path, *args: str, as_deployed: bool = False) -> subprocess.Popen:
     """The emulated robot, its output left in its pipes (read with ``communicate``)."""
-    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "fake-robot", "--link", str(link), *args],
+    proc = subprocess.Popen([sys.executable, "-m", "legadapt.controller.cli", "fake-robot", "--link", str(link), *args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_as_deployed if as_deployed else None)
     deadline = time.monotonic() + 60
@@ -60,7 +60,7 @@ def test_unplug_mid_run_is_safe_then_the_daemon_reconnects_and_the_estimate_carr
     listener = NotifyListener(tmp_path / "notify.sock")
     first = _fake_robot(link, "--disconnect-after", "9")
     env = {**os.environ, "NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)}
-    daemon = subprocess.Popen([sys.executable, "-m", "controller.cli", "run", "--backend", "serial", "--config", str(cfg),
+    daemon = subprocess.Popen([sys.executable, "-m", "legadapt.controller.cli", "run", "--backend", "serial", "--config", str(cfg),
                                "--log", str(log), "--duration", "14"], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env)
     second = None
@@ -127,7 +127,7 @@ def _straight_run(cfg: Path, log: Path, link: Path | None) -> tuple[float, float
     fake = _fake_robot(link, as_deployed=True) if link is not None else None
     backend = ["--backend", "serial"] if link is not None else []
     try:
-        run = subprocess.run([sys.executable, "-m", "controller.cli", "run", *backend, "--config", str(cfg),
+        run = subprocess.run([sys.executable, "-m", "legadapt.controller.cli", "run", *backend, "--config", str(cfg),
                               "--log", str(log)], cwd=REPO, capture_output=True, text=True, timeout=180,
                              preexec_fn=_as_deployed)
     finally:
@@ -203,7 +203,7 @@ def test_bus_faults_make_the_robot_safe_then_the_daemon_reconnects(tiny_model, t
     log = tmp_path / "run.mcap"
     fake = _fake_robot(link, "--fault", fault)
     try:
-        daemon = subprocess.run([sys.executable, "-m", "controller.cli", "run", "--backend", "serial", "--config", str(cfg),
+        daemon = subprocess.run([sys.executable, "-m", "legadapt.controller.cli", "run", "--backend", "serial", "--config", str(cfg),
                                  "--log", str(log), "--duration", "9"], cwd=REPO, capture_output=True, text=True, timeout=180)
     finally:
         fake.terminate()

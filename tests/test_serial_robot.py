@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hardware import registers as R
-from hardware.interface import CallbackReturn, LifecycleState, ReturnType
-from hardware.serial_robot import DeviceClock, SerialRobot
+from legadapt.hardware import registers as R
+from legadapt.hardware.interface import CallbackReturn, LifecycleState, ReturnType
+from legadapt.hardware.serial_robot import DeviceClock, SerialRobot
 from legadapt.config import parse_config
 from legadapt.robot.description import JOINT_NAMES
-from sim.fake_robot import FakeRobot
-from sim.hexapod import standing_pose
+from legadapt.sim.fake_robot import FakeRobot
+from legadapt.sim.hexapod import standing_pose
 
 MOUNTING = {
     "directions": {"LF_coxa": -1, "LF_femur": -1, "RM_tibia": -1, "RH_femur": -1},

@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 
 from conftest import make_config
-from controller.open_loop import ramp_to
-from controller.state_estimator import PrivilegedSource, StateEstimator, make_state_source
-from sim.sim_robot import SimRobot
+from legadapt.controller.open_loop import ramp_to
+from legadapt.controller.state_estimator import PrivilegedSource, StateEstimator, make_state_source
+from legadapt.sim.sim_robot import SimRobot
 from legadapt.features import SLICE_GYRO, SLICE_JOINTS, SLICE_VEL, STATE_DIM
-from sim.hexapod import make_gait
+from legadapt.sim.hexapod import make_gait
 
 
 def _walk_both(backend: str, perturbations=None, early_reading: bool = False, slip: list | None = None):
@@ -91,7 +91,7 @@ def test_slip_is_suspected_when_a_leg_goes_limp_and_the_estimate_drifts():
     """A leg going limp 2 s in: the stance feet stop turning with the gyro and the estimate drifts from
     the truth -- the estimator's own check says so within ~2 s; intact, it never does (this walk
     curves right, then left)."""
-    from controller.state_estimator import SLIP_THRESHOLD
+    from legadapt.controller.state_estimator import SLIP_THRESHOLD
 
     intact, limp = [], []
     _walk_both("mujoco", slip=intact)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dynamics.checkpoint import load_checkpoint
-from dynamics.datasets import DatasetError
-from dynamics.train import train
+from legadapt.dynamics.checkpoint import load_checkpoint
+from legadapt.dynamics.datasets import DatasetError
+from legadapt.dynamics.train import train
 from legadapt.config import TrainConfig
 from legadapt.features import make_spec
 
@@ -68,7 +68,7 @@ def test_bad_data_is_refused_with_a_reason(small_logs, tmp_path):
 def test_cli_train_reports_bad_logs_without_a_traceback(tmp_path):
     junk = tmp_path / "junk.mcap"
     junk.write_bytes(b"not an mcap file at all")
-    out = subprocess.run([sys.executable, "-m", "controller.cli", "train", "--logs", str(junk), "--out", str(tmp_path / "m.pt")],
+    out = subprocess.run([sys.executable, "-m", "legadapt.controller.cli", "train", "--logs", str(junk), "--out", str(tmp_path / "m.pt")],
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 2, out.stderr
     assert "junk.mcap" in out.stderr and "Traceback" not in out.stderr
@@ -76,12 +76,12 @@ def test_cli_train_reports_bad_logs_without_a_traceback(tmp_path):
 
 DDP_SCRIPT = """
 import hashlib, os, sys, torch
-from dynamics.train import train
+from legadapt.dynamics.train import train
 from legadapt.config import TrainConfig
 from legadapt.features import make_spec
 tc = TrainConfig(hidden=[32, 32], M=8, K=8, meta_batch=4, max_steps=12, eval_every=6, patience=100, val_tasks=20,
                  val_fraction=0.3, device="cpu")
-import dynamics.train as T
+import legadapt.dynamics.train as T
 captured = {}
 orig = T.make_objective
 def spy(*a, **k):

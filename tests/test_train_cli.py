@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from controller.cli import build_parser
-from dynamics.checkpoint import load_checkpoint
+from legadapt.controller.cli import build_parser
+from legadapt.dynamics.checkpoint import load_checkpoint
 from legadapt.features import make_spec
 
 REPO = Path(__file__).resolve().parents[1]

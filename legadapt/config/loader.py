@@ -13,6 +13,7 @@ from legadapt.config.perturbations import (PERTURBATION_KINDS, ActionLatency, Ca
 from legadapt.config.robot import GaitConfig, RobotConfig, SerialConfig, SimConfig, TaskConfig
 from legadapt.config.runtime import CollectConfig, ConditionSpec, ControllerConfig, TrainConfig
 from legadapt.config.suites import SuiteConfig
+from legadapt import resources
 
 class LegadaptConfig(_Section):
     """A whole robot config file (``configs/*.yaml``)."""
@@ -63,24 +64,51 @@ def _read_yaml(path: str | Path) -> object:
     return read_yaml(path, "config file")
 
 
+def config_path(path: str | Path) -> Path:
+    """A config file as given, else the shipped one of that name (``configs/hexapod_sim.yaml``, ``hexapod_sim.yaml``)."""
+    return resources.resolve(path, "configs")
+
+
+def _models_next_to(cfg: LegadaptConfig, config_dir: Path) -> LegadaptConfig:
+    """``controller.model`` and ``collect.model`` found next to the config file, made absolute there."""
+    def near(model: str | None) -> str | None:
+        if model is None or Path(model).expanduser().is_absolute() or not (config_dir / model).exists():
+            return model
+        return str((config_dir / model).resolve())
+
+    return cfg.model_copy(update={
+        "controller": cfg.controller.model_copy(update={"model": near(cfg.controller.model)}),
+        "collect": cfg.collect.model_copy(update={"model": near(cfg.collect.model)})})
+
+
 def load_config(path: str | Path) -> LegadaptConfig:
-    """Read and validate a YAML config file; raise :class:`ConfigError` on any problem (an empty file too)."""
+    """Read and validate a YAML config file (found by :func:`config_path`); relative model paths in it are looked
+    for next to it first (legadapt.resources). Raise :class:`ConfigError` on any problem (an empty file too)."""
+    path = config_path(path)
     data = _read_yaml(path)
     if data is None:
         raise ConfigError(f"{path}: the config file is empty (no settings at all): is it the right file? "
                           "Write {} in it to run with every default")
-    return parse_config(data, str(path))
+    return _models_next_to(parse_config(data, str(path)), path.parent)
 
 
 def load_suite(path: str | Path) -> SuiteConfig:
-    """Read and validate a suite file (``configs/suites/*.yaml``)."""
+    """Read and validate a suite file (``configs/suites/*.yaml``); its model paths are found as
+    :func:`legadapt.resources.resolve` says, next to the suite file first."""
+    path = Path(path)
     data = _read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a suite file must be a mapping (name, variants, models, scenarios)")
     try:
-        return SuiteConfig.model_validate(data)
+        suite = SuiteConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, str(path))) from None
+    return _suite_models_found(suite, path.parent)
+
+
+def _suite_models_found(suite: SuiteConfig, base_dir: Path) -> SuiteConfig:
+    models = {kind: str(resources.resolve(m, "models", base_dir)) for kind, m in suite.models.items()}
+    return suite.model_copy(update={"models": models})
 
 
 def load_scenario(path: str | Path, variants: list[str] | None = None) -> SuiteConfig:
@@ -92,7 +120,7 @@ def load_scenario(path: str | Path, variants: list[str] | None = None) -> SuiteC
     if variants:
         suite["variants"] = variants
     try:
-        return SuiteConfig.model_validate(suite)
+        return _suite_models_found(SuiteConfig.model_validate(suite), Path(path).parent)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, str(path))) from None
 

@@ -1,0 +1,2 @@
+"""Package data: the shipped configs (robots, collection, training, suites, examples), read through
+``legadapt.resources``."""

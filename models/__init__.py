@@ -1,0 +1,2 @@
+"""Package data: the shipped dynamics models (``*.pt``) and their training reports (``*.json``), read through
+``legadapt.resources``."""
