@@ -54,7 +54,7 @@ from legadapt.dynamics.adaptation import Adapter, GrBALAdapter
 from legadapt.dynamics.checkpoint import load_checkpoint
 from legadapt.dynamics.mlp import DeltaMLP
 from legadapt import config as C
-from legadapt.features import FeatureSpec, make_spec
+from legadapt.features import FeatureSpec, spec_of
 from legadapt.paths import task_path
 
 DEFAULT_TRAIN_CONFIG = REPO / "configs" / "train" / "default.yaml"
@@ -88,7 +88,7 @@ def fresh_adapter(cfg: C.LegadaptConfig, spec: FeatureSpec, seed: int = 0) -> tu
 
 def build_mpc(cfg: C.LegadaptConfig, model_path: Path | None) -> tuple[AdaptiveMPC, FeatureSpec, int]:
     """The adaptive MPC for ``cfg``'s task, put together as ``controller.daemon.build_controller`` does."""
-    spec = make_spec(cfg.gait.action_mode, 1.0 / cfg.task.control_rate)
+    spec = spec_of(cfg)
     if model_path is None:
         adapter, window = fresh_adapter(cfg, spec)
     else:

@@ -28,9 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 from legadapt.dynamics.maml import MamlConfig, meta_loss, meta_loss_loop  # noqa: E402
 from legadapt.dynamics.mlp import DeltaMLP, params  # noqa: E402
+from legadapt.features import make_spec  # noqa: E402
+from legadapt.robot.description import load_description  # noqa: E402
+
+SPEC = make_spec("per_side", 0.1, load_description())  # the default hexapod's model sizes
 
 
-def _batch(cfg: MamlConfig, s: int = 28, a: int = 2, t: int = 31) -> tuple[torch.Tensor, ...]:
+def _batch(cfg: MamlConfig, s: int = SPEC.state_dim, a: int = SPEC.action_dim,
+           t: int = SPEC.target_dim) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(0)
     b = cfg.meta_batch
     return (torch.randn(b, cfg.M, s + a, generator=g), torch.randn(b, cfg.M, t, generator=g),
@@ -49,7 +54,7 @@ def _step_time(fn, model: DeltaMLP, opt: torch.optim.Optimizer, batch, cfg: Maml
 def throughput(width: int, steps: int) -> tuple[float, float]:
     """Median seconds per meta-step: (vmap, loop)."""
     cfg = MamlConfig()
-    model = DeltaMLP(hidden=(width,) * 3)
+    model = DeltaMLP(SPEC.state_dim, SPEC.action_dim, SPEC.target_dim, hidden=(width,) * 3)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     batch = _batch(cfg)
     for fn in (meta_loss, meta_loss_loop):  # warm-up

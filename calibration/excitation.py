@@ -3,11 +3,11 @@
 :func:`excitation_commands` builds the script from the robot's own gait geometry; each
 segment excites what one parameter changes:
 
-* each tripod in turn lifted 3 cm and set down at its neutral point: the feet stand
+* each gait group (a tripod) in turn lifted 3 cm and set down at its neutral point: the feet stand
   where the commands say whatever the robot did before, so a replay starting from a
   fresh stand has the same contacts as the recording;
 * stand, then a slow squat (body height ±3 cm): stance-leg sag ~ load / kp -> payload;
-* each tripod lifted 5 cm and waved ±4 cm at 2 Hz while the other carries the robot:
+* each gait group lifted 5 cm and waved ±4 cm at 2 Hz while the other carries the robot:
   swinging legs track with lag ~ kv / kp and ring at sqrt(kp / inertia) -> kp, kv;
   three legs carrying everything -> payload again;
 * walking forward and turning: feet push and slip on the floor -> friction, and the
@@ -32,27 +32,27 @@ from legadapt.hardware.interface import LifecycleState, ReturnType, Robot
 from legadapt import config as C
 from legadapt.features import make_spec
 from legadapt.mcap_log import LogWriter
-from legadapt.robot.description import TRIPOD_A, TRIPOD_B, HexapodDescription
+from legadapt.robot.description import RobotDescription
 from legadapt.sim.hexapod import make_gait
 
 SQUAT = (2.0, 0.03, 1.0)  # s, m amplitude, Hz
-LIFT = (1.5, 0.05, 0.04, 2.0, 0.5)  # s per tripod, m lift, m wave amplitude, Hz, s hold after
+LIFT = (1.5, 0.05, 0.04, 2.0, 0.5)  # s per gait group, m lift, m wave amplitude, Hz, s hold after
 WALK = ((1.5, (1.0, 1.0)), (1.5, (1.0, -0.6)))  # (s, per-side gait action) segments
 STAND = 0.5  # s of standing still after the re-step
-RESTEP = (0.5, 0.03)  # s per tripod, m lift: set every foot down at its neutral point first
+RESTEP = (0.5, 0.03)  # s per gait group, m lift: set every foot down at its neutral point first
 
 
-def excitation_commands(desc: HexapodDescription, gait: C.GaitConfig, rate: float) -> np.ndarray:
-    """Joint targets [N, 18] (rad), one per servo period of ``1 / rate`` s (about 10.5 s in all)."""
+def excitation_commands(desc: RobotDescription, gait: C.GaitConfig, rate: float) -> np.ndarray:
+    """Joint targets [N, joints] (rad), one per servo period of ``1 / rate`` s (about 10.5 s in all)."""
     g = make_gait(desc, gait.model_copy(update={"action_mode": "per_side"}))
     dt = 1.0 / rate
-    base = g.neutral_feet  # [6, 3] m, body frame
+    base = g.neutral_feet  # [legs, 3] m, body frame
     out: list[np.ndarray] = []
     dur, lift = RESTEP
-    for tripod in (TRIPOD_A, TRIPOD_B):
+    for group in desc.gait_groups():
         for k in range(round(dur * rate)):
             feet = base.copy()
-            feet[list(tripod), 2] += lift * np.sin(np.pi * min(1.0, k * dt / (0.6 * dur)))
+            feet[list(group), 2] += lift * np.sin(np.pi * min(1.0, k * dt / (0.6 * dur)))
             out.append(g.kin.inverse(feet))
     out += [g.kin.inverse(base)] * round(STAND * rate)
     dur, amp, freq = SQUAT
@@ -61,8 +61,8 @@ def excitation_commands(desc: HexapodDescription, gait: C.GaitConfig, rate: floa
         feet[:, 2] += amp * np.sin(2 * np.pi * freq * k * dt)
         out.append(g.kin.inverse(feet))
     dur, lift, wave, freq, hold = LIFT
-    for tripod in (TRIPOD_A, TRIPOD_B):
-        legs = list(tripod)
+    for group in desc.gait_groups():
+        legs = list(group)
         for k in range(round(dur * rate)):
             feet, s = base.copy(), min(1.0, k * dt / 0.2)  # 0.2 s to lift
             feet[legs, 2] += lift * s
@@ -79,7 +79,7 @@ def excitation_commands(desc: HexapodDescription, gait: C.GaitConfig, rate: floa
 
 def record_excitation(robot: Robot, commands: np.ndarray, period: float, log_path: str | Path, ramp: float = 2.0,
                       hold: float = 0.5) -> Path:
-    """Play ``commands`` [N, 18] (rad) every ``period`` s on the ACTIVE ``robot``; log them and the readings.
+    """Play ``commands`` [N, joints] (rad) every ``period`` s on the ACTIVE ``robot``; log them and the readings.
 
     First (not logged): ``ramp`` s from the measured pose to ``commands[0]``, ``hold`` s there.
     """
@@ -91,7 +91,7 @@ def record_excitation(robot: Robot, commands: np.ndarray, period: float, log_pat
     n_ramp, n_hold = max(1, round(ramp / period)), round(hold / period)
     for k in range(1, n_ramp + n_hold + 1):
         clock.tick(robot, start + (commands[0] - start) * min(1.0, k / n_ramp))
-    writer = LogWriter(log_path, make_spec("per_side", 0.1), info={"kind": "sysid_excitation", "period": period,
+    writer = LogWriter(log_path, make_spec("per_side", 0.1, robot.cfg.robot_description), info={"kind": "sysid_excitation", "period": period,
                                                                    "commands": len(commands)}, overwrite=True)
     try:
         for k, q_cmd in enumerate(commands):

@@ -7,7 +7,7 @@ What it finds: for each joint the :class:`hardware.registers.JointMapping` numbe
 The procedure (:func:`calibrate_servos`), the same on a real robot and the emulator;
 only the *witness*, who knows the true joint angles, differs:
 
-1. **Reference posture.** The witness puts the robot in :data:`CALIBRATION_POSE`
+1. **Reference posture.** The witness puts the robot in :func:`calibration_pose`
    (every coxa along its mount direction = 0, femur horizontal = 0, tibia pointing
    straight down = -π/2) and keeps it still; the servos' raw positions are averaged over
    a few reads, and ``zero_offset = servo_angle - direction * q_true`` per joint.
@@ -46,10 +46,15 @@ from legadapt.calibration import common as K
 from legadapt.calibration.overlay import write_yaml
 from legadapt.hardware import registers as R
 from legadapt.hardware.bus import DynamixelBus
-from legadapt.robot.description import JOINT_NAMES, N_JOINTS
+from legadapt.robot.schema import JOINT_KINDS
 
-#: Reference posture, rad [18]: coxa 0, femur 0 (level), tibia -π/2 (plumb), every leg.
-CALIBRATION_POSE = np.tile([0.0, 0.0, -np.pi / 2], 6)
+#: Reference posture of one leg, rad, per joint kind: coxa 0, femur 0 (level), tibia -π/2 (plumb).
+LEG_CALIBRATION_POSE = {"coxa": 0.0, "femur": 0.0, "tibia": -np.pi / 2}
+
+
+def calibration_pose(n_joints: int) -> np.ndarray:
+    """The reference posture [joints] (rad): every leg in :data:`LEG_CALIBRATION_POSE`."""
+    return np.tile([LEG_CALIBRATION_POSE[k] for k in JOINT_KINDS], n_joints // len(JOINT_KINDS))
 NUDGE_RAW = 80  # raw units (0.12 rad) each way in the direction probe
 NUDGE_SETTLE = 0.3  # s to wait after each nudge
 MIN_MOTION = 0.25  # fraction of the commanded motion a joint must follow
@@ -62,16 +67,16 @@ class Witness(Protocol):
     """Who knows the true joint angles during calibration."""
 
     def place(self, bus: DynamixelBus, ids: Sequence[int]) -> None:
-        """Put the robot in :data:`CALIBRATION_POSE` and keep it still."""
+        """Put the robot in :func:`calibration_pose` and keep it still."""
 
     def pose(self) -> np.ndarray:
-        """True joint angles [18] (rad) now."""
+        """True joint angles [joints] (rad) now."""
 
     def free(self) -> None:
         """Get the robot ready for the direction probe (legs free to move, hands clear)."""
 
     def motion(self, nudge: Nudge) -> np.ndarray:
-        """Signed joint motion [18] caused by +Δ servo units (rad, or ±1 where only the sign is known)."""
+        """Signed joint motion [joints] caused by +Δ servo units (rad, or ±1 where only the sign is known)."""
 
 
 class EmulatorWitness:
@@ -82,7 +87,7 @@ class EmulatorWitness:
         self.settle = settle  # s to stand up and come to rest in the reference posture
 
     def place(self, bus: DynamixelBus, ids: Sequence[int]) -> None:
-        raw = self.fake.mapping.raw_from_q(CALIBRATION_POSE)  # the emulator's TRUE mounting: the operator's hands
+        raw = self.fake.mapping.raw_from_q(calibration_pose(len(ids)))  # the emulator's TRUE mounting: the operator's hands
         K.sync_write_register(bus, ids, R.XM430["goal_position"], raw)
         K.set_torque(bus, ids, True)
         time.sleep(self.settle)
@@ -94,7 +99,7 @@ class EmulatorWitness:
         """Nothing to do: the robot stays in the reference posture and is probed there."""
 
     def motion(self, nudge: Nudge) -> np.ndarray:
-        every = list(range(N_JOINTS))
+        every = list(range(len(self.fake.mapping.directions)))
         nudge(every, +1)
         plus = self.pose()
         nudge(every, -1)
@@ -106,7 +111,9 @@ class EmulatorWitness:
 class OperatorWitness:
     """A person with a jig at a real robot, asked on the terminal."""
 
-    def __init__(self, ask: Callable[[str], str] = input, say: Callable[[str], None] = print) -> None:
+    def __init__(self, joint_names: Sequence[str], ask: Callable[[str], str] = input,
+                 say: Callable[[str], None] = print) -> None:
+        self.joint_names = tuple(joint_names)
         self.ask, self.say = ask, say
 
     def place(self, bus: DynamixelBus, ids: Sequence[int]) -> None:
@@ -116,14 +123,14 @@ class OperatorWitness:
         self.ask("Press Enter when every leg is in the jig and still: ")
 
     def pose(self) -> np.ndarray:
-        return CALIBRATION_POSE.copy()
+        return calibration_pose(len(self.joint_names))
 
     def free(self) -> None:
         self.ask("Remove the jig (robot on its stand, legs free, hands clear); torque comes on next. Press Enter: ")
 
     def motion(self, nudge: Nudge) -> np.ndarray:
-        out = np.zeros(N_JOINTS)
-        for j, name in enumerate(JOINT_NAMES):
+        out = np.zeros(len(self.joint_names))
+        for j, name in enumerate(self.joint_names):
             nudge([j], +1)
             hint = {"coxa": "counter-clockwise seen from above", "femur": "leg up", "tibia": "foot up/outwards"}[name.split("_")[1]]
             while not out[j]:
@@ -135,13 +142,14 @@ class OperatorWitness:
 
 @dataclass
 class ServoCalibration:
-    """Mounting of each joint's servo, in ``JOINT_NAMES`` order."""
+    """Mounting of each joint's servo, in joint order (``joint_names``)."""
 
-    directions: np.ndarray  # [18] ±1
-    zero_offsets: np.ndarray  # [18] rad, servo angle at joint angle 0
-    reference_raw: np.ndarray  # [18] raw positions read in the reference posture
-    reference_pose: np.ndarray  # [18] rad, true joint angles there
-    motion: np.ndarray  # [18] joint motion per +Δ probe (rad; ±1 from an operator)
+    joint_names: tuple[str, ...]
+    directions: np.ndarray  # [joints] ±1
+    zero_offsets: np.ndarray  # [joints] rad, servo angle at joint angle 0
+    reference_raw: np.ndarray  # [joints] raw positions read in the reference posture
+    reference_pose: np.ndarray  # [joints] rad, true joint angles there
+    motion: np.ndarray  # [joints] joint motion per +Δ probe (rad; ±1 from an operator)
 
     def mapping(self) -> R.JointMapping:
         return R.JointMapping(self.directions, self.zero_offsets)
@@ -149,8 +157,8 @@ class ServoCalibration:
     def overlay(self) -> dict:
         """The config overlay ``serial: {directions, zero_offsets}``."""
         return {"serial": {
-            "directions": {n: int(d) for n, d in zip(JOINT_NAMES, self.directions)},
-            "zero_offsets": {n: round(float(o), 5) for n, o in zip(JOINT_NAMES, self.zero_offsets)}}}
+            "directions": {n: int(d) for n, d in zip(self.joint_names, self.directions)},
+            "zero_offsets": {n: round(float(o), 5) for n, o in zip(self.joint_names, self.zero_offsets)}}}
 
     def write(self, path: str | Path) -> Path:
         """Write the overlay YAML (with a comment header) to ``path``."""
@@ -160,14 +168,14 @@ class ServoCalibration:
             "Merge into the robot config (or calibration.overlay.apply_overlay_files)."])
 
 
-def calibrate_servos(bus: DynamixelBus, ids: Sequence[int], witness: Witness, nudge_raw: int = NUDGE_RAW,
-                     settle: float = NUDGE_SETTLE, samples: int = 5) -> ServoCalibration:
-    """Run the procedure of the module docstring on the 18 servos ``ids`` (joint order)."""
-    ids = list(ids)
-    if len(ids) != N_JOINTS:
-        raise K.CalibrationError(f"need the {N_JOINTS} servo IDs in joint order, got {len(ids)}")
+def calibrate_servos(bus: DynamixelBus, ids: Sequence[int], witness: Witness, joint_names: Sequence[str],
+                     nudge_raw: int = NUDGE_RAW, settle: float = NUDGE_SETTLE, samples: int = 5) -> ServoCalibration:
+    """Run the procedure of the module docstring on the servos ``ids`` of the joints ``joint_names`` (joint order)."""
+    ids, joint_names = list(ids), tuple(joint_names)
+    if len(ids) != len(joint_names):
+        raise K.CalibrationError(f"need the {len(joint_names)} servo IDs in joint order, got {len(ids)}")
     witness.place(bus, ids)
-    raw, q_ref = _reference(bus, ids, witness, samples)
+    raw, q_ref = _reference(bus, ids, witness, samples, joint_names)
     witness.free()
     hold = K.read_raw_positions(bus, ids)
     lo = K.sync_read_register(bus, ids, R.XM430["min_position_limit"])
@@ -179,18 +187,19 @@ def calibrate_servos(bus: DynamixelBus, ids: Sequence[int], witness: Witness, nu
     finally:
         K.set_torque(bus, ids, False)
     expected = nudge_raw * R.RAD_PER_POSITION
-    stuck = [JOINT_NAMES[j] for j in range(N_JOINTS) if abs(motion[j]) < MIN_MOTION * expected]
+    stuck = [name for j, name in enumerate(joint_names) if abs(motion[j]) < MIN_MOTION * expected]
     if stuck:
         raise K.CalibrationError(f"joint(s) {', '.join(stuck)} did not follow a {expected:.3f} rad nudge "
                                  f"(moved {np.round(motion, 4).tolist()} rad): blocked leg, joint limit or dead servo?")
     directions = np.sign(motion)
     offsets = K.raw_to_servo_angle(raw) - directions * q_ref
     offsets = np.clip((offsets + np.pi) % (2 * np.pi) - np.pi, -MAX_OFFSET, MAX_OFFSET)
-    return ServoCalibration(directions, offsets, raw, q_ref, motion)
+    return ServoCalibration(joint_names, directions, offsets, raw, q_ref, motion)
 
 
-def _reference(bus: DynamixelBus, ids: list[int], witness: Witness, samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean raw positions [18] and mean true pose [18] (rad) over ``samples`` reads, 20 ms apart."""
+def _reference(bus: DynamixelBus, ids: list[int], witness: Witness, samples: int,
+               joint_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean raw positions [joints] and mean true pose [joints] (rad) over ``samples`` reads, 20 ms apart."""
     raws, poses = [], []
     for _ in range(samples):
         raws.append(K.read_raw_positions(bus, ids))
@@ -199,7 +208,7 @@ def _reference(bus: DynamixelBus, ids: list[int], witness: Witness, samples: int
     raws = np.array(raws, dtype=float)
     spread = raws.max(axis=0) - raws.min(axis=0)
     if spread.max() > 3:
-        moving = [JOINT_NAMES[j] for j in np.flatnonzero(spread > 3)]
+        moving = [joint_names[j] for j in np.flatnonzero(spread > 3)]
         raise K.CalibrationError(f"the robot moved while the reference posture was read ({', '.join(moving)}): keep it still")
     return raws.mean(axis=0), np.mean(poses, axis=0)
 
@@ -216,11 +225,12 @@ def _nudger(bus: DynamixelBus, ids: list[int], hold: np.ndarray, lo: np.ndarray,
     return nudge
 
 
-def random_mounting(seed: int, max_offset: float = 0.3, flip_prob: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """Random true mounting for an emulated robot: directions [18] (±1) and offsets [18] (rad, |o| <= max_offset)."""
+def random_mounting(seed: int, n_joints: int, max_offset: float = 0.3,
+                    flip_prob: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Random true mounting for an emulated robot: directions [joints] (±1) and offsets [joints] (rad, |o| <= max_offset)."""
     rng = np.random.default_rng(seed)
-    directions = np.where(rng.random(N_JOINTS) < flip_prob, -1.0, 1.0)
-    return directions, rng.uniform(-max_offset, max_offset, N_JOINTS)
+    directions = np.where(rng.random(n_joints) < flip_prob, -1.0, 1.0)
+    return directions, rng.uniform(-max_offset, max_offset, n_joints)
 
 
 # ---------------------------------------------------------------- command line
@@ -237,22 +247,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     cfg = K.load_config(args.config)
-    ids = cfg.serial.servo_ids
+    ids, joints = cfg.serial.servo_ids, cfg.robot_description.joint_names
     if not args.emulate:
         with K.bus_for(cfg, args.port) as bus:
-            result = calibrate_servos(bus, ids, OperatorWitness(), args.nudge)
+            result = calibrate_servos(bus, ids, OperatorWitness(joints), joints, args.nudge)
         return _report(result, args.out, None)
     from legadapt.sim.fake_robot import FakeRobot
 
-    dirs, offs = random_mounting(args.mounting_error) if args.mounting_error is not None else (None, None)
+    dirs, offs = random_mounting(args.mounting_error, len(joints)) if args.mounting_error is not None else (None, None)
     with FakeRobot(cfg, directions=dirs, zero_offsets=offs) as fake, K.bus_for(cfg, fake.path) as bus:
-        result = calibrate_servos(bus, ids, EmulatorWitness(fake), args.nudge)
+        result = calibrate_servos(bus, ids, EmulatorWitness(fake), joints, args.nudge)
         return _report(result, args.out, fake.mapping)
 
 
 def _report(result: ServoCalibration, out: Path, truth: R.JointMapping | None) -> int:
     path = result.write(out)
-    for j, name in enumerate(JOINT_NAMES):
+    for j, name in enumerate(result.joint_names):
         line = f"{name:9s} direction {int(result.directions[j]):+d}  zero offset {result.zero_offsets[j]:+.4f} rad"
         if truth is not None:
             line += f"   (true {int(truth.directions[j]):+d} {truth.zero_offsets[j]:+.4f})"
@@ -261,5 +271,5 @@ def _report(result: ServoCalibration, out: Path, truth: R.JointMapping | None) -
     return 0
 
 
-__all__ = ["CALIBRATION_POSE", "EmulatorWitness", "OperatorWitness", "ServoCalibration", "Witness", "calibrate_servos",
+__all__ = ["LEG_CALIBRATION_POSE", "calibration_pose", "EmulatorWitness", "OperatorWitness", "ServoCalibration", "Witness", "calibrate_servos",
            "main", "random_mounting"]

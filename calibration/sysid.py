@@ -202,7 +202,7 @@ def _record(cfg: C.LegadaptConfig, kind: str, path: Path) -> None:
         for step in (robot.configure, robot.activate):
             if step() is not CallbackReturn.SUCCESS:
                 raise K.CalibrationError(f"robot {step.__name__} failed: {robot.last_error}")
-        commands = excitation_commands(make_description(cfg.robot), cfg.gait, cfg.sim.servo_rate)
+        commands = excitation_commands(make_description(cfg), cfg.gait, cfg.sim.servo_rate)
         record_excitation(robot, commands, 1.0 / cfg.sim.servo_rate, path)
     finally:
         robot.shutdown()

@@ -112,7 +112,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from legadapt.dynamics.train import train
-    from legadapt.features import make_spec
+    from legadapt.features import spec_of
 
     logs = [*args.logs, *(args.logs_option or [])]
     if not logs:
@@ -120,7 +120,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_BAD_INPUT
     cfg = checks.override(load_config(args.config), "train", method=args.method, max_steps=args.max_steps, device=args.device)
-    spec = make_spec(cfg.gait.action_mode, 1.0 / cfg.task.control_rate)
+    spec = spec_of(cfg)
     if args.resume:
         from legadapt.dynamics.checkpoint import load_torch_file
         from legadapt.dynamics.train import _resume_path
@@ -137,10 +137,10 @@ def _cmd_evaluate_dynamics(args: argparse.Namespace) -> int:
     import json
 
     from legadapt.dynamics.evaluate import evaluate, variants_from_checkpoints
-    from legadapt.features import make_spec
+    from legadapt.features import spec_of
 
     cfg = load_config(args.config)
-    spec = make_spec(cfg.gait.action_mode, 1.0 / cfg.task.control_rate)
+    spec = spec_of(cfg)
     models = {}
     for item in args.model:
         method, sep, path = item.partition("=")
@@ -183,6 +183,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stop.arm()  # until the daemon is about to power the robot, a stop request just ends the command (main: exit 0)
     cfg = _run_config(args)
     checks.check_log_target(cfg, args.log)
+    stop_request.import_unless_stopped(["legadapt.controller.daemon"])  # torch, MuJoCo: ~2 s, a stop request answered
     from legadapt.controller.daemon import PreflightError, run  # after the config checks: refusing it never waits for torch
 
     tty = sys.stdout.isatty()
@@ -340,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "scenario's recover_band) and rewrite results.json, the report and the plots")
     pt.set_defaults(func=_cmd_perturb)
 
-    sub.add_parser("fake-robot", help="emulated serial robot on a pseudo-terminal (MuJoCo behind 18 Dynamixel servos + IMU); "
+    sub.add_parser("fake-robot", help="emulated serial robot on a pseudo-terminal (MuJoCo behind the robot's Dynamixel servos + IMU); "
                    "see legadapt fake-robot --help")
 
     sub.add_parser("calibrate", help="servo offsets/directions, IMU bias, bus latency, simulator system identification; "

@@ -65,10 +65,10 @@ def check_suite_models(suite) -> None:
     from legadapt.controller.daemon import resolve_model
     from legadapt.controller.perturb import jobs_for, model_for
     from legadapt.dynamics.checkpoint import load_checkpoint
-    from legadapt.features import make_spec
+    from legadapt.features import spec_of
 
     defaults = parse_config({})
-    spec = make_spec(defaults.gait.action_mode, 1.0 / defaults.task.control_rate)
+    spec = spec_of(defaults)
     for path in sorted({model_for(job) for job in jobs_for(suite, Path("."))}):
         load_checkpoint(resolve_model(path), spec)
 

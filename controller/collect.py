@@ -21,7 +21,7 @@ from tqdm import tqdm
 from legadapt.controller.episode import RandomGaitPolicy, run_episode
 from legadapt import config as C
 from legadapt.config.vary import draw_perturbations
-from legadapt.features import make_spec
+from legadapt.features import spec_of
 from legadapt.mcap_log import LogWriter
 
 
@@ -85,7 +85,7 @@ def collect_episode(cfg: C.LegadaptConfig, plan: EpisodePlan, out_dir: Path) -> 
     """Run one planned episode and write its log; returns a small result record."""
     ecfg = _episode_config(cfg, plan)
     cc = cfg.collect
-    spec = make_spec(cfg.gait.action_mode, 1.0 / cfg.task.control_rate)
+    spec = spec_of(cfg)
     final = out_dir / plan.filename
     tmp = out_dir / (plan.filename + ".part")
     rng = np.random.default_rng(plan.seed)

@@ -370,7 +370,7 @@ def _hang(status) -> None:
 def _gait(robot: Robot, cfg: C.LegadaptConfig):
     from legadapt.sim.hexapod import make_description, make_gait
 
-    desc = getattr(getattr(robot, "hexapod", None), "desc", None) or make_description(cfg.robot)
+    desc = getattr(getattr(robot, "hexapod", None), "desc", None) or make_description(cfg)
     return make_gait(desc, cfg.gait)
 
 

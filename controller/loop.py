@@ -1,6 +1,6 @@
 """The two-rate control loop: fast (servo rate) and slow (control rate), lockstep or realtime.
 
-Fast loop, every servo period: gait phase + current gait action -> 18 joint targets ->
+Fast loop, every servo period: gait phase + current gait action -> joint targets ->
 safety filter -> write -> (lockstep: advance the simulation) -> read -> state source ->
 safety monitor. It never waits on the planner.
 
@@ -43,7 +43,7 @@ from legadapt.controller.state_estimator import StateSource
 from legadapt.hardware.interface import ReturnType, Robot
 from legadapt import config as C
 from legadapt.features import body_displacement
-from legadapt.sim.gait import TripodGait
+from legadapt.sim.gait import PhaseGait
 
 
 TIMING_WINDOW = 1000  # recent ticks kept for timing figures: a daemon runs for days, memory must not grow
@@ -92,7 +92,7 @@ class Boundary:
 class TwoRateLoop:
     """Runs a policy on a robot through the gait, the safety layer and a state source."""
 
-    def __init__(self, robot: Robot, gait: TripodGait, source: StateSource, policy: SlowPolicy,
+    def __init__(self, robot: Robot, gait: PhaseGait, source: StateSource, policy: SlowPolicy,
                  safety: C.SafetyConfig, servo_period: float, control_period: float, mode: str = "lockstep",
                  on_cycle: Callable[[Boundary], None] | None = None,
                  on_tick: Callable[[float, np.ndarray], None] | None = None,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from legadapt.hardware.interface import LifecycleState, ReturnType, Robot
-from legadapt.sim.gait import TripodGait
+from legadapt.sim.gait import PhaseGait
 from legadapt.sim.rotations import rpy_from_quat
 
 RAMP_TIME = 1.0  # s, from the measured pose to the standing pose
@@ -60,7 +60,7 @@ def _step(robot: Robot, q: np.ndarray, period: float) -> None:
 
 
 def ramp_to(robot: Robot, q_target: np.ndarray, period: float, duration: float = RAMP_TIME) -> None:
-    """Move linearly from the measured joint pose to ``q_target`` [18] (rad) over ``duration`` s."""
+    """Move linearly from the measured joint pose to ``q_target`` [joints] (rad) over ``duration`` s."""
     robot.read()
     q_start = robot.state.q.copy()
     n = max(1, int(round(duration / period)))
@@ -68,7 +68,7 @@ def ramp_to(robot: Robot, q_target: np.ndarray, period: float, duration: float =
         _step(robot, q_start + (q_target - q_start) * k / n, period)
 
 
-def walk_open_loop(robot: Robot, gait: TripodGait, action: np.ndarray, duration: float, period: float,
+def walk_open_loop(robot: Robot, gait: PhaseGait, action: np.ndarray, duration: float, period: float,
                    fall_tilt: float = np.radians(60)) -> WalkResult:
     """Ramp in, then walk with a constant gait ``action`` for ``duration`` s at servo ``period`` s.
 

@@ -23,7 +23,7 @@ from legadapt.controller.mpc import AdaptiveMPC, make_adapter_from
 from legadapt.dynamics.checkpoint import load_checkpoint
 from legadapt import config as C
 from legadapt import resources
-from legadapt.features import FeatureSpec, make_spec
+from legadapt.features import FeatureSpec, spec_of
 from legadapt.paths import task_path
 
 MAX_AUTO_THREADS = 4  # intra-op threads beyond this buy nothing for a few-hundred-sample MLP planner
@@ -54,7 +54,7 @@ def resolve_model(path: str | Path) -> Path:
 
 def build_controller(cfg: C.LegadaptConfig, model: Path) -> tuple[AdaptiveMPC, FeatureSpec, int]:
     """Load and check the model; the adaptive MPC for the config's task. Raises on bad input."""
-    spec = make_spec(cfg.gait.action_mode, 1.0 / cfg.task.control_rate)
+    spec = spec_of(cfg)
     ck = load_checkpoint(model, spec)
     window = ck.maml.M if ck.maml else cfg.train.M
     task = cfg.task

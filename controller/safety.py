@@ -17,11 +17,11 @@ import numpy as np
 from legadapt.hardware.interface import LifecycleState, Robot
 from legadapt import config as C
 from legadapt.features import IDX_PITCH, IDX_ROLL
-from legadapt.sim.gait import TripodGait
+from legadapt.sim.gait import PhaseGait
 
 
 class SafetyFilter:
-    """Clamp joint targets [18] (rad) to limits and rate; remembers the last command."""
+    """Clamp joint targets [joints] (rad) to limits and rate; remembers the last command."""
 
     def __init__(self, lower: np.ndarray, upper: np.ndarray, cfg: C.SafetyConfig, period: float) -> None:
         self.lower = np.asarray(lower) + cfg.joint_margin
@@ -64,14 +64,14 @@ class SafetyMonitor:
         return None
 
 
-def crouch_pose(gait: TripodGait, depth: float) -> np.ndarray:
-    """Joint angles [18] (rad) with the feet at their neutral xy, ``depth`` m below the hips."""
+def crouch_pose(gait: PhaseGait, depth: float) -> np.ndarray:
+    """Joint angles [joints] (rad) with the feet at their neutral xy, ``depth`` m below the hips."""
     feet = gait.neutral_feet.copy()
     feet[:, 2] = -depth
     return gait.kin.inverse(feet)
 
 
-def safe_stop(robot: Robot, gait: TripodGait, flt: SafetyFilter, cfg: C.SafetyConfig, period: float, tick) -> None:
+def safe_stop(robot: Robot, gait: PhaseGait, flt: SafetyFilter, cfg: C.SafetyConfig, period: float, tick) -> None:
     """Lower the body over ``cfg.stop_time`` s, then deactivate (hold + torque off).
 
     ``tick(q)`` writes one filtered command and waits one fast-loop period (lockstep or

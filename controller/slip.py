@@ -49,7 +49,7 @@ class SlipMonitor:
         return math.sqrt(self._mismatch_sq)
 
     def update(self, stance: np.ndarray, implied: np.ndarray, feet: np.ndarray, dt: float) -> None:
-        """One velocity update: ``stance`` [6] bool, the legs in stance; ``implied`` [n, 3] the body
+        """One velocity update: ``stance`` [legs] bool, the legs in stance; ``implied`` [n, 3] the body
         velocities (m/s) they imply and ``feet`` [n, 3] their positions (m, body frame); ``dt`` s."""
         legs = tuple(np.flatnonzero(stance))
         if legs != self._legs:

@@ -20,7 +20,7 @@ import numpy as np
 from legadapt.controller.slip import SlipMonitor
 from legadapt.features import state_vector
 from legadapt.robot_state import RobotState
-from legadapt.sim.gait import TripodGait
+from legadapt.sim.gait import PhaseGait
 from legadapt.sim.rotations import quat_rotate_inv, quat_to_matrix, rpy_from_quat
 
 GRAVITY = np.array([0.0, 0.0, 9.81])  # m/s², world frame
@@ -90,7 +90,7 @@ class StateEstimator(StateSource):
     under-read forward speed by 60 %.
     """
 
-    def __init__(self, gait: TripodGait, blend: float = 0.9, min_baseline: float = 0.01,
+    def __init__(self, gait: PhaseGait, blend: float = 0.9, min_baseline: float = 0.01,
                  slip_threshold: float = SLIP_THRESHOLD) -> None:
         """``min_baseline`` (s): shortest interval the leg velocity is differenced over.
 
@@ -107,7 +107,7 @@ class StateEstimator(StateSource):
 
     def reset(self, reading: RobotState) -> None:
         self._t = self._t_pose = reading.stamp
-        self._feet = self.kin.forward(reading.q)  # [6, 3] m, body frame
+        self._feet = self.kin.forward(reading.q)  # [legs, 3] m, body frame
         self._v = np.zeros(3)  # m/s, body frame
         self._pos = np.zeros(2) if reading.privileged is None else reading.privileged.pos[:2].copy()
         yaw_imu = rpy_from_quat(reading.imu.quat)[2]
@@ -149,7 +149,7 @@ class StateEstimator(StateSource):
         """Body velocity from the stance legs over ``dt`` (s), blended with the accelerometer."""
         imu = reading.imu
         feet = self.kin.forward(reading.q)
-        foot_vel = (feet - self._feet) / dt  # [6, 3] foot velocity relative to the body, body frame
+        foot_vel = (feet - self._feet) / dt  # [legs, 3] foot velocity relative to the body, body frame
         # legs well inside stance: the servos lag their goals, so the phase edges are unreliable
         s = np.mod(phase + self.gait.leg_phase_offset, 1.0)
         stance = (s > STANCE_WINDOW[0]) & (s < STANCE_WINDOW[1])
@@ -174,7 +174,7 @@ class StateEstimator(StateSource):
         return self._slip
 
 
-def make_state_source(kind: str, gait: TripodGait, slip_threshold: float = SLIP_THRESHOLD) -> StateSource:
+def make_state_source(kind: str, gait: PhaseGait, slip_threshold: float = SLIP_THRESHOLD) -> StateSource:
     """'privileged' or 'estimated' (``slip_threshold``: see :class:`controller.slip.SlipMonitor`)."""
     if kind == "privileged":
         return PrivilegedSource()

@@ -16,10 +16,13 @@ interrupts. Waiting for a request is done in short sleeps (:func:`sleep_unless`)
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Sequence
 from typing import NoReturn
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -99,6 +102,33 @@ def exit_now(code: int) -> NoReturn:
         except (OSError, ValueError):
             pass
     os._exit(code)
+
+
+def import_unless_stopped(modules: Sequence[str], stop: StopRequest = REQUEST) -> None:
+    """Import ``modules`` in a helper thread while this (main) thread keeps looking at ``stop``.
+
+    A signal handler only runs between bytecodes of the main thread, and a C extension's import
+    (torch's took over a second on a loaded 2-core machine) is one long call: importing in the main
+    thread, a stop request would wait for it. Here a request raises :class:`StopBeforeStart` within
+    :data:`POLL` s; the helper thread dies with the process. An import error is raised here.
+    """
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            for name in modules:
+                importlib.import_module(name)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+
+    loader = threading.Thread(target=load, name="legadapt-imports", daemon=True)
+    loader.start()
+    while loader.is_alive():
+        if stop.is_set():
+            raise StopBeforeStart
+        loader.join(POLL)
+    if errors:
+        raise errors[0]
 
 
 def sleep_unless(stop, seconds: float, beat=None) -> bool:

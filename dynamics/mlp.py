@@ -1,6 +1,6 @@
 """The Δ-state MLP: z-normalised (state, action) in, z-normalised target (Δstate + body displacement) out.
 
-Shapes: ``S`` state dim (28), ``A`` action dim (2 or 6), ``T`` target dim (31); see
+Shapes: ``S`` state dim (28 on the hexapod), ``A`` action dim (2, or one per leg), ``T`` target dim (S + 3); see
 :mod:`legadapt.features`. Inputs ``x`` = concat(state, action) [..., S+A] and targets ``y``
 [..., T] are in physical units everywhere outside this module; the normalisers are
 submodules whose statistics are buffers, so they travel in the state dict and checkpoint.
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from legadapt.dynamics.normalizer import Normalizer
-from legadapt.features import STATE_DIM, TARGET_DIM, FeatureSpec
+from legadapt.features import FeatureSpec
 
 Params = dict[str, Tensor]
 
@@ -39,7 +39,7 @@ class DeltaMLP(nn.Module):
     at ±5 σ, 0.26 -> 0.18 at ±3 σ.
     """
 
-    def __init__(self, state_dim: int = STATE_DIM, action_dim: int = 2, target_dim: int = TARGET_DIM,
+    def __init__(self, state_dim: int, action_dim: int, target_dim: int,
                  hidden: Sequence[int] = (512, 512, 512), input_clip: float = 4.0,
                  target_weights: Sequence[float] | None = None) -> None:
         super().__init__()

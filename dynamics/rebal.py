@@ -34,7 +34,7 @@ from legadapt.dynamics.adaptation import Adapter, Context
 from legadapt.dynamics.checkpoint import register_model_class
 from legadapt.dynamics.maml import TaskBatch, as_task_batch
 from legadapt.dynamics.normalizer import Normalizer
-from legadapt.features import STATE_DIM, TARGET_DIM, FeatureSpec
+from legadapt.features import FeatureSpec
 
 
 class RecurrentDynamics(nn.Module):
@@ -47,7 +47,7 @@ class RecurrentDynamics(nn.Module):
     MLP with no normalisation layers.
     """
 
-    def __init__(self, state_dim: int = STATE_DIM, action_dim: int = 2, target_dim: int = TARGET_DIM,
+    def __init__(self, state_dim: int, action_dim: int, target_dim: int,
                  hidden: Sequence[int] = (512, 512, 512), gru_hidden: int = 128, gru_layers: int = 1,
                  input_clip: float = 10.0) -> None:
         super().__init__()

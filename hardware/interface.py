@@ -51,7 +51,7 @@ class LifecycleError(RuntimeError):
 
 
 class Robot(ABC):
-    """Base class of every robot (simulated, serial). 18 joints, position commands in rad."""
+    """Base class of every robot (simulated, serial): the joints of its description, position commands in rad."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -107,7 +107,7 @@ class Robot(ABC):
         return ret
 
     def write(self, q_cmd: np.ndarray) -> ReturnType:
-        """Command joint positions [18] (rad). Ignored (and counted) unless ACTIVE."""
+        """Command joint positions [joints] (rad). Ignored (and counted) unless ACTIVE."""
         if self.lifecycle is not LifecycleState.ACTIVE:
             self.ignored_writes += 1
             return ReturnType.OK

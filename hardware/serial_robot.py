@@ -1,6 +1,6 @@
 """``SerialRobot``: the :class:`hardware.interface.Robot` over a Dynamixel Protocol 2.0 bus.
 
-18 XM430-W350 servos (IDs ``cfg.serial.servo_ids`` in joint order) and the legadapt IMU
+The robot description's XM430-W350-class servos, one per joint (IDs ``cfg.serial.servo_ids`` in joint order) and the legadapt IMU
 device (``cfg.serial.imu_id``) on one :class:`hardware.bus.DynamixelBus` — a real USB
 adapter, or the fake robot's pty (``legadapt fake-robot``), which is the same to it.
 
@@ -14,9 +14,9 @@ Lifecycle (ros2_control-like, see :mod:`hardware.interface`):
 * **activate** sets each goal to the present position, drops the position P gain to
   :data:`SOFT_GAIN_FRACTION` of nominal, enables torque and ramps the gain back up over
   :data:`RAMP_IN_TIME` s, so nothing jumps however the robot lies.
-* **read** is one (Fast) Sync Read of present current, velocity and position of all 18
-  servos plus one READ of the IMU block; **write** is one Sync Write of 18 goal
-  positions. The IMU's calibrated biases (``serial.imu_gyro_bias``, ``imu_acc_bias``)
+* **read** is one (Fast) Sync Read of present current, velocity and position of all
+  servos plus one READ of the IMU block; **write** is one Sync Write of every goal
+  position. The IMU's calibrated biases (``serial.imu_gyro_bias``, ``imu_acc_bias``)
   are subtracted from its readings. Units: raw <-> rad through each joint's direction and zero offset
   (:class:`hardware.registers.JointMapping`); goals are clamped to the joint limits.
 * **deactivate** holds the present position for :data:`HOLD_TIME` s, then disables torque.
@@ -45,7 +45,6 @@ from legadapt.hardware.bus import BusError, BusTimeout, DynamixelBus, ServoError
 from legadapt.hardware.interface import CallbackReturn, ReturnType, Robot
 from legadapt import config as C
 from legadapt.robot_state import ImuReading, RobotState
-from legadapt.robot.description import JOINT_NAMES, N_JOINTS, HexapodDescription
 
 HOLD_TIME = 0.1  # s, position hold before torque off on deactivate
 RAMP_IN_TIME = 0.2  # s, position-gain ramp after torque on
@@ -60,23 +59,24 @@ STATE_BLOCK_DTYPE = np.dtype([("current", "<i2"), ("velocity", "<i4"), ("positio
 
 
 class SerialRobot(Robot):
-    """A Dynamixel servo hexapod behind the hardware interface."""
+    """A legged robot of Dynamixel servos (the config's robot description) behind the hardware interface."""
 
     def __init__(self, cfg: C.LegadaptConfig, name: str = "serial") -> None:
         super().__init__(name)
         self.cfg = cfg
         sc = cfg.serial
+        desc = cfg.robot_description
+        self.joint_names = desc.joint_names
         self.ids = list(sc.servo_ids)
-        self._joint_of = dict(zip(self.ids, JOINT_NAMES))  # servo ID -> joint name, for messages
+        self._joint_of = dict(zip(self.ids, self.joint_names))  # servo ID -> joint name, for messages
         self.imu_id = sc.imu_id
-        self.mapping = R.JointMapping(np.array([sc.directions.get(j, 1) for j in JOINT_NAMES], float),
-                                      np.array([sc.zero_offsets.get(j, 0.0) for j in JOINT_NAMES]))
-        desc = HexapodDescription()
+        self.mapping = R.JointMapping(np.array([sc.directions.get(j, 1) for j in self.joint_names], float),
+                                      np.array([sc.zero_offsets.get(j, 0.0) for j in self.joint_names]))
         self.q_lower, self.q_upper = desc.lower_limits(), desc.upper_limits()
         self.raw_min, self.raw_max = self.mapping.raw_limits(self.q_lower, self.q_upper)
         self.servo_period = 1.0 / cfg.sim.servo_rate  # s
         self.bus: DynamixelBus | None = None
-        self._nominal_gain = np.full(N_JOINTS, X["position_p_gain"].default)
+        self._nominal_gain = np.full(len(self.ids), X["position_p_gain"].default)
         self._clock = DeviceClock()
         self._gyro_bias = np.asarray(sc.imu_gyro_bias, float)  # rad/s, subtracted from every reading
         self._acc_bias = np.asarray(sc.imu_acc_bias, float)  # m/s²
@@ -90,7 +90,7 @@ class SerialRobot(Robot):
         bus = self.bus
         bus.raise_on_alert = False  # a servo with a hardware error still answers: find and treat those below
         problems = []
-        for joint, dxl_id in zip(JOINT_NAMES, self.ids):
+        for joint, dxl_id in zip(self.joint_names, self.ids):
             model, _ = self._ping(dxl_id)
             if model != R.XM430_MODEL_NUMBER:
                 problems.append(f"{joint} (ID {dxl_id}): " + (f"model {model}, expected XM430-W350 ({R.XM430_MODEL_NUMBER})" if model is not None else "no answer"))
@@ -105,7 +105,7 @@ class SerialRobot(Robot):
             self._close()
             return CallbackReturn.FAILURE
         bus.raise_on_alert = True
-        self._sync_write(X["torque_enable"], np.zeros(N_JOINTS, int))
+        self._sync_write(X["torque_enable"], np.zeros(len(self.ids), int))
         for j, dxl_id in enumerate(self.ids):
             self._ensure(dxl_id, X["return_delay_time"], 0)
             self._ensure(dxl_id, X["operating_mode"], POSITION_MODE)
@@ -123,7 +123,7 @@ class SerialRobot(Robot):
         self._sync_write(X["goal_position"], np.clip(raw, self.raw_min, self.raw_max))
         soft = np.maximum(1, np.rint(self._nominal_gain * SOFT_GAIN_FRACTION)).astype(int)
         self._sync_write(X["position_p_gain"], soft)
-        self._sync_write(X["torque_enable"], np.ones(N_JOINTS, int))
+        self._sync_write(X["torque_enable"], np.ones(len(self.ids), int))
         for k in range(1, RAMP_STEPS + 1):
             step_end = time.monotonic() + RAMP_IN_TIME / RAMP_STEPS
             while time.monotonic() < step_end and not self.abort():
@@ -137,7 +137,7 @@ class SerialRobot(Robot):
     def _on_deactivate(self) -> CallbackReturn:
         self._sync_write(X["goal_position"], np.clip(self._present_raw_positions(), self.raw_min, self.raw_max))
         time.sleep(HOLD_TIME)
-        self._sync_write(X["torque_enable"], np.zeros(N_JOINTS, int))
+        self._sync_write(X["torque_enable"], np.zeros(len(self.ids), int))
         self._barrier()
         return CallbackReturn.SUCCESS
 
@@ -181,8 +181,8 @@ class SerialRobot(Robot):
         return ReturnType.OK, state
 
     def _write(self, q_cmd: np.ndarray) -> ReturnType:
-        if q_cmd.shape != (N_JOINTS,) or not np.all(np.isfinite(q_cmd)):
-            raise ValueError(f"joint command must be 18 finite angles (rad), got shape {q_cmd.shape}")
+        if q_cmd.shape != (len(self.ids),) or not np.all(np.isfinite(q_cmd)):
+            raise ValueError(f"joint command must be {len(self.ids)} finite angles (rad), got shape {q_cmd.shape}")
         raw = self.mapping.raw_from_q(np.clip(q_cmd, self.q_lower, self.q_upper))
         self._sync_write(X["goal_position"], np.clip(raw, self.raw_min, self.raw_max))
         return ReturnType.OK

@@ -60,14 +60,14 @@ def _schema(name: str, props: dict, optional: tuple[str, ...] = ()) -> dict:
             "required": [k for k in props if k not in optional]}
 
 
-#: Channel name -> JSON Schema of its messages. S = state dim, A = action dim (see the spec).
+#: Channel name -> JSON Schema of its messages. S = state dim, A = action dim, J = joints (see the spec: the robot description's joint order).
 CHANNELS: dict[str, dict] = {
     "state": _schema("state", {
-        "q": _arr("joint positions, rad", 18), "qd": _arr("joint velocities, rad/s", 18),
-        "effort": _arr("joint efforts, N·m", 18), "imu_quat": _arr("IMU orientation quaternion w,x,y,z", 4),
+        "q": _arr("joint positions [J], rad"), "qd": _arr("joint velocities [J], rad/s"),
+        "effort": _arr("joint efforts [J], N·m"), "imu_quat": _arr("IMU orientation quaternion w,x,y,z", 4),
         "gyro": _arr("IMU angular velocity, rad/s", 3), "acc": _arr("IMU acceleration, m/s²", 3),
         "model_state": _arr("model state [S]")}, optional=("model_state",)),
-    "command": _schema("command", {"q": _arr("joint targets, rad", 18), "action": _arr("gait action [A], 1")}),
+    "command": _schema("command", {"q": _arr("joint targets [J], rad"), "action": _arr("gait action [A], 1")}),
     "transition": _schema("transition", {
         "episode": _num("episode index", "integer"), "condition": _num("condition name", "string"),
         "state": _arr("model state at t-period [S]"), "action": _arr("gait action [A]"),

@@ -1,7 +1,7 @@
 """What any robot reports when read: the types shared by simulation, hardware and controller.
 
 Shapes are given per field; units are SI (m, s, rad, N·m). Joint vectors follow
-``legadapt.robot.description.JOINT_NAMES`` order (18 joints, leg-major coxa/femur/tibia).
+the robot description's joint order (leg-major coxa/femur/tibia; 18 joints on the default hexapod).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ class RobotState:
     """
 
     stamp: float  # s, robot clock (simulated time in simulation)
-    q: np.ndarray  # [18] joint positions, rad
-    qd: np.ndarray  # [18] joint velocities, rad/s
-    effort: np.ndarray  # [18] joint torques, N·m
+    q: np.ndarray  # [joints] joint positions, rad
+    qd: np.ndarray  # [joints] joint velocities, rad/s
+    effort: np.ndarray  # [joints] joint torques, N·m
     imu: ImuReading
     privileged: BaseState | None = None

@@ -1,6 +1,6 @@
 """The physics-backend interface that MuJoCo and PyBullet implement alike.
 
-A backend simulates the hexapod of one :class:`HexapodDescription`. It knows nothing
+A backend simulates the hexapod of one :class:`RobotDescription`. It knows nothing
 of gaits, tasks or controllers: it takes servo goal positions and returns sensor-level
 physical quantities. Perturbations (:mod:`sim.perturbations`) change the robot and the
 world only through the ``set_*`` methods here, so every perturbation means the same
@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from legadapt.robot_state import BaseState, ImuReading
-from legadapt.robot.description import N_JOINTS, HexapodDescription
+from legadapt.robot.description import RobotDescription
 
 
 class PhysicsBackend(ABC):
@@ -27,20 +27,21 @@ class PhysicsBackend(ABC):
 
     name: str = "abstract"
 
-    def __init__(self, desc: HexapodDescription, timestep: float) -> None:
+    def __init__(self, desc: RobotDescription, timestep: float) -> None:
         self.desc = desc
         self.timestep = float(timestep)  # s
         self.time = 0.0  # s of simulated time since reset
-        self._target = np.zeros(N_JOINTS)  # rad, last goal written
-        self._goal = np.zeros(N_JOINTS)  # rad, rate-limited goal the servos track
-        self.kp_scale = np.ones(N_JOINTS)
-        self.force_scale = np.ones(N_JOINTS)
+        n = desc.n_joints
+        self._target = np.zeros(n)  # rad, last goal written
+        self._goal = np.zeros(n)  # rad, rate-limited goal the servos track
+        self.kp_scale = np.ones(n)
+        self.force_scale = np.ones(n)
         self._max_step = desc.servo.max_speed * self.timestep  # rad per physics step
         self._lower, self._upper = desc.lower_limits(), desc.upper_limits()
 
     # ------------------------------------------------------------ lifecycle
     def reset(self, q_joints: np.ndarray, base_height: float, base_xy: tuple[float, float] = (0.0, 0.0), yaw: float = 0.0) -> None:
-        """Place the robot at rest with joints ``q_joints`` [18] (rad), torso at ``base_height`` (m)."""
+        """Place the robot at rest with joints ``q_joints`` [joints] (rad), torso at ``base_height`` (m)."""
         q = np.asarray(q_joints, dtype=float).copy()
         self._target[:] = q
         self._goal[:] = q
@@ -48,7 +49,7 @@ class PhysicsBackend(ABC):
         self._reset(q, base_height, base_xy, yaw)
 
     def set_targets(self, q_target: np.ndarray) -> None:
-        """Write servo goal positions [18] (rad), clipped to the servos' angle limits.
+        """Write servo goal positions [joints] (rad), clipped to the servos' angle limits.
 
         Applied from the next physics step.
         """
@@ -64,7 +65,7 @@ class PhysicsBackend(ABC):
 
     # ------------------------------------------------------------ perturbation hooks
     def set_motor_scales(self, kp_scale: np.ndarray, force_scale: np.ndarray) -> None:
-        """Scale each servo's position gain and torque limit, shapes [18]; 0 force = limp."""
+        """Scale each servo's position gain and torque limit, shapes [joints]; 0 force = limp."""
         self.kp_scale = np.asarray(kp_scale, dtype=float).copy()
         self.force_scale = np.asarray(force_scale, dtype=float).copy()
         self._apply_motor_scales()
@@ -88,7 +89,7 @@ class PhysicsBackend(ABC):
     # ------------------------------------------------------------ measurements
     @abstractmethod
     def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Physical joint positions (rad), velocities (rad/s), actuator torques (N·m), each [18]."""
+        """Physical joint positions (rad), velocities (rad/s), actuator torques (N·m), each [joints]."""
 
     @abstractmethod
     def imu(self) -> ImuReading:

@@ -1,7 +1,7 @@
-"""The emulated serial robot: the simulated hexapod behind a Dynamixel bus on a pty.
+"""The emulated serial robot: the simulated robot behind a Dynamixel bus on a pty.
 
 ``FakeRobot(cfg)`` opens a pseudo-terminal (``os.openpty``, raw mode) and serves, on
-its slave side (:attr:`FakeRobot.path`), 18 emulated XM430-W350 servos (IDs
+its slave side (:attr:`FakeRobot.path`), one emulated XM430-W350 servo per joint (IDs
 ``cfg.serial.servo_ids``) and the legadapt IMU device (``cfg.serial.imu_id``, register
 map in :mod:`hardware.registers`). Any Protocol 2.0 client can open that path like a
 USB adapter: ROBOTIS's ``dynamixel_sdk``, :class:`hardware.bus.DynamixelBus`, ``SerialRobot``.
@@ -42,7 +42,6 @@ import numpy as np
 from legadapt.hardware import protocol as P
 from legadapt.hardware import registers as R
 from legadapt import config as C
-from legadapt.robot.description import JOINT_NAMES, N_JOINTS
 from legadapt.sim.fake_faults import ScheduledFault
 from legadapt.sim.hexapod import SimulatedHexapod, standing_pose
 from legadapt.sim.servo_emulator import BusEmulator, ImuTable, ServoTable
@@ -78,19 +77,20 @@ class FakeStats:
 
 
 class FakeRobot:
-    """An emulated Dynamixel hexapod on a pseudo-terminal."""
+    """An emulated Dynamixel robot (the config's robot description) on a pseudo-terminal."""
 
     def __init__(self, cfg: C.LegadaptConfig, faults: FaultConfig | None = None,
                  directions: np.ndarray | None = None, zero_offsets: np.ndarray | None = None,
                  report=None) -> None:
-        """``directions``/``zero_offsets`` [18]: true mounting if it differs from ``cfg.serial``;
+        """``directions``/``zero_offsets`` [joints]: true mounting if it differs from ``cfg.serial``;
         ``report(line)`` gets one line per injected fault and per torque change."""
         self.cfg = cfg
         self.faults = faults or FaultConfig()
         self.stats = FakeStats()
         sc = cfg.serial
-        dirs = np.array([sc.directions.get(j, 1) for j in JOINT_NAMES], float) if directions is None else directions
-        offs = np.array([sc.zero_offsets.get(j, 0.0) for j in JOINT_NAMES]) if zero_offsets is None else zero_offsets
+        joints = cfg.robot_description.joint_names
+        dirs = np.array([sc.directions.get(j, 1) for j in joints], float) if directions is None else directions
+        offs = np.array([sc.zero_offsets.get(j, 0.0) for j in joints]) if zero_offsets is None else zero_offsets
         self.mapping = R.JointMapping(dirs, offs)
         self.hexapod = SimulatedHexapod.from_config(cfg)
         q0, height = standing_pose(self.hexapod.desc, cfg.gait)
@@ -192,13 +192,13 @@ class FakeRobot:
             self.hexapod.mark_run_start()
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
-        """True joint angles (rad) and goal angles (rad) [18], for tests."""
+        """True joint angles (rad) and goal angles (rad) [joints], for tests."""
         with self._lock:
             goals = np.array([s.get("goal_position") for s in self.servos])
             return self.hexapod.read().q, self.mapping.q_from_raw(goals)
 
     def torque_enabled(self) -> np.ndarray:
-        """Torque Enable of each servo [18] (bool)."""
+        """Torque Enable of each servo [joints] (bool)."""
         with self._lock:
             return np.array([s.torque_enabled for s in self.servos])
 
@@ -368,7 +368,7 @@ class FakeRobot:
         n = sum(s.torque_enabled for s in self.servos)
         if (n > 0) != self._torque_any:
             self._torque_any = n > 0
-            self.report(f"t={self._now():.3f} torque {'on' if n else 'off'} ({n} of {N_JOINTS} servos on)")
+            self.report(f"t={self._now():.3f} torque {'on' if n else 'off'} ({n} of {len(self.cfg.serial.servo_ids)} servos on)")
         if n and self._t_active is None:
             self._t_active = time.monotonic()
 

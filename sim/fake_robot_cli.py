@@ -9,7 +9,6 @@ import sys
 
 from legadapt.hardware import registers as R
 from legadapt import config as C
-from legadapt.robot.description import N_JOINTS
 from legadapt.sim.fake_faults import parse_fault
 from legadapt.sim.fake_robot import FakeRobot, FaultConfig
 from legadapt.sim import fake_robot
@@ -54,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.path.islink(args.link):
             os.unlink(args.link)
         os.symlink(fake.path, args.link)
-    print(f"fake robot: {N_JOINTS} XM430 servos (IDs {cfg.serial.servo_ids[0]}..{cfg.serial.servo_ids[-1]}), "
+    desc = cfg.robot_description
+    print(f"fake robot: {desc.name}, {desc.n_joints} {desc.servo.model} servos (IDs {cfg.serial.servo_ids[0]}..{cfg.serial.servo_ids[-1]}), "
           f"IMU ID {cfg.serial.imu_id}, on {fake.path}" + (f" (link {args.link})" if args.link else ""), flush=True)
     print(fake.path, flush=True)
     for sig in (signal.SIGINT, signal.SIGTERM):

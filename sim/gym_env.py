@@ -15,15 +15,18 @@ from gymnasium.utils import seeding
 
 from legadapt.config import LegadaptConfig, parse_config
 from legadapt.paths import Path, make_path, wrap_angle
-from legadapt.robot.description import N_JOINTS
 from legadapt.sim.hexapod import SimulatedHexapod, make_gait, standing_pose
 from legadapt.sim.rotations import quat_rotate_inv, rpy_from_quat
 
-OBS_NAMES: tuple[str, ...] = (
-    "roll", "pitch", "vx", "vy", "vz", "wx", "wy", "wz", "phase_sin", "phase_cos",
-    *(f"q{i}" for i in range(N_JOINTS)), "cross_track", "heading_error", "progress",
-)
-OBS_DIM = len(OBS_NAMES)  # 31
+_BODY_OBS = ("roll", "pitch", "vx", "vy", "vz", "wx", "wy", "wz", "phase_sin", "phase_cos")
+_PATH_OBS = ("cross_track", "heading_error", "progress")
+
+
+def obs_names(joint_names: tuple[str, ...]) -> tuple[str, ...]:
+    """Observation names for a robot with these joints (``q_<joint>`` between the body and the path parts)."""
+    return (*_BODY_OBS, *(f"q_{j}" for j in joint_names), *_PATH_OBS)
+
+
 FALL_TILT = np.deg2rad(60.0)  # rad, |roll| or |pitch| beyond this is a fall
 FALL_HEIGHT = 0.04  # m, torso height above the start plane below which the robot has fallen
 MAX_LIN_VEL = 10.0  # m/s, observation bound of the body velocity
@@ -36,12 +39,12 @@ class HexapodPathEnv(gym.Env):
     One step is one control period ``dt = 1 / task.control_rate`` s (0.1 s by default).
     The action is held for the period; at every servo period ``1 / sim.servo_rate`` s the
     gait phase advances by ``gait.frequency / servo_rate``, the joint targets
-    ``TripodGait.joint_targets(phase, action)`` are written and the physics advanced.
+    ``PhaseGait.joint_targets(phase, action)`` are written and the physics advanced.
 
     Action: ``Box(-1, 1, (A,), float32)`` -- the gait's stride modulation, A = 2
-    (``per_side``: [left, right]) or 6 (``per_leg``), from ``gait.action_mode``.
+    (``per_side``: [left, right]) or one per leg (``per_leg``), from ``gait.action_mode``.
 
-    Observation ``Box(float32, (31,))`` (names in ``OBS_NAMES``):
+    Observation ``Box(float32, (13 + J,))`` for J joints (names in ``self.obs_names``; 31 on the hexapod):
 
     ======  ===================  =====  =====================================================
     index   name                 unit   source
@@ -50,10 +53,10 @@ class HexapodPathEnv(gym.Env):
     2-4     vx, vy, vz           m/s    true torso velocity in the body frame (privileged)
     5-7     wx, wy, wz           rad/s  IMU gyro (body frame)
     8, 9    sin, cos of phase    -      gait phase 2*pi*phase
-    10-27   q[18]                rad    joint positions, ``JOINT_NAMES`` order
-    28      cross_track          m      signed offset from the path, + = left of it
-    29      heading_error        rad    wrap(yaw - path tangent) in [-pi, pi], + = turned left
-    30      progress             -      arc length reached / path length, in [0, 1]
+    10..    q[J]                 rad    joint positions, the robot description's joint order
+    10+J    cross_track          m      signed offset from the path, + = left of it
+    11+J    heading_error        rad    wrap(yaw - path tangent) in [-pi, pi], + = turned left
+    12+J    progress             -      arc length reached / path length, in [0, 1]
     ======  ===================  =====  =====================================================
 
     Path quantities use the true (privileged) torso position and yaw. Values are clipped
@@ -114,14 +117,18 @@ class HexapodPathEnv(gym.Env):
         self.action_weight = float(action_weight)
 
         self.action_space = spaces.Box(-1.0, 1.0, (self.gait.action_dim,), np.float32)
-        high = np.empty(OBS_DIM, np.float32)
-        high[[0, 1, 29]] = np.pi
+        self.obs_names = obs_names(self.hexapod.desc.joint_names)
+        n_q = self.hexapod.desc.n_joints
+        self._q = slice(len(_BODY_OBS), len(_BODY_OBS) + n_q)
+        self._cross, self._heading, self._progress = self._q.stop, self._q.stop + 1, self._q.stop + 2
+        high = np.empty(len(self.obs_names), np.float32)
+        high[[0, 1, self._heading]] = np.pi
         high[2:5], high[5:8] = MAX_LIN_VEL, MAX_GYRO
         high[8:10] = 1.0
-        high[10:28] = 2 * np.pi
-        high[28] = self.path.length
+        high[self._q] = 2 * np.pi
+        high[self._cross] = self.path.length
         low = -high
-        low[30], high[30] = 0.0, 1.0
+        low[self._progress], high[self._progress] = 0.0, 1.0
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
 
         self._np_random, self._np_random_seed = seeding.np_random(cfg.sim.seed)  # config seed by default
@@ -132,7 +139,7 @@ class HexapodPathEnv(gym.Env):
 
     # ------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Stand the robot at the path start, settle, and return ``(obs [31], info)``."""
+        """Stand the robot at the path start, settle, and return ``(obs [13 + J], info)``."""
         super().reset(seed=seed)
         h = self.hexapod
         # sensor noise follows the env seed
@@ -187,22 +194,22 @@ class HexapodPathEnv(gym.Env):
 
     # ------------------------------------------------------------ internals
     def _observe(self, state: Any) -> tuple[np.ndarray, dict[str, Any]]:
-        """Observation [31] (float32) and info from a ``RobotState``; updates ``self.s``."""
+        """Observation [13 + J] (float32) and info from a ``RobotState``; updates ``self.s``."""
         base = state.privileged
         roll, pitch, _ = rpy_from_quat(state.imu.quat)
         yaw = float(rpy_from_quat(base.quat)[2])
         true_roll, true_pitch, _ = rpy_from_quat(base.quat)
         s, cross, path_heading = self.path.project(base.pos[:2], s_hint=self.s)
         self.s = s
-        obs = np.empty(OBS_DIM, dtype=np.float64)
+        obs = np.empty(len(self.obs_names), dtype=np.float64)
         obs[0], obs[1] = roll, pitch
         obs[2:5] = quat_rotate_inv(base.quat, base.lin_vel)
         obs[5:8] = state.imu.gyro
         obs[8], obs[9] = np.sin(2 * np.pi * self.phase), np.cos(2 * np.pi * self.phase)
-        obs[10:28] = state.q
-        obs[28] = cross
-        obs[29] = wrap_angle(yaw - path_heading)
-        obs[30] = s / self.path.length
+        obs[self._q] = state.q
+        obs[self._cross] = cross
+        obs[self._heading] = wrap_angle(yaw - path_heading)
+        obs[self._progress] = s / self.path.length
         obs = np.clip(obs, self.observation_space.low, self.observation_space.high).astype(np.float32)
         fell = bool(abs(true_roll) > FALL_TILT or abs(true_pitch) > FALL_TILT or base.pos[2] < FALL_HEIGHT)
         info = {"xy": base.pos[:2].copy(), "yaw": yaw, "cross_track": float(cross), "s": float(s),
@@ -210,4 +217,4 @@ class HexapodPathEnv(gym.Env):
         return obs, info
 
 
-__all__ = ["HexapodPathEnv", "OBS_DIM", "OBS_NAMES"]
+__all__ = ["HexapodPathEnv", "obs_names"]

@@ -12,21 +12,19 @@ import numpy as np
 from legadapt import config as C
 from legadapt.robot_state import RobotState
 from legadapt.sim.backend import PhysicsBackend
-from legadapt.robot.description import N_JOINTS, HexapodDescription, ServoModel
-from legadapt.sim.gait import GaitParams, TripodGait
+from legadapt.robot.description import RobotDescription
+from legadapt.sim.gait import GaitParams, PhaseGait
 from legadapt.sim.perturbations import ActionLatencyEffect, Effect, SlopeEffect, make_effect
 
 _RAMP_CHUNK = 0.01  # s, resolution of floor-tilt ramps
 
 
-def make_description(robot: C.RobotConfig) -> HexapodDescription:
-    """The robot description with a config's per-unit physical parameters applied."""
-    s = robot.servo
-    servo = ServoModel(kp=s.kp, kv=s.kv, stall_torque=s.stall_torque, max_speed=s.max_speed)
-    return HexapodDescription(body_mass=robot.body_mass, foot_friction=robot.foot_friction, servo=servo)
+def make_description(cfg: C.LegadaptConfig) -> RobotDescription:
+    """The robot a config names, with its per-unit physical parameters applied."""
+    return cfg.robot_description
 
 
-def make_backend(name: str, desc: HexapodDescription, timestep: float) -> PhysicsBackend:
+def make_backend(name: str, desc: RobotDescription, timestep: float) -> PhysicsBackend:
     """Construct the physics backend ``name`` ('mujoco' | 'pybullet')."""
     if name == "mujoco":
         from legadapt.sim.mujoco_backend import MujocoBackend
@@ -39,11 +37,11 @@ def make_backend(name: str, desc: HexapodDescription, timestep: float) -> Physic
     raise ValueError(f"unknown backend {name!r}; allowed: mujoco, pybullet")
 
 
-def make_gait(desc: HexapodDescription, gait: C.GaitConfig) -> TripodGait:
-    """The tripod gait of a config."""
+def make_gait(desc: RobotDescription, gait: C.GaitConfig) -> PhaseGait:
+    """The gait of a config (the robot's own shape where the config sets none)."""
     params = GaitParams(frequency=gait.frequency, stride_length=gait.stride_length, lift_height=gait.lift_height,
                         stance_radius=gait.stance_radius, body_height=gait.body_height)
-    return TripodGait(desc, params, gait.action_mode)
+    return PhaseGait(desc, params, gait.action_mode)
 
 
 def _effect_order(e: Effect) -> int:
@@ -54,7 +52,7 @@ def _effect_order(e: Effect) -> int:
 class SimulatedHexapod:
     """A hexapod in a physics backend with perturbations scheduled in simulated time."""
 
-    def __init__(self, desc: HexapodDescription, backend: PhysicsBackend, perturbations: list[C.PerturbationBase] = (),
+    def __init__(self, desc: RobotDescription, backend: PhysicsBackend, perturbations: list[C.PerturbationBase] = (),
                  seed: int = 0, nominal_floor_friction: float | None = None) -> None:
         """``nominal_floor_friction``: the foot/floor contact coefficient before any
         ``floor_friction`` perturbation; default the description's ``foot_friction``."""
@@ -64,13 +62,13 @@ class SimulatedHexapod:
         self._seed = seed
         self._floor_mu = desc.foot_friction if nominal_floor_friction is None else nominal_floor_friction
         self.effects: list[Effect] = []
-        self._raw_cmd = np.zeros(N_JOINTS)
+        self._raw_cmd = np.zeros(desc.n_joints)
         self.torque_enabled = True
 
     @classmethod
     def from_config(cls, cfg: C.LegadaptConfig) -> SimulatedHexapod:
         """Build from a validated config (backend, robot, perturbations, seed)."""
-        desc = make_description(cfg.robot)
+        desc = make_description(cfg)
         return cls(desc, make_backend(cfg.sim.backend, desc, cfg.sim.timestep), cfg.perturbations, cfg.sim.seed)
 
     @property
@@ -81,22 +79,23 @@ class SimulatedHexapod:
     # ------------------------------------------------------------ lifecycle
     def reset(self, q_stand: np.ndarray, base_height: float, base_xy: tuple[float, float] = (0.0, 0.0), yaw: float = 0.0,
               seed: int | None = None) -> None:
-        """Put the intact robot at rest in ``q_stand`` [18] (rad) and re-arm all perturbations.
+        """Put the intact robot at rest in ``q_stand`` [joints] (rad) and re-arm all perturbations.
 
         ``seed`` reseeds the sensor noise (default: the seed given at construction).
         """
         if seed is not None:
             self._seed = int(seed)
         b = self.backend
-        b.set_motor_scales(np.ones(N_JOINTS), np.ones(N_JOINTS))
-        for j in range(N_JOINTS):
+        n = self.desc.n_joints
+        b.set_motor_scales(np.ones(n), np.ones(n))
+        for j in range(n):
             b.lock_joint(j, None)
         b.set_payload(0.0, np.zeros(3))
         b.set_floor_friction(self._floor_mu)
         b.set_floor_tilt(0.0, 0.0, np.zeros(3))
         b.reset(q_stand, base_height, base_xy, yaw)
         self.rng = np.random.default_rng(self._seed)
-        self.effects = sorted((make_effect(s) for s in self._specs), key=_effect_order)
+        self.effects = sorted((make_effect(s, self.desc) for s in self._specs), key=_effect_order)
         self._raw_cmd = np.asarray(q_stand, dtype=float).copy()
         self.torque_enabled = True
         self._apply_motor_scales()
@@ -118,12 +117,12 @@ class SimulatedHexapod:
     def add_perturbation(self, spec: C.PerturbationBase) -> None:
         """Schedule one more perturbation (its ``start`` is in simulated time)."""
         self._specs.append(spec)
-        self.effects = sorted([*self.effects, make_effect(spec)], key=_effect_order)
+        self.effects = sorted([*self.effects, make_effect(spec, self.desc)], key=_effect_order)
         self._activate_due()
 
     # ------------------------------------------------------------ I/O
     def write(self, q_cmd: np.ndarray) -> None:
-        """Send joint goals [18] (rad) to the servos, through the command-path perturbations."""
+        """Send joint goals [joints] (rad) to the servos, through the command-path perturbations."""
         self._raw_cmd = np.asarray(q_cmd, dtype=float).copy()
         for e in self.effects:
             if e.active and isinstance(e, ActionLatencyEffect):
@@ -173,7 +172,7 @@ class SimulatedHexapod:
             self._apply_motor_scales()
 
     def _apply_motor_scales(self) -> None:
-        kp, force = np.ones(N_JOINTS), np.ones(N_JOINTS) * float(self.torque_enabled)
+        kp, force = np.ones(self.desc.n_joints), np.ones(self.desc.n_joints) * float(self.torque_enabled)
         for e in self.effects:
             scales = e.motor_scales() if e.active else None
             if scales is not None:
@@ -194,8 +193,8 @@ class SimulatedHexapod:
         return max(1, int(np.ceil((min(future) - t) / dt - 1e-9)))
 
 
-def standing_pose(desc: HexapodDescription, gait: C.GaitConfig) -> tuple[np.ndarray, float]:
-    """Joint angles [18] (rad) and torso height (m) of the robot standing at the gait's neutral."""
+def standing_pose(desc: RobotDescription, gait: C.GaitConfig) -> tuple[np.ndarray, float]:
+    """Joint angles [joints] (rad) and torso height (m) of the robot standing at the gait's neutral."""
     g = make_gait(desc, gait)
     return g.standing_pose(), gait.body_height + desc.foot_radius + 0.002
 

@@ -1,7 +1,7 @@
-"""Leg kinematics of the hexapod: forward and inverse, all six legs at once.
+"""Leg kinematics of a legged robot: forward and inverse, all legs at once.
 
-Positions are foot-sphere centres in the body frame (m); joint vectors are shape [18]
-in the order of :data:`legadapt.robot.description.JOINT_NAMES` (rad). See :mod:`legadapt.robot.description`
+Positions are foot-sphere centres in the body frame (m); joint vectors are shape [joints]
+in the description's joint order (rad). See :mod:`legadapt.robot.description`
 for the joint conventions.
 """
 
@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from legadapt.robot.description import N_LEGS, HexapodDescription
+from legadapt.robot.description import RobotDescription
+from legadapt.robot.schema import JOINT_KINDS
 
 
 class LegKinematics:
-    """Forward/inverse kinematics of all legs of one :class:`HexapodDescription`."""
+    """Forward/inverse kinematics of all legs of one :class:`RobotDescription`."""
 
-    def __init__(self, desc: HexapodDescription) -> None:
+    def __init__(self, desc: RobotDescription) -> None:
         self.desc = desc
-        self.hips = np.array([desc.hip_position(i) for i in range(N_LEGS)])  # [6, 3] m
-        self.mount = np.asarray(desc.mount_yaw, dtype=float)  # [6] rad
+        self.hips = np.array([desc.hip_position(i) for i in range(desc.n_legs)])  # [legs, 3] m
+        self.mount = np.asarray(desc.mount_yaw, dtype=float)  # [legs] rad
         self.lc = desc.coxa.length
         self.l1 = desc.femur.length
         self.l2 = desc.tibia.length
@@ -26,8 +27,8 @@ class LegKinematics:
         self.upper = desc.upper_limits()
 
     def forward(self, q: np.ndarray) -> np.ndarray:
-        """Foot positions for joint angles ``q`` [18] (rad) -> [6, 3] (m, body frame)."""
-        q = np.asarray(q, dtype=float).reshape(N_LEGS, 3)
+        """Foot positions for joint angles ``q`` [joints] (rad) -> [legs, 3] (m, body frame)."""
+        q = np.asarray(q, dtype=float).reshape(len(self.hips), len(JOINT_KINDS))
         q0, q1, q2 = q[:, 0], q[:, 1], q[:, 2]
         r = self.lc + self.l1 * np.cos(q1) + self.l2 * np.cos(q1 + q2)
         z = self.l1 * np.sin(q1) + self.l2 * np.sin(q1 + q2)
@@ -35,7 +36,7 @@ class LegKinematics:
         return self.hips + np.stack([r * np.cos(yaw), r * np.sin(yaw), z], axis=1)
 
     def inverse(self, feet: np.ndarray) -> np.ndarray:
-        """Joint angles [18] (rad) that put the feet at ``feet`` [6, 3] (m, body frame).
+        """Joint angles [joints] (rad) that put the feet at ``feet`` [legs, 3] (m, body frame).
 
         Unreachable targets are projected onto the workspace boundary and the result
         is clipped to the joint limits, so the output is always a valid command.

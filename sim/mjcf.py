@@ -1,4 +1,4 @@
-"""Generate the MuJoCo MJCF model of the hexapod from :class:`HexapodDescription`.
+"""Generate the MuJoCo MJCF model of the hexapod from :class:`RobotDescription`.
 
 Notes on the choices (design.md, "Simulation"):
 
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from legadapt.robot.description import JOINT_KINDS, LEG_NAMES, HexapodDescription, LinkSpec, inertia_box, inertia_capsule_x
+from legadapt.robot.schema import JOINT_KINDS
+from legadapt.robot.description import RobotDescription, LinkSpec, inertia_box, inertia_capsule_x
 
 #: Default physics step of the MuJoCo backend (s).
 MJ_TIMESTEP = 0.002
@@ -40,7 +41,7 @@ def _link_inertial(parent: ET.Element, link: LinkSpec, extra_mass_at_end: float 
     ET.SubElement(parent, "inertial", pos=_fmt(com, 0, 0), mass=f"{m:.6g}", diaginertia=_fmt(ixx, iyy + shift, izz + shift))
 
 
-def build_mjcf(desc: HexapodDescription, timestep: float = MJ_TIMESTEP, floor_friction: float | None = None) -> str:
+def build_mjcf(desc: RobotDescription, timestep: float = MJ_TIMESTEP, floor_friction: float | None = None) -> str:
     """Return the MJCF XML text of the hexapod on a flat floor.
 
     The floor geom has priority, so its friction is the foot/floor contact's: it starts at
@@ -77,7 +78,7 @@ def build_mjcf(desc: HexapodDescription, timestep: float = MJ_TIMESTEP, floor_fr
     payload = ET.SubElement(torso, "body", name=PAYLOAD_BODY, pos="0 0 0")
     ET.SubElement(payload, "inertial", pos="0 0 0", mass="1e-9", diaginertia="1e-12 1e-12 1e-12")
 
-    for leg_i, leg in enumerate(LEG_NAMES):
+    for leg_i, leg in enumerate(desc.leg_names):
         hx, hy = desc.hip_xy[leg_i]
         coxa = ET.SubElement(torso, "body", name=f"{leg}_coxa", pos=_fmt(hx, hy, 0), euler=_fmt(0, 0, desc.mount_yaw[leg_i]))
         _add_joint(coxa, f"{leg}_coxa", "0 0 1", desc.joint_limits["coxa"])
@@ -95,7 +96,7 @@ def build_mjcf(desc: HexapodDescription, timestep: float = MJ_TIMESTEP, floor_fr
 
     actuators = ET.SubElement(root, "actuator")
     s = desc.servo
-    for leg in LEG_NAMES:
+    for leg in desc.leg_names:
         for kind in JOINT_KINDS:
             lo, hi = desc.joint_limits[kind]
             ET.SubElement(
@@ -113,9 +114,9 @@ def _add_joint(body: ET.Element, name: str, axis: str, limits: tuple[float, floa
     ET.SubElement(body, "joint", name=name, type="hinge", axis=axis, range=_fmt(*limits))
 
 
-def standing_height(desc: HexapodDescription) -> float:
+def standing_height(desc: RobotDescription) -> float:
     """Initial torso height (m) used by the generated model."""
-    return 0.10 + desc.foot_radius + 0.005
+    return desc.gait.body_height + desc.foot_radius + 0.005
 
 
 __all__ = ["build_mjcf", "MJ_TIMESTEP", "FLOOR_BODY", "TORSO_BODY", "PAYLOAD_BODY", "IMU_SITE", "standing_height"]

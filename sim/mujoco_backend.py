@@ -7,7 +7,7 @@ import numpy as np
 
 from legadapt.robot_state import BaseState, ImuReading
 from legadapt.sim.backend import PhysicsBackend
-from legadapt.robot.description import JOINT_NAMES, N_JOINTS, HexapodDescription
+from legadapt.robot.description import RobotDescription
 from legadapt.sim.mjcf import FLOOR_BODY, MJ_TIMESTEP, PAYLOAD_BODY, TORSO_BODY, build_mjcf
 from legadapt.sim.rotations import quat_from_rpy, quat_rotate
 
@@ -17,15 +17,15 @@ class MujocoBackend(PhysicsBackend):
 
     name = "mujoco"
 
-    def __init__(self, desc: HexapodDescription, timestep: float = MJ_TIMESTEP) -> None:
+    def __init__(self, desc: RobotDescription, timestep: float = MJ_TIMESTEP) -> None:
         super().__init__(desc, timestep)
         self.model = mujoco.MjModel.from_xml_string(build_mjcf(desc, timestep))
         self.data = mujoco.MjData(self.model)
         m = self.model
-        self._qadr = np.array([m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)] for n in JOINT_NAMES])
-        self._dadr = np.array([m.jnt_dofadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)] for n in JOINT_NAMES])
-        self._jid = np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n) for n in JOINT_NAMES])
-        self._act = np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in JOINT_NAMES])
+        self._qadr = np.array([m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)] for n in desc.joint_names])
+        self._dadr = np.array([m.jnt_dofadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)] for n in desc.joint_names])
+        self._jid = np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n) for n in desc.joint_names])
+        self._act = np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in desc.joint_names])
         self._torso = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, TORSO_BODY)
         self._payload = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, PAYLOAD_BODY)
         floor_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, FLOOR_BODY)
@@ -118,4 +118,4 @@ class MujocoBackend(PhysicsBackend):
         return float(total)
 
 
-__all__ = ["MujocoBackend", "N_JOINTS"]
+__all__ = ["MujocoBackend"]

@@ -21,7 +21,7 @@ import numpy as np
 
 from legadapt import config as C
 from legadapt.robot_state import ImuReading, RobotState
-from legadapt.robot.description import JOINT_NAMES, LEG_NAMES, N_JOINTS
+from legadapt.robot.description import RobotDescription
 from legadapt.sim.rotations import quat_from_rpy, quat_mul
 
 if TYPE_CHECKING:
@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 class Effect:
     """Base: a perturbation that does nothing until overridden."""
 
-    def __init__(self, spec: C.PerturbationBase) -> None:
+    def __init__(self, spec: C.PerturbationBase, desc: RobotDescription) -> None:
         self.spec = spec
+        self.desc = desc
         self.start = spec.start  # s
         self.active = False
 
@@ -43,11 +44,11 @@ class Effect:
         """Follow time while active (ramps)."""
 
     def motor_scales(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(kp_scale [18], force_scale [18]) this perturbation imposes, or None."""
+        """(kp_scale [joints], force_scale [joints]) this perturbation imposes, or None."""
         return None
 
     def command(self, q: np.ndarray, t: float) -> np.ndarray:
-        """Transform a joint command [18] (rad) on its way to the servos."""
+        """Transform a joint command [joints] (rad) on its way to the servos."""
         return q
 
     def reading(self, state: RobotState, rng: np.random.Generator) -> RobotState:
@@ -57,16 +58,15 @@ class Effect:
 
 class LimpLegEffect(Effect):
     def motor_scales(self) -> tuple[np.ndarray, np.ndarray]:
-        leg = LEG_NAMES.index(self.spec.leg)
-        force = np.ones(N_JOINTS)
-        force[3 * leg : 3 * leg + 3] = 0.0
-        return np.ones(N_JOINTS), force
+        force = np.ones(self.desc.n_joints)
+        force[self.desc.leg_joints(self.desc.leg_index(self.spec.leg))] = 0.0
+        return np.ones(self.desc.n_joints), force
 
 
 class WeakMotorEffect(Effect):
     def motor_scales(self) -> tuple[np.ndarray, np.ndarray]:
-        idx = [JOINT_NAMES.index(j) for j in self.spec.joints]
-        kp, force = np.ones(N_JOINTS), np.ones(N_JOINTS)
+        idx = [self.desc.joint_names.index(j) for j in self.spec.joints]
+        kp, force = np.ones(self.desc.n_joints), np.ones(self.desc.n_joints)
         kp[idx] = self.spec.kp_scale
         force[idx] = self.spec.force_scale
         return kp, force
@@ -74,7 +74,7 @@ class WeakMotorEffect(Effect):
 
 class LockedJointEffect(Effect):
     def on_start(self, robot: SimulatedHexapod) -> None:
-        j = JOINT_NAMES.index(self.spec.joint)
+        j = self.desc.joint_names.index(self.spec.joint)
         angle = self.spec.angle if self.spec.angle is not None else float(robot.backend.joint_state()[0][j])
         robot.backend.lock_joint(j, angle)
 
@@ -111,14 +111,14 @@ class SlopeEffect(Effect):
 class CalibrationErrorEffect(Effect):
     """A joint reported at q is physically at ``gain * q + offset``."""
 
-    def __init__(self, spec: C.CalibrationError) -> None:
-        super().__init__(spec)
-        self.offset = np.zeros(N_JOINTS)
-        self.gain = np.ones(N_JOINTS)
+    def __init__(self, spec: C.CalibrationError, desc: RobotDescription) -> None:
+        super().__init__(spec, desc)
+        self.offset = np.zeros(desc.n_joints)
+        self.gain = np.ones(desc.n_joints)
         for name, v in spec.offsets.items():
-            self.offset[JOINT_NAMES.index(name)] = v
+            self.offset[desc.joint_names.index(name)] = v
         for name, v in spec.gains.items():
-            self.gain[JOINT_NAMES.index(name)] = v
+            self.gain[desc.joint_names.index(name)] = v
 
     def command(self, q: np.ndarray, t: float) -> np.ndarray:
         return self.gain * q + self.offset
@@ -141,13 +141,13 @@ class ImuErrorEffect(Effect):
 class ActionLatencyEffect(Effect):
     """Commands are delivered ``delay`` s after they are written."""
 
-    def __init__(self, spec: C.ActionLatency) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: C.ActionLatency, desc: RobotDescription) -> None:
+        super().__init__(spec, desc)
         self._queue: deque[tuple[float, np.ndarray]] = deque()
         self._delivered: np.ndarray | None = None
 
     def submit(self, q: np.ndarray, t: float) -> None:
-        """Put a command [18] (rad) written at ``t`` (s) on the wire."""
+        """Put a command [joints] (rad) written at ``t`` (s) on the wire."""
         self._queue.append((t, q.copy()))
 
     def command(self, q: np.ndarray, t: float) -> np.ndarray:
@@ -178,6 +178,6 @@ EFFECTS: dict[str, type[Effect]] = {
 assert set(EFFECTS) == set(C.PERTURBATION_KINDS), "every configurable perturbation needs an effect"
 
 
-def make_effect(spec: C.PerturbationBase) -> Effect:
-    """The runtime effect of one validated perturbation config."""
-    return EFFECTS[spec.kind](spec)
+def make_effect(spec: C.PerturbationBase, desc: RobotDescription) -> Effect:
+    """The runtime effect of one validated perturbation config on the robot ``desc`` describes."""
+    return EFFECTS[spec.kind](spec, desc)

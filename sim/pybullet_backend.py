@@ -43,7 +43,7 @@ with _quiet_stdout():
 
 from legadapt.robot_state import BaseState, ImuReading
 from legadapt.sim.backend import PhysicsBackend
-from legadapt.robot.description import JOINT_NAMES, N_JOINTS, HexapodDescription
+from legadapt.robot.description import RobotDescription
 from legadapt.sim.mjcf import MJ_TIMESTEP
 from legadapt.sim.rotations import quat_from_rpy, quat_from_xyzw, quat_rotate_inv, quat_to_xyzw
 from legadapt.sim.urdf import build_urdf
@@ -56,7 +56,7 @@ class PybulletBackend(PhysicsBackend):
 
     name = "pybullet"
 
-    def __init__(self, desc: HexapodDescription, timestep: float = MJ_TIMESTEP) -> None:
+    def __init__(self, desc: RobotDescription, timestep: float = MJ_TIMESTEP) -> None:
         super().__init__(desc, timestep)
         with _quiet_stdout():
             self.pb = BulletClient(connection_mode=pybullet.DIRECT)
@@ -74,15 +74,15 @@ class PybulletBackend(PhysicsBackend):
         plane = pb.createCollisionShape(pybullet.GEOM_PLANE)
         self.floor = pb.createMultiBody(baseMass=0, baseCollisionShapeIndex=plane)
         names = {pb.getJointInfo(self.robot, j)[1].decode(): j for j in range(pb.getNumJoints(self.robot))}
-        self._joints = [names[n] for n in JOINT_NAMES]
+        self._joints = [names[n] for n in desc.joint_names]
         self._limits0 = [pb.getJointInfo(self.robot, j)[8:10] for j in self._joints]
         for link in range(-1, pb.getNumJoints(self.robot)):
             pb.changeDynamics(self.robot, link, lateralFriction=desc.foot_friction, rollingFriction=0.0, spinningFriction=0.0,
                               linearDamping=0.0, angularDamping=0.0, jointDamping=0.0)
         pb.changeDynamics(self.floor, -1, lateralFriction=1.0)
         # switch off PyBullet's default velocity motors: the servo law is applied as torque
-        pb.setJointMotorControlArray(self.robot, self._joints, pybullet.VELOCITY_CONTROL, forces=[0.0] * N_JOINTS)
-        self._tau = np.zeros(N_JOINTS)
+        pb.setJointMotorControlArray(self.robot, self._joints, pybullet.VELOCITY_CONTROL, forces=[0.0] * desc.n_joints)
+        self._tau = np.zeros(desc.n_joints)
         self._payload_body: int | None = None
         self._payload_constraint: int | None = None
         self._prev_lin_vel = np.zeros(3)
@@ -102,8 +102,8 @@ class PybulletBackend(PhysicsBackend):
     def _apply_goal(self, goal: np.ndarray) -> None:
         s = self.desc.servo
         states = self.pb.getJointStates(self.robot, self._joints)
-        q = np.fromiter((st[0] for st in states), float, N_JOINTS)
-        qd = np.fromiter((st[1] for st in states), float, N_JOINTS)
+        q = np.fromiter((st[0] for st in states), float, len(self._joints))
+        qd = np.fromiter((st[1] for st in states), float, len(self._joints))
         limit = s.stall_torque * self.force_scale
         tau = np.clip(s.kp * self.kp_scale * (goal - q) - s.kv * (self.force_scale > 0) * qd, -limit, limit)
         self._tau = tau

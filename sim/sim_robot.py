@@ -84,7 +84,8 @@ class SimRobot(Robot):
         return ReturnType.OK, self.hexapod.read()
 
     def _write(self, q_cmd: np.ndarray) -> ReturnType:
-        if q_cmd.shape != (18,) or not np.all(np.isfinite(q_cmd)):
-            raise ValueError(f"joint command must be 18 finite angles (rad), got shape {q_cmd.shape}")
+        n = self.hexapod.desc.n_joints
+        if q_cmd.shape != (n,) or not np.all(np.isfinite(q_cmd)):
+            raise ValueError(f"joint command must be {n} finite angles (rad), got shape {q_cmd.shape}")
         self.hexapod.write(q_cmd)
         return ReturnType.OK

@@ -1,4 +1,4 @@
-"""Generate the PyBullet URDF of the hexapod from :class:`HexapodDescription`.
+"""Generate the PyBullet URDF of the hexapod from :class:`RobotDescription`.
 
 Same links, joints, limits and inertias as :func:`sim.mjcf.build_mjcf`. URDF capsules
 and cylinders lie along z, so each leg link's geometry is turned by 90° about y to lie
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from legadapt.robot.description import LEG_NAMES, HexapodDescription, LinkSpec, inertia_box, inertia_capsule_x
+from legadapt.robot.description import RobotDescription, LinkSpec, inertia_box, inertia_capsule_x
 
 _ALONG_X = "0 1.5707963 0"
 
@@ -66,9 +66,9 @@ def _joint(robot: ET.Element, name: str, parent: str, child: str, xyz: tuple, rp
     ET.SubElement(j, "limit", lower=f"{limits[0]:.6g}", upper=f"{limits[1]:.6g}", effort=f"{effort:.6g}", velocity=f"{velocity:.6g}")
 
 
-def build_urdf(desc: HexapodDescription) -> str:
-    """Return the URDF XML text of the hexapod (joint names as in ``JOINT_NAMES``)."""
-    robot = ET.Element("robot", name="legadapt_hexapod")
+def build_urdf(desc: RobotDescription) -> str:
+    """Return the URDF XML text of the robot (joint names as in ``desc.joint_names``)."""
+    robot = ET.Element("robot", name=f"legadapt_{desc.name}")
     torso = ET.SubElement(robot, "link", name="torso")
     _inertial(torso, desc.body_mass, (0, 0, 0), inertia_box(desc.body_mass, desc.body_size))
     for tag in ("visual", "collision"):
@@ -77,7 +77,7 @@ def build_urdf(desc: HexapodDescription) -> str:
         ET.SubElement(ET.SubElement(el, "geometry"), "box", size=_fmt(*desc.body_size))
     effort, velocity = desc.servo.stall_torque, desc.servo.max_speed
     arm = desc.servo.armature
-    for i, leg in enumerate(LEG_NAMES):
+    for i, leg in enumerate(desc.leg_names):
         hx, hy = desc.hip_xy[i]
         _leg_link(robot, f"{leg}_coxa", desc.coxa, arm, axis=2)
         _joint(robot, f"{leg}_coxa", "torso", f"{leg}_coxa", (hx, hy, 0), (0, 0, desc.mount_yaw[i]), "0 0 1", desc.joint_limits["coxa"], effort, velocity)

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from legadapt.config import parse_config
+from legadapt.features import make_spec
+from legadapt.robot.description import load_description
 from legadapt.sim.hexapod import SimulatedHexapod, make_gait, standing_pose
+
+#: The default hexapod, and the sizes of its model (state 28, target 31) for tests that build models by hand.
+HEXAPOD = load_description()
+HEXAPOD_SPEC = make_spec("per_side", 0.1, HEXAPOD)
+STATE_DIM, TARGET_DIM = HEXAPOD_SPEC.state_dim, HEXAPOD_SPEC.target_dim
+JOINT_NAMES = HEXAPOD.joint_names
 
 BACKENDS = ("mujoco", "pybullet")
 
@@ -88,7 +96,7 @@ def tiny_model(small_logs, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "tiny.pt"
     tc = TrainConfig(hidden=[64, 64], M=8, K=8, meta_batch=4, max_steps=60, eval_every=20, patience=100, val_tasks=20,
                      val_fraction=0.3, device="cpu")
-    train([small_logs], make_spec("per_side", 0.1), tc, out, progress=False, log=lambda *a: None)
+    train([small_logs], HEXAPOD_SPEC, tc, out, progress=False, log=lambda *a: None)
     return out
 
 

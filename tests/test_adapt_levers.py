@@ -16,9 +16,10 @@ from legadapt.dynamics.mlp import DeltaMLP, loss_weights
 from legadapt.dynamics.objectives import make_objective
 from legadapt.dynamics.train import target_weights
 from legadapt import config as C
-from legadapt.features import STATE_DIM, TARGET_DIM, make_spec, target_groups
+from legadapt.features import make_spec, target_groups
+from conftest import HEXAPOD, STATE_DIM, TARGET_DIM
 
-SPEC = make_spec("per_side", 0.1)
+SPEC = make_spec("per_side", 0.1, HEXAPOD)
 A = 2
 
 

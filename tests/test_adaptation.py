@@ -11,7 +11,7 @@ import torch
 from legadapt.dynamics.adaptation import GrBALAdapter, MBAdapter, MBDEAdapter, make_adapter
 from legadapt.dynamics.maml import init_log_lrs, lrs_from_log
 from legadapt.dynamics.mlp import DeltaMLP, params, predict
-from legadapt.features import STATE_DIM, TARGET_DIM
+from conftest import STATE_DIM, TARGET_DIM
 
 A = 2
 

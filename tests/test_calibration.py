@@ -26,7 +26,7 @@ from legadapt.hardware.interface import CallbackReturn, ReturnType
 from legadapt.hardware.serial_robot import SerialRobot
 from legadapt.sim.sim_robot import SimRobot
 from legadapt.config import parse_config
-from legadapt.robot.description import JOINT_NAMES
+from conftest import JOINT_NAMES
 from legadapt.sim.fake_robot import FakeRobot
 from legadapt.sim.hexapod import make_description
 from legadapt.sim.rotations import quat_from_rpy
@@ -41,13 +41,13 @@ def serve(cfg, **kwargs) -> FakeRobot:
 
 # ---------------------------------------------------------------- servos
 def test_servo_calibration_recovers_a_wrong_mounting(tmp_path):
-    directions, offsets = random_mounting(seed=7, max_offset=0.3, flip_prob=0.3)
-    assert (directions < 0).sum() >= 3 and np.abs(offsets).max() > 0.25, "a real test: flipped signs and large offsets"
     cfg = parse_config({})  # the config believes: every direction +1, every offset 0
+    directions, offsets = random_mounting(seed=7, n_joints=len(cfg.serial.servo_ids), max_offset=0.3, flip_prob=0.3)
+    assert (directions < 0).sum() >= 3 and np.abs(offsets).max() > 0.25, "a real test: flipped signs and large offsets"
     fake = serve(cfg, directions=directions, zero_offsets=offsets)
     try:
         with DynamixelBus(fake.path) as bus:
-            result = calibrate_servos(bus, cfg.serial.servo_ids, EmulatorWitness(fake))
+            result = calibrate_servos(bus, cfg.serial.servo_ids, EmulatorWitness(fake), cfg.robot_description.joint_names)
         np.testing.assert_array_equal(result.directions, directions)
         err = np.abs(result.zero_offsets - offsets)
         print(f"servo offsets: max error {err.max():.5f} rad, mean {err.mean():.5f} rad")
@@ -81,7 +81,7 @@ def test_servo_calibration_refuses_a_joint_that_does_not_move():
     fake = serve(cfg)
     try:
         with DynamixelBus(fake.path) as bus, pytest.raises(CalibrationError, match="LM_femur did not follow"):
-            calibrate_servos(bus, cfg.serial.servo_ids, EmulatorWitness(fake))
+            calibrate_servos(bus, cfg.serial.servo_ids, EmulatorWitness(fake), cfg.robot_description.joint_names)
     finally:
         fake.stop()
 
@@ -175,7 +175,7 @@ def test_sysid_recovers_a_weak_motor_and_a_payload(tmp_path):
     robot.configure()
     robot.activate()
     try:
-        commands = excitation_commands(make_description(truth.robot), truth.gait, truth.sim.servo_rate)
+        commands = excitation_commands(make_description(truth), truth.gait, truth.sim.servo_rate)
         log = record_excitation(robot, commands, 1.0 / truth.sim.servo_rate, tmp_path / "excitation.mcap")
     finally:
         robot.shutdown()

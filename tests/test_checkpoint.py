@@ -16,8 +16,9 @@ from legadapt.dynamics.checkpoint import (
 from legadapt.dynamics.maml import MamlConfig, init_log_lrs, lrs_from_log
 from legadapt.dynamics.mlp import DeltaMLP, params, predict
 from legadapt.features import make_spec
+from conftest import HEXAPOD
 
-SPEC = make_spec("per_side", 0.1)
+SPEC = make_spec("per_side", 0.1, HEXAPOD)
 
 
 def trained_model() -> DeltaMLP:
@@ -44,7 +45,7 @@ def test_round_trip_predictions_identical(tmp_path: Path) -> None:
     meta = {"feature_spec": SPEC, "adapter": "grbal", "maml": MamlConfig(learn_inner_lr=True, M=8),
             "training": {"epochs": 3}}
     save_checkpoint(tmp_path / "model.pt", m, meta, lrs=lrs, optimizer_state=opt.state_dict(), extra={"note": "x"})
-    ck = load_checkpoint(tmp_path / "model.pt", expected_spec=make_spec("per_side", 0.1))
+    ck = load_checkpoint(tmp_path / "model.pt", expected_spec=make_spec("per_side", 0.1, HEXAPOD))
     x = torch.randn(50, m.input_dim)
     assert torch.equal(predict(ck.model, params(ck.model), x), predict(m, params(m), x))
     assert torch.equal(ck.model.in_norm.std, m.in_norm.std) and torch.equal(ck.model.out_norm.mean, m.out_norm.mean)
@@ -69,10 +70,10 @@ def test_plain_torch_load_weights_only(tmp_path: Path) -> None:
 def test_spec_mismatch_is_named(tmp_path: Path) -> None:
     _, path = write(tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match="action_mode") as e:
-        load_checkpoint(path, expected_spec=make_spec("per_leg", 0.1))
+        load_checkpoint(path, expected_spec=make_spec("per_leg", 0.1, HEXAPOD))
     assert "Retrain" in str(e.value) and "per_side" in str(e.value)
     with pytest.raises(CheckpointError, match="control_period"):
-        load_checkpoint(path, expected_spec=make_spec("per_side", 0.05))
+        load_checkpoint(path, expected_spec=make_spec("per_side", 0.05, HEXAPOD))
 
 
 def test_wrong_format_version(tmp_path: Path) -> None:
@@ -142,7 +143,7 @@ def test_save_refuses_inconsistent_input(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="feature_spec"):
         save_checkpoint(tmp_path / "a.pt", m, {})
     with pytest.raises(CheckpointError, match="do not match the feature spec"):
-        save_checkpoint(tmp_path / "a.pt", m, {"feature_spec": make_spec("per_leg")})
+        save_checkpoint(tmp_path / "a.pt", m, {"feature_spec": make_spec("per_leg", 0.1, HEXAPOD)})
     with pytest.raises(CheckpointError, match="adapter kind"):
         save_checkpoint(tmp_path / "a.pt", m, {"feature_spec": SPEC, "adapter": "magic"})
     with pytest.raises(CheckpointError, match="not a tensor or plain value"):

@@ -13,6 +13,7 @@ from legadapt.dynamics.datasets import load_trajectories
 from legadapt.config import parse_config
 from legadapt.features import make_spec
 from legadapt.mcap_read import read_log
+from conftest import HEXAPOD
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,19 +28,19 @@ def test_logs_hold_transitions_with_spec_and_conditions(small_logs):
     assert len(files) == 6 and not list(small_logs.glob("*.part"))
     log = read_log(files[0])
     assert log.recovery.complete
-    assert log.spec == make_spec("per_side", 0.1)
+    assert log.spec == make_spec("per_side", 0.1, HEXAPOD)
     tr = log.messages["transition"]
     assert len(tr) == 50, "5 s at 10 Hz"
     assert len(tr[0]["state"]) == 28 and len(tr[0]["action"]) == 2 and len(tr[0]["displacement"]) == 3
     kinds = [e["kind"] for e in log.messages["events"]]
     assert kinds == ["episode_start", "episode_end"]
-    trajs, report = load_trajectories([small_logs], make_spec("per_side", 0.1))
+    trajs, report = load_trajectories([small_logs], make_spec("per_side", 0.1, HEXAPOD))
     assert report.transitions_used == 300
     assert any("limp_leg(leg=RM)" in t.condition for t in trajs), "the mid-run limp leg is its own condition"
 
 
 def test_random_walk_moves_the_robot(small_logs):
-    trajs, _ = load_trajectories([small_logs], make_spec("per_side", 0.1))
+    trajs, _ = load_trajectories([small_logs], make_spec("per_side", 0.1, HEXAPOD))
     disp = np.concatenate([t.displacements for t in trajs])
     assert np.abs(disp[:, 0]).mean() > 0.005, "random strides move the body (m per 0.1 s)"
     assert disp[:, 2].std() > 0.005, "and turn it"

@@ -12,10 +12,11 @@ from legadapt.dynamics.adaptation import make_adapter
 from legadapt.dynamics.checkpoint import load_checkpoint, save_checkpoint
 from legadapt.dynamics.context import ContextDynamics, ContextObjective
 from legadapt.dynamics.rebal import rebal_loss, zero_context_loss
-from legadapt.features import STATE_DIM, TARGET_DIM, make_spec
+from legadapt.features import make_spec
+from conftest import HEXAPOD, STATE_DIM, TARGET_DIM
 from tests.test_rebal import A, S, T, LinearTasks
 
-SPEC = make_spec("per_side", 0.1)
+SPEC = make_spec("per_side", 0.1, HEXAPOD)
 
 
 @pytest.fixture(autouse=True)

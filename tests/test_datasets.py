@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from legadapt.dynamics.datasets import DatasetError, TaskSampler, Trajectory, load_trajectories
 from legadapt.features import make_spec, target_vector
 from legadapt.mcap_log import LogWriter
+from conftest import HEXAPOD
 
-SPEC = make_spec("per_side", 0.1)
+SPEC = make_spec("per_side", 0.1, HEXAPOD)
 S, A = SPEC.state_dim, SPEC.action_dim
 DT = SPEC.control_period
 
@@ -64,7 +65,7 @@ def test_split_points_and_report(tmp_path: Path) -> None:
         {"episode": 2, "condition": "nominal", "n": 3, "t0": 10.0, "bad": (0, 1, 2)},  # all dropped
     ])
     b.write(tmp_path / "b_per_leg.mcap", [{"episode": 0, "condition": "nominal", "n": 20, "t0": 0.0}],
-            spec=make_spec("per_leg", 0.1))
+            spec=make_spec("per_leg", 0.1, HEXAPOD))
     (tmp_path / "c_garbage.mcap").write_bytes(b"definitely not MCAP" * 10)
     full_ids = b.write(tmp_path / "full.mcap", [{"episode": 7, "condition": "payload", "n": 300, "t0": 0.0}],
                        chunk_size=1024)
@@ -192,9 +193,9 @@ def test_split_by_whole_trajectories() -> None:
 def test_no_usable_data(tmp_path: Path) -> None:
     b = LogBuilder(np.random.default_rng(2))
     b.write(tmp_path / "per_leg.mcap", [{"episode": 0, "condition": "n", "n": 5, "t0": 0.0}],
-            spec=make_spec("per_leg", 0.1))
+            spec=make_spec("per_leg", 0.1, HEXAPOD))
     b.write(tmp_path / "slow.mcap", [{"episode": 0, "condition": "n", "n": 5, "t0": 0.0}],
-            spec=make_spec("per_side", 0.2))
+            spec=make_spec("per_side", 0.2, HEXAPOD))
     b.write(tmp_path / "all_nan.mcap", [{"episode": 0, "condition": "n", "n": 4, "t0": 0.0, "bad": (0, 1, 2, 3)}])
     (tmp_path / "empty.mcap").write_bytes(b"")
     with pytest.raises(DatasetError) as err:

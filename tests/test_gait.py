@@ -5,23 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import walk
-from legadapt.robot.description import HexapodDescription
-from legadapt.sim.gait import GaitParams, TripodGait
+from conftest import HEXAPOD, walk
+
+from legadapt.sim.gait import GaitParams, PhaseGait
 from legadapt.sim.kinematics import LegKinematics
 
 MIN_SPEED = 0.15  # m/s, required at full action on the intact robot
 
 
 def test_inverse_kinematics_inverts_forward(rng):
-    kin = LegKinematics(HexapodDescription())
+    kin = LegKinematics(HEXAPOD)
     for _ in range(50):
         q = rng.uniform([-0.6, -0.5, -2.2] * 6, [0.6, 1.0, -0.3] * 6)
         assert np.allclose(kin.inverse(kin.forward(q)), q, atol=1e-6)
 
 
 def test_stance_foot_moves_straight_back_at_constant_speed():
-    gait = TripodGait(HexapodDescription(), GaitParams(), "per_side")
+    gait = PhaseGait(HEXAPOD, None, "per_side")
     phases = np.linspace(0.0, 0.49, 50)  # tripod A in stance
     feet = np.array([gait.foot_targets(p, np.ones(2))[0] for p in phases])
     assert np.allclose(feet[:, 2], feet[0, 2]) and np.allclose(feet[:, 1], feet[0, 1])
@@ -32,7 +32,7 @@ def test_stance_foot_moves_straight_back_at_constant_speed():
 
 
 def test_action_dimension_is_checked():
-    gait = TripodGait(HexapodDescription(), GaitParams(), "per_leg")
+    gait = PhaseGait(HEXAPOD, None, "per_leg")
     with pytest.raises(ValueError, match="expected 6"):
         gait.joint_targets(0.0, np.ones(2))
 

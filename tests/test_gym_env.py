@@ -13,7 +13,7 @@ from gymnasium.utils.env_checker import check_env
 
 from legadapt import sim
 from legadapt.config import parse_config
-from legadapt.sim.gym_env import OBS_DIM, HexapodPathEnv
+from legadapt.sim.gym_env import HexapodPathEnv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def test_registered_and_time_limit_matches_default_task() -> None:
     assert gymnasium.spec(sim.ENV_ID).max_episode_steps == round(cfg.task.duration * cfg.task.control_rate)
     env = gymnasium.make(sim.ENV_ID)
     obs, info = env.reset(seed=1)
-    assert obs.shape == (OBS_DIM,) and obs.dtype == np.float32
+    assert obs.shape == (31,) == (len(env.unwrapped.obs_names),) and obs.dtype == np.float32  # the hexapod: 13 + 18
     assert env.action_space.shape == (2,)
     env.close()
 

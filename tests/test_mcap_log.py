@@ -23,8 +23,9 @@ from mcap.stream_reader import breakup_chunk
 from legadapt.features import make_spec
 from legadapt.mcap_log import CHANNELS, LOG_FORMAT_VERSION, LogError, LogWriter
 from legadapt.mcap_read import read_log
+from conftest import HEXAPOD
 
-SPEC = make_spec("per_side", 0.1)
+SPEC = make_spec("per_side", 0.1, HEXAPOD)
 S, A = SPEC.state_dim, SPEC.action_dim
 
 
@@ -232,7 +233,8 @@ CHILD = """
 import sys, time, numpy as np
 from legadapt.features import make_spec
 from legadapt.mcap_log import LogWriter
-log = LogWriter(sys.argv[1], make_spec('per_side', 0.1), chunk_size=1024, flush_interval=0.05)
+from legadapt.robot.description import load_description
+log = LogWriter(sys.argv[1], make_spec("per_side", 0.1, load_description()), chunk_size=1024, flush_interval=0.05)
 i = 0
 while True:
     log.write('transition', {'episode': 0, 'condition': 'nominal', 'state': np.full(28, float(i)),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import standing_hexapod
-from legadapt.robot.description import JOINT_NAMES
+from conftest import JOINT_NAMES
 from legadapt.sim.rotations import rpy_from_quat
 
 G = 9.81  # m/s²

@@ -20,9 +20,10 @@ from legadapt.dynamics.rebal import (
     train_step,
     zero_context_loss,
 )
-from legadapt.features import STATE_DIM, TARGET_DIM, make_spec
+from legadapt.features import make_spec
+from conftest import HEXAPOD, STATE_DIM, TARGET_DIM
 
-SPEC = make_spec("per_side", 0.1)
+SPEC = make_spec("per_side", 0.1, HEXAPOD)
 S, A, T = 4, 1, 3  # small synthetic dims for the training tests
 
 
@@ -171,7 +172,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
                                                       "training": {"steps": 1}}, optimizer_state=opt.state_dict())
     raw = torch.load(path, weights_only=True)
     assert raw["architecture"]["class"] == "RecurrentDynamics" and raw["adaptation"]["kind"] == "rebal"
-    ck = load_checkpoint(path, expected_spec=make_spec("per_side", 0.1))
+    ck = load_checkpoint(path, expected_spec=make_spec("per_side", 0.1, HEXAPOD))
     assert isinstance(ck.model, RecurrentDynamics) and ck.adapter_kind == "rebal"
     assert ck.model.architecture() == m.architecture()
     m.eval()

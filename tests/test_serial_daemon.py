@@ -15,29 +15,18 @@ import pytest
 import yaml
 
 from conftest import write_run_config
-from daemon_helpers import NotifyListener, fake_robot, start_daemon, watched_gap
+from daemon_helpers import NotifyListener, as_deployed, fake_robot, start_daemon, watched_gap
 from legadapt.mcap_read import read_log
 
 REPO = Path(__file__).resolve().parents[1]
 WATCHDOG_USEC = 2_000_000  # µs: deploy/legadapt.service's WatchdogSec=2s
 
 
-def _as_deployed() -> None:
-    """deploy/legadapt.service's Nice=-10 where allowed (root), in the daemon's process and in the emulated
-    robot's alike: on a busy machine the planner thread (normal scheduling, unlike the SCHED_FIFO fast loop)
-    gets the share it gets on the robot, and the emulated robot, whose physics follows the wall clock and
-    must answer the bus within its timeout, is not starved either (real physics never lags)."""
-    try:
-        os.nice(-10)
-    except OSError:
-        pass
-
-
-def _fake_robot(link: Path, *args: str, as_deployed: bool = False) -> subprocess.Popen:
+def _fake_robot(link: Path, *args: str, deployed: bool = False) -> subprocess.Popen:
     """The emulated robot, its output left in its pipes (read with ``communicate``)."""
     proc = subprocess.Popen([sys.executable, "-m", "legadapt.controller.cli", "fake-robot", "--link", str(link), *args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_as_deployed if as_deployed else None)
+                            preexec_fn=as_deployed if deployed else None)
     deadline = time.monotonic() + 60
     while not link.exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "no pty"
@@ -124,12 +113,12 @@ RUNS_PER_BACKEND = 3  # one realtime run's mean cross-track varies by ~±15 % (t
 def _straight_run(cfg: Path, log: Path, link: Path | None) -> tuple[float, float]:
     """One realtime run of ``cfg`` on the serial backend (``link``: the emulated robot's pty) or the simulated one;
     mean |cross-track| (m) and final progress (m); the intact robot turns on the spot at the start: no slip alarm."""
-    fake = _fake_robot(link, as_deployed=True) if link is not None else None
+    fake = _fake_robot(link, deployed=True) if link is not None else None
     backend = ["--backend", "serial"] if link is not None else []
     try:
         run = subprocess.run([sys.executable, "-m", "legadapt.controller.cli", "run", *backend, "--config", str(cfg),
                               "--log", str(log)], cwd=REPO, capture_output=True, text=True, timeout=180,
-                             preexec_fn=_as_deployed)
+                             preexec_fn=as_deployed)
     finally:
         if fake is not None:
             fake.terminate()

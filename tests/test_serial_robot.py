@@ -14,7 +14,7 @@ from legadapt.hardware import registers as R
 from legadapt.hardware.interface import CallbackReturn, LifecycleState, ReturnType
 from legadapt.hardware.serial_robot import DeviceClock, SerialRobot
 from legadapt.config import parse_config
-from legadapt.robot.description import JOINT_NAMES
+from conftest import JOINT_NAMES
 from legadapt.sim.fake_robot import FakeRobot
 from legadapt.sim.hexapod import standing_pose
 

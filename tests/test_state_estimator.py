@@ -10,7 +10,9 @@ from conftest import make_config
 from legadapt.controller.open_loop import ramp_to
 from legadapt.controller.state_estimator import PrivilegedSource, StateEstimator, make_state_source
 from legadapt.sim.sim_robot import SimRobot
-from legadapt.features import SLICE_GYRO, SLICE_JOINTS, SLICE_VEL, STATE_DIM
+from legadapt.features import SLICE_GYRO, SLICE_VEL
+from conftest import HEXAPOD_SPEC, STATE_DIM
+SLICE_JOINTS = HEXAPOD_SPEC.joint_slice
 from legadapt.sim.hexapod import make_gait
 
 

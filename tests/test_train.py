@@ -15,9 +15,10 @@ from legadapt.dynamics.datasets import DatasetError
 from legadapt.dynamics.train import train
 from legadapt.config import TrainConfig
 from legadapt.features import make_spec
+from conftest import HEXAPOD
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = make_spec("per_side", 0.1)
+SPEC = make_spec("per_side", 0.1, HEXAPOD)
 
 
 def _tc(**kw) -> TrainConfig:
@@ -62,7 +63,7 @@ def test_bad_data_is_refused_with_a_reason(small_logs, tmp_path):
     with pytest.raises(DatasetError):
         train([empty], SPEC, _tc(), tmp_path / "m.pt", progress=False, log=lambda *a: None)
     with pytest.raises(DatasetError, match="action_mode"):
-        train([small_logs], make_spec("per_leg", 0.1), _tc(), tmp_path / "m.pt", progress=False, log=lambda *a: None)
+        train([small_logs], make_spec("per_leg", 0.1, HEXAPOD), _tc(), tmp_path / "m.pt", progress=False, log=lambda *a: None)
 
 
 def test_cli_train_reports_bad_logs_without_a_traceback(tmp_path):
@@ -89,7 +90,7 @@ def spy(*a, **k):
     captured["obj"] = obj
     return obj
 T.make_objective = spy
-s = train([sys.argv[1]], make_spec("per_side", 0.1), tc, sys.argv[2], progress=False, log=lambda *a: None)
+s = train([sys.argv[1]], make_spec("per_side", 0.1, HEXAPOD), tc, sys.argv[2], progress=False, log=lambda *a: None)
 flat = torch.cat([p.detach().flatten() for p in captured["obj"].parameters()])
 with open(sys.argv[3] + f".rank{os.environ['RANK']}", "w") as f:
     f.write(f"{s.world_size} {hashlib.sha256(flat.numpy().tobytes()).hexdigest()}")

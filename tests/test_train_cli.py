@@ -17,6 +17,7 @@ import torch
 from legadapt.controller.cli import build_parser
 from legadapt.dynamics.checkpoint import load_checkpoint
 from legadapt.features import make_spec
+from conftest import HEXAPOD
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -64,7 +65,7 @@ def test_the_readme_torchrun_command_trains_on_two_processes(small_logs, tmp_pat
     out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert out.returncode == 0, f"{command}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
     model = tmp_path / re.search(r"--out (\S+)", command).group(1)
-    ck = load_checkpoint(model, make_spec("per_side", 0.1))
+    ck = load_checkpoint(model, make_spec("per_side", 0.1, HEXAPOD))
     assert ck.meta["training"]["config"]["hidden"] == [32, 32], "the directory's config was used"
     report = json.loads(model.with_name(model.name + ".json").read_text())
     assert report["world_size"] == 2 and report["steps"] == 6, report

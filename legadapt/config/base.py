@@ -5,13 +5,11 @@ from __future__ import annotations
 import importlib.util
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
-LegName = Literal["LF", "LM", "LH", "RF", "RM", "RH"]
-JointName = Literal[
-    "LF_coxa", "LF_femur", "LF_tibia", "LM_coxa", "LM_femur", "LM_tibia", "LH_coxa", "LH_femur", "LH_tibia",
-    "RF_coxa", "RF_femur", "RF_tibia", "RM_coxa", "RM_femur", "RM_tibia", "RH_coxa", "RH_femur", "RH_tibia",
-]
+#: A leg or joint name; that the robot has it is checked against its description (legadapt.config.robot_fit).
+LegName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9]{0,15}$")]
+JointName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9]{0,15}_(coxa|femur|tibia)$")]
 Vec3 = tuple[float, float, float]
 PathName = Literal["straight", "left_turn", "right_turn", "zigzag", "figure8"]
 SEED_MAX = 2**32 - 1  # largest seed: numpy and torch both take it (torch refuses 2**64 and beyond)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from legadapt.config.base import ConfigError, _Section
 from legadapt.config.yaml_file import read_yaml
@@ -12,7 +12,9 @@ from legadapt.config.perturbations import (PERTURBATION_KINDS, ActionLatency, Ca
                                            LimpLeg, LockedJoint, Payload, Perturbation, Slope, WeakMotor)
 from legadapt.config.robot import GaitConfig, RobotConfig, SerialConfig, SimConfig, TaskConfig
 from legadapt.config.runtime import CollectConfig, ConditionSpec, ControllerConfig, TrainConfig
+from legadapt.config.robot_fit import robot_name_problems, with_robot_defaults
 from legadapt.config.suites import SuiteConfig
+from legadapt.robot.description import RobotDescription, load_description
 from legadapt import resources
 
 class LegadaptConfig(_Section):
@@ -27,6 +29,28 @@ class LegadaptConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Offline training of the dynamics model.")
     controller: ControllerConfig = Field(default_factory=ControllerConfig, description="The adaptive controller daemon.")
     serial: SerialConfig = Field(default_factory=SerialConfig, description="Servo bus of a real or emulated serial robot.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _robot_defaults(cls, data: object) -> object:
+        return with_robot_defaults(data)
+
+    @model_validator(mode="after")
+    def _robot_names(self) -> LegadaptConfig:
+        problems = robot_name_problems(self, self.robot_description)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def robot_description(self) -> RobotDescription:
+        """The robot ``robot.description`` names, with this config's per-unit values (mass, friction, servo gains)."""
+        from dataclasses import replace
+
+        desc = load_description(self.robot.description)
+        s = self.robot.servo
+        servo = replace(desc.servo, kp=s.kp, kv=s.kv, stall_torque=s.stall_torque, max_speed=s.max_speed)
+        return replace(desc, body_mass=self.robot.body_mass, foot_friction=self.robot.foot_friction, servo=servo)
 
 
 # ---------------------------------------------------------------- loading
@@ -89,7 +113,16 @@ def load_config(path: str | Path) -> LegadaptConfig:
     if data is None:
         raise ConfigError(f"{path}: the config file is empty (no settings at all): is it the right file? "
                           "Write {} in it to run with every default")
-    return _models_next_to(parse_config(data, str(path)), path.parent)
+    return _models_next_to(parse_config(_description_next_to(data, path.parent), str(path)), path.parent)
+
+
+def _description_next_to(data: object, config_dir: Path) -> object:
+    """A ``robot.description`` YAML path found next to the config file, made absolute there."""
+    robot = data.get("robot") if isinstance(data, dict) else None
+    desc = robot.get("description") if isinstance(robot, dict) else None
+    if not isinstance(desc, str) or Path(desc).is_absolute() or not (config_dir / desc).is_file():
+        return data
+    return {**data, "robot": {**robot, "description": str((config_dir / desc).resolve())}}
 
 
 def load_suite(path: str | Path) -> SuiteConfig:

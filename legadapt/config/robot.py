@@ -18,10 +18,16 @@ class ServoConfig(_Section):
 
 
 class RobotConfig(_Section):
-    """Which robot the daemon drives, and the physical parameters that differ between units of the same design."""
+    """Which robot the daemon drives, and the physical parameters that differ between units of the same design
+    (unset: the robot description's own)."""
+
+    description: str = Field(
+        "hexapod", min_length=1, max_length=4096,
+        description="The robot: a shipped description (hexapod, phantomx, quadruped) or the path of a description YAML "
+        "(configs/robots/*.yaml; README, 'Describe your own robot'). Legs, joints, geometry, servos and bus IDs come from it.")
 
     backend: Literal["sim", "serial"] = Field(
-        "sim", description="The robot `legadapt run` drives: sim = the simulated hexapod (sim section), serial = the "
+        "sim", description="The robot `legadapt run` drives: sim = the simulated robot (sim section), serial = the "
         "servo bus of a real or emulated robot (serial section; needs controller.mode: realtime). --backend overrides it.")
     body_mass: float = Field(1.25, gt=0.2, le=10, description="Torso mass without legs, kg.")
     foot_friction: float = Field(1.0, gt=0, le=3, description="Coulomb friction coefficient of the foot/floor contact (both backends; a floor_friction perturbation overrides it while active).")
@@ -29,15 +35,15 @@ class RobotConfig(_Section):
 
 
 class GaitConfig(_Section):
-    """Tripod gait shape and the action space the planner controls."""
+    """Gait shape and the action space the planner controls; unset values are the robot description's own."""
 
     action_mode: Literal["per_side", "per_leg"] = Field(
-        "per_side", description="Gait action layout: 'per_side' = [left, right] stride modulation, 'per_leg' = 6 values.")
+        "per_side", description="Gait action layout: 'per_side' = [left, right] stride modulation, 'per_leg' = one value per leg.")
     frequency: float = Field(2.0, gt=0.2, le=4.0, description="Gait cycles per second, Hz.")
-    stride_length: float = Field(0.06, gt=0, le=0.12, description="Foot travel in stance at |action| = 1, m.")
-    lift_height: float = Field(0.04, gt=0, le=0.08, description="Swing-foot clearance, m.")
-    stance_radius: float = Field(0.13, ge=0.08, le=0.18, description="Horizontal hip-to-foot distance at neutral, m.")
-    body_height: float = Field(0.10, ge=0.05, le=0.16, description="Foot depth below the hip plane, m.")
+    stride_length: float = Field(0.06, gt=0, le=0.25, description="Foot travel in stance at |action| = 1, m.")
+    lift_height: float = Field(0.04, gt=0, le=0.15, description="Swing-foot clearance, m.")
+    stance_radius: float = Field(0.13, ge=0.03, le=0.5, description="Horizontal hip-to-foot distance at neutral, m.")
+    body_height: float = Field(0.10, ge=0.03, le=0.5, description="Foot depth below the hip plane, m.")
 
 
 class SimConfig(_Section):
@@ -78,8 +84,8 @@ class SerialConfig(_Section):
     retries: int = Field(2, ge=0, le=10, description="Retries of a transaction after a timeout or a corrupt reply.")
     fast_sync_read: bool = Field(True, description="Read the servos with Fast Sync Read (one reply packet) instead of Sync Read.")
     servo_ids: list[Annotated[int, Field(ge=0, le=252)]] = Field(
-        default_factory=lambda: list(range(1, 19)), min_length=18, max_length=18,
-        description="Bus ID of each joint's servo, in joint order LF_coxa .. RH_tibia.")
+        default_factory=list, max_length=64,
+        description="Bus ID of each joint's servo, in joint order; unset: the robot description's bus.servo_ids.")
     imu_gyro_bias: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="Gyro bias subtracted from every IMU reading, rad/s, sensor frame (legadapt calibrate imu writes it).")
     imu_acc_bias: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="Accelerometer bias subtracted from every IMU reading, m/s², sensor frame (legadapt calibrate imu writes it).")
     reboot_on_alert: bool = Field(True, description="At configure (start, and every reconnection after a fault), REBOOT servos that report a hardware error (overload, overheating, voltage...) to clear it; their torque stays off until activate ramps it in. false: refuse to start and name the servo and the error.")

@@ -1,14 +1,16 @@
-"""The one description of the hexapod: geometry, masses, joint limits, servo model.
+"""The robot description: geometry, masses, joint limits, servo model, bus IDs, gait defaults.
 
-Both simulator models (MuJoCo MJCF in :mod:`sim.mjcf`, PyBullet URDF in :mod:`sim.urdf`)
-and the leg kinematics of the gait (:mod:`sim.kinematics`) are generated from this, so
-every backend simulates the same robot.
+A robot is a data file (``configs/robots/<name>.yaml``, schema in :mod:`legadapt.robot.schema`);
+:func:`load_description` reads one into a :class:`RobotDescription`. Both simulator models (MuJoCo
+MJCF in :mod:`legadapt.sim.mjcf`, PyBullet URDF in :mod:`legadapt.sim.urdf`), the leg kinematics and
+the gait, the model's state features and the servo bus all derive from it, so every part of legadapt
+drives the same robot.
 
 Conventions (SI units throughout: m, kg, rad, N·m, s):
 
 * Body frame: x forward, y left, z up; origin at the body box centre.
-* Legs are ordered ``LF, LM, LH, RF, RM, RH`` (left/right × front/middle/hind); joints
-  are ordered leg-major ``[coxa, femur, tibia]`` per leg, 18 in all.
+* Legs are in the file's order; joints are ordered leg-major ``[coxa, femur, tibia]`` per leg
+  (``LF_coxa, LF_femur, LF_tibia, LM_coxa, ...`` for the default hexapod).
 * Each leg has a hip at ``hip_xy`` on the body side, mounted at yaw ``mount_yaw``.
   In the leg frame (x radial outward, z up):
 
@@ -21,24 +23,21 @@ Conventions (SI units throughout: m, kg, rad, N·m, s):
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-LEG_NAMES: tuple[str, ...] = ("LF", "LM", "LH", "RF", "RM", "RH")
-JOINT_KINDS: tuple[str, ...] = ("coxa", "femur", "tibia")
-JOINT_NAMES: tuple[str, ...] = tuple(f"{leg}_{kind}" for leg in LEG_NAMES for kind in JOINT_KINDS)
-N_LEGS = 6
-N_JOINTS = 18
-#: Tripod groups: legs that swing together (indices into LEG_NAMES).
-TRIPOD_A: tuple[int, ...] = (0, 2, 4)  # LF, LH, RM
-TRIPOD_B: tuple[int, ...] = (1, 3, 5)  # LM, RF, RH
+from legadapt.robot.schema import JOINT_KINDS, RobotFile, joint_name
+
+DEFAULT_ROBOT = "hexapod"  # the shipped description robot.description names unless a config says otherwise
 
 
 @dataclass(frozen=True)
 class ServoModel:
-    """A position servo of the Dynamixel XM430-W350 class.
+    """A position servo as the simulator models it (values from the robot description's ``servo``).
 
     ``kp`` and ``kv`` are the position and velocity gains of the servo's internal
     controller as seen at the joint; the output torque is clipped to ``stall_torque``
@@ -46,12 +45,13 @@ class ServoModel:
     velocity).
     """
 
-    kp: float = 20.0  # N·m/rad
-    kv: float = 0.35  # N·m·s/rad
-    stall_torque: float = 4.1  # N·m
-    max_speed: float = 4.8  # rad/s (46 rev/min no-load)
-    armature: float = 0.004  # kg·m², reflected rotor inertia
-    friction_loss: float = 0.02  # N·m, dry friction of the gear train
+    model: str
+    kp: float  # N·m/rad
+    kv: float  # N·m·s/rad
+    stall_torque: float  # N·m
+    max_speed: float  # rad/s
+    armature: float  # kg·m², reflected rotor inertia
+    friction_loss: float  # N·m, dry friction of the gear train
 
 
 @dataclass(frozen=True)
@@ -64,65 +64,153 @@ class LinkSpec:
 
 
 @dataclass(frozen=True)
-class HexapodDescription:
-    """Geometry and mass properties of the servo hexapod (about 2.5 kg)."""
+class GaitDefaults:
+    """The robot's gait shape, the defaults of a config's gait section."""
 
-    body_size: tuple[float, float, float] = (0.24, 0.20, 0.05)  # m, full extents x, y, z
-    body_mass: float = 1.25  # kg, frame + battery + electronics + coxa servos
-    coxa: LinkSpec = LinkSpec(length=0.045, radius=0.018, mass=0.09)
-    femur: LinkSpec = LinkSpec(length=0.08, radius=0.015, mass=0.09)
-    tibia: LinkSpec = LinkSpec(length=0.12, radius=0.008, mass=0.03)
-    foot_radius: float = 0.012  # m
-    #: Hip positions in the body frame (m), in LEG_NAMES order.
-    hip_xy: tuple[tuple[float, float], ...] = (
-        (0.11, 0.07), (0.0, 0.10), (-0.11, 0.07),
-        (0.11, -0.07), (0.0, -0.10), (-0.11, -0.07),
-    )
-    #: Mount yaw of each leg (rad), in LEG_NAMES order.
-    mount_yaw: tuple[float, ...] = (
-        math.radians(45), math.radians(90), math.radians(135),
-        math.radians(-45), math.radians(-90), math.radians(-135),
-    )
-    #: Joint limits (rad) per joint kind: (lower, upper).
-    joint_limits: dict[str, tuple[float, float]] = field(
-        default_factory=lambda: {
-            "coxa": (-0.9, 0.9),
-            "femur": (-1.4, 1.6),
-            "tibia": (-2.6, 0.4),
-        }
-    )
-    servo: ServoModel = ServoModel()
-    foot_friction: float = 1.0  # Coulomb coefficient of the rubber feet
-    imu_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # m, IMU site in body frame
+    frequency: float  # Hz
+    stride_length: float  # m, foot travel in stance at |action| = 1
+    lift_height: float  # m, swing-foot clearance
+    stance_radius: float  # m, hip-to-foot distance at neutral
+    body_height: float  # m, foot depth below the hip plane
+
+
+@dataclass(frozen=True)
+class RobotDescription:
+    """Geometry, mass properties, servos and bus of one legged robot: built from a description file
+    (:func:`load_description`), never written in code."""
+
+    name: str
+    leg_names: tuple[str, ...]
+    body_size: tuple[float, float, float]  # m, full extents x, y, z
+    body_mass: float  # kg, torso without the legs
+    coxa: LinkSpec
+    femur: LinkSpec
+    tibia: LinkSpec
+    foot_radius: float  # m
+    hip_xy: tuple[tuple[float, float], ...]  # m, hip positions in the body frame, leg order
+    mount_yaw: tuple[float, ...]  # rad, leg direction at coxa = 0, leg order
+    gait_phase: tuple[float, ...]  # fraction of a gait cycle, leg order
+    joint_limits: dict[str, tuple[float, float]]  # rad, (lower, upper) per joint kind
+    servo: ServoModel
+    foot_friction: float  # Coulomb coefficient of the feet
+    imu_offset: tuple[float, float, float]  # m, IMU site in the body frame
+    servo_ids: tuple[int, ...]  # bus ID per joint, joint order
+    imu_id: int | None  # bus ID of the IMU device
+    gait: GaitDefaults
 
     # ---------------------------------------------------------------- derived
     @property
+    def n_legs(self) -> int:
+        return len(self.leg_names)
+
+    @property
+    def n_joints(self) -> int:
+        return len(self.leg_names) * len(JOINT_KINDS)
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """``<leg>_<kind>``, leg-major: the order of every joint vector."""
+        return tuple(joint_name(leg, kind) for leg in self.leg_names for kind in JOINT_KINDS)
+
+    @property
     def total_mass(self) -> float:
         """Mass of the whole robot (kg)."""
-        return self.body_mass + N_LEGS * (self.coxa.mass + self.femur.mass + self.tibia.mass)
+        return self.body_mass + self.n_legs * (self.coxa.mass + self.femur.mass + self.tibia.mass)
 
     def lower_limits(self) -> np.ndarray:
-        """Joint lower limits, shape [18] (rad)."""
-        return np.array([self.joint_limits[k][0] for _ in LEG_NAMES for k in JOINT_KINDS])
+        """Joint lower limits, shape [n_joints] (rad)."""
+        return np.array([self.joint_limits[k][0] for _ in self.leg_names for k in JOINT_KINDS])
 
     def upper_limits(self) -> np.ndarray:
-        """Joint upper limits, shape [18] (rad)."""
-        return np.array([self.joint_limits[k][1] for _ in LEG_NAMES for k in JOINT_KINDS])
+        """Joint upper limits, shape [n_joints] (rad)."""
+        return np.array([self.joint_limits[k][1] for _ in self.leg_names for k in JOINT_KINDS])
 
     def hip_position(self, leg: int) -> np.ndarray:
         """Hip (coxa axis) position of ``leg`` in the body frame, shape [3] (m)."""
         x, y = self.hip_xy[leg]
         return np.array([x, y, 0.0])
 
+    def leg_side(self, leg: int) -> int:
+        """+1 for a left leg (hip y > 0), -1 for a right leg."""
+        return 1 if self.hip_xy[leg][1] > 0 else -1
 
-def leg_side(leg: int) -> int:
-    """+1 for a left leg, -1 for a right leg."""
-    return 1 if LEG_NAMES[leg].startswith("L") else -1
+    def leg_index(self, name: str) -> int:
+        """Index of leg ``name``; ValueError naming the robot's legs if it has none of that name."""
+        if name not in self.leg_names:
+            raise ValueError(f"robot {self.name!r} has no leg {name!r}; its legs: {', '.join(self.leg_names)}")
+        return self.leg_names.index(name)
+
+    def joint_index(self, leg: int, kind: str) -> int:
+        """Index into the joint vector of ``kind`` ('coxa'|'femur'|'tibia') of ``leg``."""
+        return len(JOINT_KINDS) * leg + JOINT_KINDS.index(kind)
+
+    def gait_groups(self) -> list[tuple[int, ...]]:
+        """Leg indices grouped by gait phase, earliest first (a tripod: two groups of three legs)."""
+        phases = sorted(set(self.gait_phase))
+        return [tuple(i for i, p in enumerate(self.gait_phase) if p == phase) for phase in phases]
+
+    def leg_joints(self, leg: int) -> list[int]:
+        """Joint-vector indices of ``leg``'s joints."""
+        return [self.joint_index(leg, kind) for kind in JOINT_KINDS]
+
+    @classmethod
+    def from_file(cls, f: RobotFile) -> RobotDescription:
+        """The description a validated robot file gives."""
+        links = {k: LinkSpec(v.length, v.radius, v.mass) for k, v in f.links.items()}
+        s = f.servo
+        return cls(
+            name=f.name, leg_names=tuple(leg.name for leg in f.legs), body_size=tuple(f.body.size),
+            body_mass=f.body.mass, coxa=links["coxa"], femur=links["femur"], tibia=links["tibia"],
+            foot_radius=f.foot.radius, foot_friction=f.foot.friction,
+            hip_xy=tuple(tuple(leg.hip) for leg in f.legs),
+            mount_yaw=tuple(math.radians(leg.mount_yaw_deg) for leg in f.legs),
+            gait_phase=tuple(leg.gait_phase for leg in f.legs),
+            joint_limits={k: (float(lo), float(hi)) for k, (lo, hi) in f.joint_limits.items()},
+            servo=ServoModel(model=s.model, kp=s.kp, kv=s.kv, stall_torque=s.stall_torque, max_speed=s.max_speed,
+                             armature=s.armature, friction_loss=s.friction_loss),
+            imu_offset=tuple(f.body.imu_offset), servo_ids=tuple(f.bus.servo_ids), imu_id=f.bus.imu_id,
+            gait=GaitDefaults(**f.gait.model_dump()))
 
 
-def joint_index(leg: int, kind: str) -> int:
-    """Index into the 18-joint vector of ``kind`` ('coxa'|'femur'|'tibia') of ``leg``."""
-    return 3 * leg + JOINT_KINDS.index(kind)
+def description_path(robot: str | Path) -> Path:
+    """The file of ``robot``: a shipped name (``hexapod``) or a path to a description YAML."""
+    from legadapt import resources
+
+    p = Path(robot)
+    if p.suffix in (".yaml", ".yml"):
+        return resources.resolve(p, "configs")
+    return resources.shipped("configs", "robots") / f"{robot}.yaml"
+
+
+@functools.lru_cache(maxsize=16)
+def _load(path: Path, mtime: float) -> RobotDescription:
+    from pydantic import ValidationError
+
+    from legadapt.config.base import ConfigError
+    from legadapt.config.yaml_file import read_yaml
+
+    data = read_yaml(path, "robot description")
+    try:
+        return RobotDescription.from_file(RobotFile.model_validate(data))
+    except ValidationError as err:
+        lines = [f"{path}: invalid robot description ({err.error_count()} problem(s)):"]
+        for e in err.errors():
+            loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            lines.append(f"  {loc}: {e['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_description(robot: str | Path = DEFAULT_ROBOT) -> RobotDescription:
+    """Read and validate a robot description (a shipped name or a YAML path); ConfigError naming the key."""
+    from legadapt import resources
+    from legadapt.config.base import ConfigError
+
+    path = description_path(robot)
+    if not path.is_file():
+        shipped = ", ".join(resources.shipped_names("configs", "robots"))
+        raise ConfigError(f"no robot description {str(robot)!r}: give a shipped robot ({shipped}) or the path of a "
+                          f"description YAML (see README, 'Describe your own robot')")
+    return _load(path.resolve(), path.stat().st_mtime)
 
 
 def inertia_capsule_x(mass: float, length: float, radius: float) -> tuple[float, float, float]:

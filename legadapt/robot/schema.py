@@ -1,0 +1,126 @@
+"""The schema of a robot description file (``configs/robots/*.yaml``): what a user writes to describe a robot.
+
+Validated with pydantic like the config files, so a mistake is named by its key. Units: m, kg, rad
+(keys ending in ``_deg`` are degrees), N·m, s. :mod:`legadapt.robot.description` turns a valid file
+into the :class:`~legadapt.robot.description.RobotDescription` the rest of legadapt reads.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+#: The joints of a leg, from the body out: the leg model the kinematics and the gait implement.
+JOINT_KINDS: tuple[str, ...] = ("coxa", "femur", "tibia")
+NAME = r"^[A-Za-z][A-Za-z0-9]{0,15}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BodyFile(_Strict):
+    size: tuple[Positive, Positive, Positive] = Field(description="Torso box full extents x, y, z, m.")
+    mass: Positive = Field(description="Torso mass without the legs, kg.")
+    imu_offset: tuple[Finite, Finite, Finite] = Field((0.0, 0.0, 0.0), description="IMU position, body frame, m.")
+
+
+class LinkFile(_Strict):
+    length: Positive = Field(description="m")
+    radius: Positive = Field(description="m")
+    mass: Positive = Field(description="kg")
+
+
+class FootFile(_Strict):
+    radius: Positive = Field(description="Foot sphere radius, m.")
+    friction: Positive = Field(1.0, description="Coulomb friction coefficient of the foot/floor contact.")
+
+
+class LegFile(_Strict):
+    name: str = Field(pattern=NAME, description="Leg name (e.g. LF): joints are named <leg>_coxa, <leg>_femur, ...")
+    hip: tuple[Finite, Finite] = Field(description="Hip (coxa axis) position x, y in the body frame, m; y > 0 = left.")
+    mount_yaw_deg: Annotated[float, Field(ge=-180, le=180)] = Field(description="Leg direction at coxa = 0, deg.")
+    gait_phase: Annotated[float, Field(ge=0, lt=1)] = Field(description="Offset in the gait cycle, fraction.")
+
+    @model_validator(mode="after")
+    def _a_side(self) -> LegFile:
+        if self.hip[1] == 0:
+            raise ValueError(f"leg {self.name}: hip y = 0 is on neither side; left legs have y > 0, right legs y < 0")
+        return self
+
+
+class ServoFile(_Strict):
+    model: str = Field(description="Servo model (documentation; the bus protocol is the serial section's).")
+    kp: Positive = Field(description="Position gain at the joint, N·m/rad.")
+    kv: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(description="Velocity gain, N·m·s/rad.")
+    stall_torque: Positive = Field(description="Torque limit, N·m.")
+    max_speed: Positive = Field(description="Goal rate limit (profile velocity), rad/s.")
+    armature: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(description="Reflected rotor inertia, kg·m².")
+    friction_loss: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(description="Gear train dry friction, N·m.")
+
+
+class BusFile(_Strict):
+    servo_ids: list[Annotated[int, Field(ge=0, le=252)]] = Field(description="Bus ID of each joint's servo, joint order.")
+    imu_id: Annotated[int, Field(ge=0, le=252)] | None = Field(None, description="Bus ID of the IMU device.")
+
+
+class GaitFile(_Strict):
+    frequency: Annotated[float, Field(gt=0.2, le=4.0)] = Field(description="Gait cycles per second, Hz.")
+    stride_length: Positive = Field(description="Foot travel in stance at |action| = 1, m.")
+    lift_height: Positive = Field(description="Swing-foot clearance, m.")
+    stance_radius: Positive = Field(description="Horizontal hip-to-foot distance at neutral, m.")
+    body_height: Positive = Field(description="Foot depth below the hip plane, m.")
+
+
+class RobotFile(_Strict):
+    """A whole robot description file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    body: BodyFile
+    links: dict[str, LinkFile] = Field(description="One link per joint kind: coxa, femur, tibia.")
+    foot: FootFile
+    joint_limits: dict[str, tuple[Finite, Finite]] = Field(description="(lower, upper) per joint kind, rad.")
+    legs: list[LegFile] = Field(min_length=3, max_length=12)
+    servo: ServoFile
+    bus: BusFile
+    gait: GaitFile
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RobotFile:
+        kinds = set(JOINT_KINDS)
+        for key in ("links", "joint_limits"):
+            given = set(getattr(self, key))
+            if given != kinds:
+                raise ValueError(f"{key} must name exactly the joint kinds {', '.join(JOINT_KINDS)} (the leg model "
+                                 f"legadapt implements), got {', '.join(sorted(given)) or 'none'}")
+        for kind, (lo, hi) in self.joint_limits.items():
+            if not lo < 0 < hi or hi - lo > 2 * math.pi:
+                raise ValueError(f"joint_limits.{kind}: need lower < 0 < upper within one turn, got [{lo}, {hi}]")
+        names = [leg.name for leg in self.legs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"legs: names must differ, got {names}")
+        if not any(leg.hip[1] > 0 for leg in self.legs) or not any(leg.hip[1] < 0 for leg in self.legs):
+            raise ValueError("legs: a robot needs legs on both sides (hip y > 0 and y < 0)")
+        n_joints = len(self.legs) * len(JOINT_KINDS)
+        if len(self.bus.servo_ids) != n_joints:
+            raise ValueError(f"bus.servo_ids: {len(self.bus.servo_ids)} IDs for {n_joints} joints "
+                             f"({len(self.legs)} legs x {len(JOINT_KINDS)})")
+        ids = [*self.bus.servo_ids, *([] if self.bus.imu_id is None else [self.bus.imu_id])]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"bus: servo_ids and imu_id must all differ, got {ids}")
+        return self
+
+
+def joint_name(leg: str, kind: str) -> str:
+    """The name of joint ``kind`` of ``leg`` (``LF``, ``femur`` -> ``LF_femur``)."""
+    return f"{leg}_{kind}"
+
+
+def is_joint_name(name: str) -> bool:
+    """Whether ``name`` has the form of a joint name (``<leg>_<kind>``)."""
+    return re.fullmatch(rf"[A-Za-z][A-Za-z0-9]*_({'|'.join(JOINT_KINDS)})", name) is not None
