@@ -141,13 +141,9 @@ def _cmd_evaluate_dynamics(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     spec = spec_of(cfg)
-    models = {}
-    for item in args.model:
-        method, sep, path = item.partition("=")
-        if not sep:
-            print(f"error: --model takes METHOD=PATH (grbal=..., mb=..., rebal=..., pearl=..., attention=...), got {item!r}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        models[method] = Path(path)
+    models = _model_options(args.model)
+    if models is None:
+        return EXIT_BAD_INPUT
     from legadapt.dynamics.adaptation import Gate
 
     acfg = cfg.controller.adaptation
@@ -206,6 +202,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+MODEL_KINDS = ("grbal", "mb", "rebal", "pearl", "attention")
+
+
+def _model_options(items: list[str] | None) -> dict[str, Path] | None:
+    """``--model KIND=PATH`` options as {kind: path}; None (after an error message) if one is malformed."""
+    models = {}
+    for item in items or []:
+        kind, sep, path = item.partition("=")
+        if not sep or kind not in MODEL_KINDS or not path:
+            print(f"error: --model takes KIND=PATH with KIND one of {', '.join(MODEL_KINDS)}, got {item!r}", file=sys.stderr)
+            return None
+        models[kind] = Path(path)
+    return models
+
+
 def _cmd_perturb(args: argparse.Namespace) -> int:
     import json
 
@@ -232,10 +243,19 @@ def _cmd_perturb(args: argparse.Namespace) -> int:
         suite = load_scenario(args.scenario, args.variants)
     if args.variants and args.suite:
         suite = suite.model_copy(update={"variants": args.variants})
+    models = _model_options(args.model)
+    if models is None:
+        return EXIT_BAD_INPUT
+    if models:
+        suite = suite.model_copy(update={"models": {**suite.models, **{k: str(p) for k, p in models.items()}}})
     out = args.out or Path("runs/perturb") / suite.name
     if args.rescore:
         from legadapt.controller.perturb import rescore
 
+        if not (out / "results.json").is_file():
+            print(f"error: --rescore scores the logs of an earlier run, but {out} has no results.json: "
+                  f"run the suite there first (without --rescore), or give its --out", file=sys.stderr)
+            return EXIT_BAD_INPUT
         results = rescore(suite, out)
     else:
         from legadapt.controller.perturb import jobs_for
@@ -333,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--scenario", type=Path, help="one scenario YAML instead of a suite")
     pt.add_argument("--variants", nargs="+", choices=["grbal", "rebal", "pearl", "attention", "mb", "mbde", "oracle_mb"], help="override the variants")
     pt.add_argument("--out", type=Path, help="output directory (default runs/perturb/<suite>)")
+    pt.add_argument("--model", action="append", metavar="KIND=PATH",
+                    help="checkpoint of a model kind (grbal, mb, rebal, pearl, attention) instead of the suite's; repeatable")
     pt.add_argument("--workers", type=checks.positive_int, default=2,
                     help="parallel runs (default 2; at most one per run and one per CPU)")
     pt.add_argument("--quiet", action="store_true", help="no progress bar")

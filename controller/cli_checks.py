@@ -67,7 +67,7 @@ def check_suite_models(suite) -> None:
     from legadapt.dynamics.checkpoint import load_checkpoint
     from legadapt.features import spec_of
 
-    defaults = parse_config({})
+    defaults = parse_config({"robot": {"description": suite.robot}})
     spec = spec_of(defaults)
     for path in sorted({model_for(job) for job in jobs_for(suite, Path("."))}):
         load_checkpoint(resolve_model(path), spec)

@@ -23,6 +23,8 @@ import json
 import math
 import multiprocessing as mp
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -74,6 +76,11 @@ class Job:
     seed: int
     out: Path
 
+    @property
+    def log(self) -> Path:
+        """The run's MCAP log."""
+        return self.out / "logs" / f"{self.scenario.name}-{self.variant}-s{self.seed}.mcap"
+
 
 def model_for(job: Job) -> str | None:
     if job.variant == "oracle_mb":
@@ -97,6 +104,7 @@ def jobs_for(suite: C.SuiteConfig, out: Path) -> list[Job]:
 def _config(job: Job) -> C.LegadaptConfig:
     sc = job.scenario
     return C.parse_config({
+        "robot": {"description": job.suite.robot},
         "sim": {"backend": sc.backend, "seed": job.seed},
         "perturbations": [p.model_dump(mode="json") for p in sc.perturbations],
         "task": {"path": sc.path, "duration": sc.duration, "target_speed": sc.target_speed},
@@ -114,7 +122,7 @@ def run_job(job: Job) -> RunResult:
 
     torch.set_num_threads(1)
     res = RunResult(job.scenario.name, job.variant, job.seed)
-    log = job.out / "logs" / f"{job.scenario.name}-{job.variant}-s{job.seed}.mcap"
+    log = job.log
     log.parent.mkdir(parents=True, exist_ok=True)
     log.unlink(missing_ok=True)
     try:
@@ -210,13 +218,28 @@ def run_suite(suite: C.SuiteConfig, out: Path, workers: int = 2, progress: bool 
                 results.append(run_job(job))
                 bar.update()
         else:
-            with mp.get_context("spawn").Pool(workers) as pool:
-                for r in pool.imap_unordered(run_job, jobs):
-                    results.append(r)
-                    bar.update()
+            results = _run_in_processes(jobs, workers, bar)
     order = {(j.scenario.name, j.variant, j.seed): i for i, j in enumerate(jobs)}
     results.sort(key=lambda r: order[(r.scenario, r.variant, r.seed)])
     _write_results(out, suite, results, time.perf_counter() - t0)
+    return results
+
+
+def _run_in_processes(jobs: list[Job], workers: int, bar: tqdm) -> list[RunResult]:
+    """``jobs`` in ``workers`` spawned processes. A worker that dies (killed, out of memory, a crash in a native
+    library) fails the run it held, named, instead of leaving the suite waiting forever (a ``multiprocessing.Pool``
+    waits for a dead worker's result indefinitely; seen once in a 27-run suite)."""
+    results = []
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(run_job, job): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                results.append(future.result())
+            except BrokenProcessPool as exc:
+                results.append(RunResult(job.scenario.name, job.variant, job.seed, log=str(job.log),
+                                         error=f"the worker process running it died ({exc})"))
+            bar.update()
     return results
 
 

@@ -83,6 +83,8 @@ def test_the_wheel_runs_outside_the_checkout_beside_colliding_packages(tmp_path)
     assert "distance" in walk.stdout
     run = _legadapt(env_dir, work, "run", "--duration", "2")  # the shipped config and default model, as package data
     assert "true (simulator): progress" in run.stdout and list((work / "runs" / "logs").glob("run-*.mcap"))
+    quadruped = _legadapt(env_dir, work, "run", "--config", "quadruped_sim.yaml", "--duration", "2")  # another robot
+    assert "true (simulator): progress" in quadruped.stdout
     perturb = _legadapt(env_dir, work, "perturb", "--suite", "ci", "--out", str(work / "ci"), "--quiet", timeout=600)
     assert (work / "ci" / "results.json").is_file() and (work / "ci" / "report.md").is_file(), perturb.stdout
 

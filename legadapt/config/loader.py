@@ -140,16 +140,26 @@ def load_suite(path: str | Path) -> SuiteConfig:
 
 
 def _suite_models_found(suite: SuiteConfig, base_dir: Path) -> SuiteConfig:
+    """Model paths found (legadapt.resources), the robot's description too; every scenario's perturbations checked
+    against the robot (a leg it does not have is refused before any run)."""
     models = {kind: str(resources.resolve(m, "models", base_dir)) for kind, m in suite.models.items()}
-    return suite.model_copy(update={"models": models})
+    robot = suite.robot
+    if Path(robot).suffix in (".yaml", ".yml") and not Path(robot).is_absolute() and (base_dir / robot).is_file():
+        robot = str((base_dir / robot).resolve())
+    for sc in suite.scenarios:
+        parse_config({"robot": {"description": robot}, "perturbations": [p.model_dump(mode="json") for p in sc.perturbations]},
+                     f"suite {suite.name}, scenario {sc.name}")
+    return suite.model_copy(update={"models": models, "robot": robot})
 
 
 def load_scenario(path: str | Path, variants: list[str] | None = None) -> SuiteConfig:
-    """A single scenario file as a one-scenario suite."""
+    """A single scenario file as a one-scenario suite (a top-level ``robot`` names the robot, as in a suite)."""
     data = _read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a scenario file must be a mapping (name, path, duration, perturbations, ...)")
-    suite = {"name": str(data.get("name", Path(path).stem)), "scenarios": [data]}
+    data = dict(data)
+    robot = data.pop("robot", None)
+    suite = {"name": str(data.get("name", Path(path).stem)), "scenarios": [data], **({"robot": robot} if robot else {})}
     if variants:
         suite["variants"] = variants
     try:

@@ -34,6 +34,8 @@ class SuiteConfig(_Section):
 
     name: str = Field(min_length=1, description="Suite name.")
     description: str = Field("", description="What the suite tests.")
+    robot: str = Field("hexapod", min_length=1, max_length=4096, description=(
+        "The robot every scenario runs on: a shipped description (hexapod, phantomx, quadruped) or a description YAML."))
     variants: list[Variant] = Field(default_factory=lambda: ["grbal", "rebal", "mb", "mbde", "oracle_mb"], min_length=1,
                                     description="Controller variants compared (oracle_mb only where a scenario names its oracle).")
     models: dict[Literal["grbal", "rebal", "pearl", "attention", "mb"], str] = Field(
