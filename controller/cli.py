@@ -2,7 +2,7 @@
 
 Subcommands:
   run          the adaptive controller daemon (adapt every cycle, plan with MPC), logs to MCAP
-  walk         run the simulated hexapod open-loop with the tripod gait (the main job for now)
+  walk         run the simulated robot open-loop with its gait (no model)
   collect      simulated experience across a distribution of perturbations, as MCAP logs
   train        (meta-)train the dynamics model from logs; runs unchanged under torchrun
   evaluate-dynamics  held-out one-step prediction error: GrBAL before/after, MB, MB+DE, ReBAL
@@ -294,11 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    walk = sub.add_parser("walk", help="walk the simulated hexapod open-loop with the tripod gait")
+    walk = sub.add_parser("walk", help="walk the simulated robot open-loop with its gait (no model)")
     walk.add_argument("--config", type=Path, default=Path("configs/hexapod_sim.yaml"), help="robot config YAML")
     walk.add_argument("--backend", choices=["mujoco", "pybullet"], help="override sim.backend")
     walk.add_argument("--duration", type=float, help="seconds to walk (default: task.duration)")
-    walk.add_argument("--action", type=_parse_action, help="gait action, e.g. '1,1' (per side) or six values (per leg)")
+    walk.add_argument("--action", type=_parse_action, help="gait action, e.g. '1,1' (per side) or one value per leg (per_leg)")
     walk.set_defaults(func=_cmd_walk)
 
     col = sub.add_parser("collect", help="collect simulated experience across perturbations as MCAP logs")
@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     rn = sub.add_parser("run", help="run the adaptive controller daemon on a robot")
     rn.add_argument("--config", type=Path, default=Path("configs/hexapod_sim.yaml"), help="robot config YAML")
     rn.add_argument("--backend", choices=["sim", "serial"],
-                    help="override robot.backend: sim (the simulated hexapod) or serial (Dynamixel bus, e.g. legadapt fake-robot)")
+                    help="override robot.backend: sim (the simulated robot) or serial (Dynamixel bus, e.g. legadapt fake-robot)")
     rn.add_argument("--port", help="serial: override serial.port (device path, pty, or pyserial URL)")
     rn.add_argument("--sim-backend", choices=["mujoco", "pybullet"], help="override sim.backend")
     rn.add_argument("--model", help="override controller.model (checkpoint)")

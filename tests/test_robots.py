@@ -120,3 +120,37 @@ def test_no_source_names_a_leg_a_joint_or_a_joint_count(folder):
                     or (type(node.value) is int and node.value in counts)):
                 found.append(f"{path.relative_to(REPO)}:{node.lineno} {node.value!r}")
     assert not found, found
+
+
+def _urdf_description(tmp_path: Path, urdf_text: str) -> Path:
+    """A description file that takes the hexapod's geometry from ``urdf_text`` and the rest from hexapod.yaml."""
+    src = yaml.safe_load(shipped("configs", "robots/hexapod.yaml").read_text())
+    (tmp_path / "robot.urdf").write_text(urdf_text)
+    data = {k: src[k] for k in ("name", "foot", "servo", "bus", "gait")}
+    data["urdf"] = {"file": "robot.urdf", "base_link": "torso", "legs": [
+        {"name": leg["name"], "joints": [f"{leg['name']}_{k}" for k in ("coxa", "femur", "tibia")],
+         "gait_phase": leg["gait_phase"]} for leg in src["legs"]]}
+    path = tmp_path / "robot.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_robot_described_by_its_urdf_plus_a_small_yaml(tmp_path):
+    """The hexapod's own URDF read back through a description that names only legs, joints, servos and bus:
+    the same robot (to the URDF's 6 significant digits)."""
+    hexapod = load_description("hexapod")
+    got = load_description(_urdf_description(tmp_path, build_urdf(hexapod)))
+    assert got.leg_names == hexapod.leg_names and got.joint_names == hexapod.joint_names
+    assert np.allclose(got.mount_yaw, hexapod.mount_yaw, atol=1e-5) and got.hip_xy == hexapod.hip_xy
+    assert (got.coxa, got.femur, got.tibia, got.joint_limits) == (hexapod.coxa, hexapod.femur, hexapod.tibia, hexapod.joint_limits)
+    assert got.body_size == hexapod.body_size and got.body_mass == hexapod.body_mass
+    assert mujoco.MjModel.from_xml_string(build_mjcf(got)).nu == 18
+
+
+def test_a_urdf_that_does_not_fit_the_leg_model_is_refused_naming_the_joint(tmp_path):
+    text = build_urdf(load_description("hexapod"))
+    flipped = text.replace('<joint name="RM_femur" type="revolute">', '<joint name="RM_femur" type="revolute">', 1)
+    flipped = flipped.split('<joint name="RM_femur"', 1)
+    flipped = flipped[0] + '<joint name="RM_femur"' + flipped[1].replace('xyz="0 -1 0"', 'xyz="0 1 0"', 1)
+    with pytest.raises(ConfigError, match=r"joint RM_femur \(femur\): axis \(0.0, 1.0, 0.0\)"):
+        load_description(_urdf_description(tmp_path, flipped))

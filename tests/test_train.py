@@ -80,6 +80,7 @@ import hashlib, os, sys, torch
 from legadapt.dynamics.train import train
 from legadapt.config import TrainConfig
 from legadapt.features import make_spec
+from legadapt.robot.description import load_description
 tc = TrainConfig(hidden=[32, 32], M=8, K=8, meta_batch=4, max_steps=12, eval_every=6, patience=100, val_tasks=20,
                  val_fraction=0.3, device="cpu")
 import legadapt.dynamics.train as T
@@ -90,7 +91,7 @@ def spy(*a, **k):
     captured["obj"] = obj
     return obj
 T.make_objective = spy
-s = train([sys.argv[1]], make_spec("per_side", 0.1, HEXAPOD), tc, sys.argv[2], progress=False, log=lambda *a: None)
+s = train([sys.argv[1]], make_spec("per_side", 0.1, load_description()), tc, sys.argv[2], progress=False, log=lambda *a: None)
 flat = torch.cat([p.detach().flatten() for p in captured["obj"].parameters()])
 with open(sys.argv[3] + f".rank{os.environ['RANK']}", "w") as f:
     f.write(f"{s.world_size} {hashlib.sha256(flat.numpy().tobytes()).hexdigest()}")

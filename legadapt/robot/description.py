@@ -190,6 +190,13 @@ def _load(path: Path, mtime: float) -> RobotDescription:
     from legadapt.config.yaml_file import read_yaml
 
     data = read_yaml(path, "robot description")
+    if isinstance(data, dict) and "urdf" in data:  # geometry from the user's URDF (legadapt.robot.urdf_import)
+        from legadapt.robot.urdf_import import UrdfError, description_data
+
+        try:
+            data = description_data(data, path.parent)
+        except UrdfError as err:
+            raise ConfigError(f"{path}: {err}") from None
     try:
         return RobotDescription.from_file(RobotFile.model_validate(data))
     except ValidationError as err:
