@@ -36,7 +36,7 @@ class PhysicsBackend(ABC):
         self._goal = np.zeros(n)  # rad, rate-limited goal the servos track
         self.kp_scale = np.ones(n)
         self.force_scale = np.ones(n)
-        self._max_step = desc.servo.max_speed * self.timestep  # rad per physics step
+        self._max_step = desc.servo_values("max_speed") * self.timestep  # [joints] rad per physics step
         self._lower, self._upper = desc.lower_limits(), desc.upper_limits()
 
     # ------------------------------------------------------------ lifecycle

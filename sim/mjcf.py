@@ -94,11 +94,13 @@ def build_mjcf(desc: RobotDescription, timestep: float = MJ_TIMESTEP, floor_fric
         ET.SubElement(tibia, "geom", type="capsule", fromto=_fmt(0, 0, 0, desc.tibia.length, 0, 0), size=f"{desc.tibia.radius:.6g}", rgba="0.5 0.5 0.5 1")
         ET.SubElement(tibia, "geom", name=f"{leg}_foot", type="sphere", pos=_fmt(desc.tibia.length, 0, 0), size=f"{desc.foot_radius:.6g}", rgba="0.1 0.1 0.1 1")
 
+    _override_joint_servos(root, desc)
     actuators = ET.SubElement(root, "actuator")
-    s = desc.servo
+    servos = iter(desc.joint_servos)
     for leg in desc.leg_names:
         for kind in JOINT_KINDS:
             lo, hi = desc.joint_limits[kind]
+            s = next(servos)
             ET.SubElement(
                 actuators, "position", name=f"{leg}_{kind}", joint=f"{leg}_{kind}", kp=f"{s.kp:.6g}", kv=f"{s.kv:.6g}",
                 forcerange=_fmt(-s.stall_torque, s.stall_torque), ctrlrange=_fmt(lo, hi),
@@ -108,6 +110,16 @@ def build_mjcf(desc: RobotDescription, timestep: float = MJ_TIMESTEP, floor_fric
     ET.SubElement(sensors, "gyro", name="imu_gyro", site=IMU_SITE)
     ET.SubElement(sensors, "accelerometer", name="imu_acc", site=IMU_SITE)
     return ET.tostring(root, encoding="unicode")
+
+
+def _override_joint_servos(root: ET.Element, desc: RobotDescription) -> None:
+    """Armature and friction of the joints whose servo differs from the default class's (``servos:`` groups)."""
+    overrides = dict(desc.servo_overrides)
+    for joint in root.iter("joint"):
+        s = overrides.get(joint.get("name"))
+        if s is not None:
+            joint.set("armature", f"{s.armature:.6g}")
+            joint.set("frictionloss", f"{s.friction_loss:.6g}")
 
 
 def _add_joint(body: ET.Element, name: str, axis: str, limits: tuple[float, float]) -> None:

@@ -83,6 +83,8 @@ class PybulletBackend(PhysicsBackend):
         # switch off PyBullet's default velocity motors: the servo law is applied as torque
         pb.setJointMotorControlArray(self.robot, self._joints, pybullet.VELOCITY_CONTROL, forces=[0.0] * desc.n_joints)
         self._tau = np.zeros(desc.n_joints)
+        self._servo_kp, self._servo_kv = desc.servo_values("kp"), desc.servo_values("kv")  # [joints] N·m/rad, N·m·s/rad
+        self._servo_stall = desc.servo_values("stall_torque")  # [joints] N·m
         self._payload_body: int | None = None
         self._payload_constraint: int | None = None
         self._prev_lin_vel = np.zeros(3)
@@ -100,12 +102,12 @@ class PybulletBackend(PhysicsBackend):
         self._apply_goal(q)
 
     def _apply_goal(self, goal: np.ndarray) -> None:
-        s = self.desc.servo
+        kp, kv, stall = self._servo_kp, self._servo_kv, self._servo_stall  # [joints]
         states = self.pb.getJointStates(self.robot, self._joints)
         q = np.fromiter((st[0] for st in states), float, len(self._joints))
         qd = np.fromiter((st[1] for st in states), float, len(self._joints))
-        limit = s.stall_torque * self.force_scale
-        tau = np.clip(s.kp * self.kp_scale * (goal - q) - s.kv * (self.force_scale > 0) * qd, -limit, limit)
+        limit = stall * self.force_scale
+        tau = np.clip(kp * self.kp_scale * (goal - q) - kv * (self.force_scale > 0) * qd, -limit, limit)
         self._tau = tau
         self.pb.setJointMotorControlArray(self.robot, self._joints, pybullet.TORQUE_CONTROL, forces=tau.tolist())
 

@@ -75,18 +75,23 @@ def build_urdf(desc: RobotDescription) -> str:
         el = ET.SubElement(torso, tag)
         ET.SubElement(el, "origin", xyz="0 0 0", rpy="0 0 0")
         ET.SubElement(ET.SubElement(el, "geometry"), "box", size=_fmt(*desc.body_size))
-    effort, velocity = desc.servo.stall_torque, desc.servo.max_speed
-    arm = desc.servo.armature
+    servos = iter(desc.joint_servos)
     for i, leg in enumerate(desc.leg_names):
         hx, hy = desc.hip_xy[i]
-        _leg_link(robot, f"{leg}_coxa", desc.coxa, arm, axis=2)
-        _joint(robot, f"{leg}_coxa", "torso", f"{leg}_coxa", (hx, hy, 0), (0, 0, desc.mount_yaw[i]), "0 0 1", desc.joint_limits["coxa"], effort, velocity)
-        _leg_link(robot, f"{leg}_femur", desc.femur, arm, axis=1)
-        _joint(robot, f"{leg}_femur", f"{leg}_coxa", f"{leg}_femur", (desc.coxa.length, 0, 0), (0, 0, 0), "0 -1 0", desc.joint_limits["femur"], effort, velocity)
-        tibia = _leg_link(robot, f"{leg}_tibia", desc.tibia, arm, axis=1)
+        s = next(servos)
+        _leg_link(robot, f"{leg}_coxa", desc.coxa, s.armature, axis=2)
+        _joint(robot, f"{leg}_coxa", "torso", f"{leg}_coxa", (hx, hy, 0), (0, 0, desc.mount_yaw[i]), "0 0 1",
+               desc.joint_limits["coxa"], s.stall_torque, s.max_speed)
+        s = next(servos)
+        _leg_link(robot, f"{leg}_femur", desc.femur, s.armature, axis=1)
+        _joint(robot, f"{leg}_femur", f"{leg}_coxa", f"{leg}_femur", (desc.coxa.length, 0, 0), (0, 0, 0), "0 -1 0",
+               desc.joint_limits["femur"], s.stall_torque, s.max_speed)
+        s = next(servos)
+        tibia = _leg_link(robot, f"{leg}_tibia", desc.tibia, s.armature, axis=1)
         foot = ET.SubElement(tibia, "collision")
         ET.SubElement(foot, "origin", xyz=_fmt(desc.tibia.length, 0, 0), rpy="0 0 0")
         ET.SubElement(ET.SubElement(foot, "geometry"), "sphere", radius=f"{desc.foot_radius:.6g}")
-        _joint(robot, f"{leg}_tibia", f"{leg}_femur", f"{leg}_tibia", (desc.femur.length, 0, 0), (0, 0, 0), "0 -1 0", desc.joint_limits["tibia"], effort, velocity)
+        _joint(robot, f"{leg}_tibia", f"{leg}_femur", f"{leg}_tibia", (desc.femur.length, 0, 0), (0, 0, 0), "0 -1 0",
+               desc.joint_limits["tibia"], s.stall_torque, s.max_speed)
     ET.indent(robot)
     return '<?xml version="1.0"?>\n' + ET.tostring(robot, encoding="unicode")

@@ -154,3 +154,28 @@ def test_a_urdf_that_does_not_fit_the_leg_model_is_refused_naming_the_joint(tmp_
     flipped = flipped[0] + '<joint name="RM_femur"' + flipped[1].replace('xyz="0 -1 0"', 'xyz="0 1 0"', 1)
     with pytest.raises(ConfigError, match=r"joint RM_femur \(femur\): axis \(0.0, 1.0, 0.0\)"):
         load_description(_urdf_description(tmp_path, flipped))
+
+
+def test_a_servo_per_joint(tmp_path):
+    """``servos:`` puts another servo on some joints (by name, or a kind on every leg); the simulators use it
+    joint by joint, and a config's per-unit servo values change only the joints with the default servo."""
+    data = yaml.safe_load(shipped("configs", "robots/hexapod.yaml").read_text())
+    data["servos"] = [{"joints": ["tibia"], "model": "XL430-W250", "kp": 12.0, "stall_torque": 1.4},
+                      {"joints": ["LF_coxa"], "max_speed": 3.0}]
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(data))
+    desc = load_description(path)
+    servos = dict(zip(desc.joint_names, desc.joint_servos))
+    assert servos["RM_tibia"].model == "XL430-W250" and servos["RM_tibia"].kp == 12.0 and servos["RM_femur"].kp == 20.0
+    assert servos["LF_coxa"].max_speed == 3.0 and servos["LM_coxa"].max_speed == 4.8
+    model = mujoco.MjModel.from_xml_string(build_mjcf(desc))
+    tibia, femur = model.actuator("LH_tibia"), model.actuator("LH_femur")
+    assert tibia.forcerange[1] == pytest.approx(1.4) and tibia.gainprm[0] == pytest.approx(12.0)
+    assert femur.forcerange[1] == pytest.approx(4.1) and femur.gainprm[0] == pytest.approx(20.0)
+    unit = parse_config({"robot": {"description": str(path), "servo": {"kp": 25.0}}}).robot_description
+    kp = dict(zip(unit.joint_names, unit.servo_values("kp")))
+    assert kp["RH_coxa"] == 25.0 and kp["RH_tibia"] == 12.0
+    data["servos"] = [{"joints": ["LM_knee"], "kp": 5.0}]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"servos\[0\].joints: \['LM_knee'\]"):
+        load_description(path)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -91,12 +91,14 @@ class RobotDescription:
     mount_yaw: tuple[float, ...]  # rad, leg direction at coxa = 0, leg order
     gait_phase: tuple[float, ...]  # fraction of a gait cycle, leg order
     joint_limits: dict[str, tuple[float, float]]  # rad, (lower, upper) per joint kind
-    servo: ServoModel
+    servo: ServoModel  # the default servo of every joint
     foot_friction: float  # Coulomb coefficient of the feet
     imu_offset: tuple[float, float, float]  # m, IMU site in the body frame
     servo_ids: tuple[int, ...]  # bus ID per joint, joint order
     imu_id: int | None  # bus ID of the IMU device
     gait: GaitDefaults
+    #: Joints with another servo than ``servo``: (joint name, its servo), in joint order.
+    servo_overrides: tuple[tuple[str, ServoModel], ...] = ()
 
     # ---------------------------------------------------------------- derived
     @property
@@ -116,6 +118,16 @@ class RobotDescription:
     def total_mass(self) -> float:
         """Mass of the whole robot (kg)."""
         return self.body_mass + self.n_legs * (self.coxa.mass + self.femur.mass + self.tibia.mass)
+
+    @property
+    def joint_servos(self) -> tuple[ServoModel, ...]:
+        """The servo of each joint, joint order (the default ``servo`` unless overridden)."""
+        other = dict(self.servo_overrides)
+        return tuple(other.get(j, self.servo) for j in self.joint_names)
+
+    def servo_values(self, field: str) -> np.ndarray:
+        """One servo field per joint, shape [joints] (e.g. ``"kp"``: N·m/rad)."""
+        return np.array([getattr(s, field) for s in self.joint_servos], dtype=float)
 
     def lower_limits(self) -> np.ndarray:
         """Joint lower limits, shape [n_joints] (rad)."""
@@ -169,7 +181,24 @@ class RobotDescription:
             servo=ServoModel(model=s.model, kp=s.kp, kv=s.kv, stall_torque=s.stall_torque, max_speed=s.max_speed,
                              armature=s.armature, friction_loss=s.friction_loss),
             imu_offset=tuple(f.body.imu_offset), servo_ids=tuple(f.bus.servo_ids), imu_id=f.bus.imu_id,
-            gait=GaitDefaults(**f.gait.model_dump()))
+            gait=GaitDefaults(**f.gait.model_dump()), servo_overrides=_servo_overrides(f))
+
+
+def _servo_overrides(f: RobotFile) -> tuple[tuple[str, ServoModel], ...]:
+    """(joint, servo) for every joint a ``servos:`` group names (a kind names that joint of every leg)."""
+    s = f.servo
+    default = ServoModel(model=s.model, kp=s.kp, kv=s.kv, stall_torque=s.stall_torque, max_speed=s.max_speed,
+                         armature=s.armature, friction_loss=s.friction_loss)
+    out: dict[str, ServoModel] = {}
+    for group in f.servos:
+        changes = {k: v for k, v in group.model_dump(exclude={"joints"}).items() if v is not None}
+        for leg in f.legs:
+            for kind in JOINT_KINDS:
+                name = joint_name(leg.name, kind)
+                if name in group.joints or kind in group.joints:
+                    out[name] = replace(out.get(name, default), **changes)
+    order = [joint_name(leg.name, kind) for leg in f.legs for kind in JOINT_KINDS]
+    return tuple((j, out[j]) for j in order if j in out)
 
 
 def description_path(robot: str | Path) -> Path:

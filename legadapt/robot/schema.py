@@ -64,6 +64,19 @@ class ServoFile(_Strict):
     friction_loss: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(description="Gear train dry friction, N·m.")
 
 
+class ServoOverrideFile(_Strict):
+    """Another servo on some joints: the listed fields replace the robot's default ``servo`` there."""
+
+    joints: list[str] = Field(min_length=1, description="Joint names (LF_tibia) or joint kinds (tibia: every leg's).")
+    model: str | None = None
+    kp: Positive | None = None
+    kv: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    stall_torque: Positive | None = None
+    max_speed: Positive | None = None
+    armature: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    friction_loss: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+
 class BusFile(_Strict):
     servo_ids: list[Annotated[int, Field(ge=0, le=252)]] = Field(description="Bus ID of each joint's servo, joint order.")
     imu_id: Annotated[int, Field(ge=0, le=252)] | None = Field(None, description="Bus ID of the IMU device.")
@@ -87,6 +100,7 @@ class RobotFile(_Strict):
     joint_limits: dict[str, tuple[Finite, Finite]] = Field(description="(lower, upper) per joint kind, rad.")
     legs: list[LegFile] = Field(min_length=3, max_length=12)
     servo: ServoFile
+    servos: list[ServoOverrideFile] = Field(default_factory=list, description="Other servos on some joints.")
     bus: BusFile
     gait: GaitFile
 
@@ -106,6 +120,11 @@ class RobotFile(_Strict):
             raise ValueError(f"legs: names must differ, got {names}")
         if not any(leg.hip[1] > 0 for leg in self.legs) or not any(leg.hip[1] < 0 for leg in self.legs):
             raise ValueError("legs: a robot needs legs on both sides (hip y > 0 and y < 0)")
+        joint_names = {joint_name(leg.name, kind) for leg in self.legs for kind in JOINT_KINDS}
+        for i, group in enumerate(self.servos):
+            unknown = [j for j in group.joints if j not in joint_names and j not in JOINT_KINDS]
+            if unknown:
+                raise ValueError(f"servos[{i}].joints: {unknown} are neither joints of this robot nor joint kinds")
         n_joints = len(self.legs) * len(JOINT_KINDS)
         if len(self.bus.servo_ids) != n_joints:
             raise ValueError(f"bus.servo_ids: {len(self.bus.servo_ids)} IDs for {n_joints} joints "
