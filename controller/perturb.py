@@ -225,13 +225,13 @@ def run_suite(suite: C.SuiteConfig, out: Path, workers: int = 2, progress: bool 
     return results
 
 
-def _run_in_processes(jobs: list[Job], workers: int, bar: tqdm) -> list[RunResult]:
+def _run_in_processes(jobs: list[Job], workers: int, bar: tqdm, run=None) -> list[RunResult]:
     """``jobs`` in ``workers`` spawned processes. A worker that dies (killed, out of memory, a crash in a native
     library) fails the run it held, named, instead of leaving the suite waiting forever (a ``multiprocessing.Pool``
     waits for a dead worker's result indefinitely; seen once in a 27-run suite)."""
     results = []
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(run_job, job): job for job in jobs}
+        futures = {pool.submit(run or run_job, job): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
             try:

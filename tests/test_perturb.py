@@ -79,3 +79,28 @@ def test_ci_suite_runs_and_reports(tmp_path):
     rescored = json.loads((tmp_path / "results.json").read_text())["results"]
     assert [(r["mean_cross_track"], r["recovery_time"]) for r in rescored] == [(r["mean_cross_track"], r["recovery_time"]) for r in results]
     assert all(r["peak_after_onset"] is not None for r in rescored)
+
+
+def _dies_on_seed_1(job):
+    """A run whose worker process dies (as if killed, or crashed in a native library) on seed 1."""
+    import os
+
+    from legadapt.controller.perturb import RunResult
+
+    if job.seed == 1:
+        os._exit(9)
+    return RunResult(job.scenario.name, job.variant, job.seed, mean_cross_track=0.01)
+
+
+def test_a_dead_worker_fails_its_run_instead_of_hanging_the_suite(tmp_path):
+    from tqdm import tqdm
+
+    from legadapt.controller.perturb import _run_in_processes, jobs_for
+
+    f = tmp_path / "s.yaml"
+    f.write_text("name: s\nduration: 5\nseeds: [0, 1, 2]\n")
+    suite = load_scenario(f, ["mb"])
+    jobs = jobs_for(suite, tmp_path)
+    with tqdm(disable=True) as bar:
+        results = _run_in_processes(jobs, 2, bar, run=_dies_on_seed_1)
+    assert len(results) == 3 and any(r.seed == 1 and "died" in (r.error or "") for r in results), results
