@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import walk
-from legadapt.config import ConfigError, parse_config
+from legadapt.config import ConfigError, load_config, parse_config
 from legadapt.features import make_spec
 from legadapt.resources import shipped, shipped_names
 from legadapt.robot.description import load_description
@@ -179,3 +179,8 @@ def test_a_servo_per_joint(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"servos\[0\].joints: \['LM_knee'\]"):
         load_description(path)
+
+
+def test_a_description_given_as_a_config_is_named_for_what_it_is():
+    with pytest.raises(ConfigError, match="is a robot description, not a config"):
+        load_config(shipped("configs", "robots/quadruped.yaml"))

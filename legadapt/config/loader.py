@@ -113,6 +113,9 @@ def load_config(path: str | Path) -> LegadaptConfig:
     if data is None:
         raise ConfigError(f"{path}: the config file is empty (no settings at all): is it the right file? "
                           "Write {} in it to run with every default")
+    if isinstance(data, dict) and ("legs" in data or "urdf" in data) and "robot" not in data:
+        raise ConfigError(f"{path} is a robot description, not a config: name it in a config "
+                          f"(robot: {{description: {path}}}) and check that config")
     return _models_next_to(parse_config(_description_next_to(data, path.parent), str(path)), path.parent)
 
 
