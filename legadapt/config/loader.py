@@ -54,8 +54,9 @@ class LegadaptConfig(_Section):
 
 
 # ---------------------------------------------------------------- loading
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid config ({err.error_count()} problem{'s' if err.error_count() > 1 else ''}):"]
+def format_errors(err: ValidationError, source: str, what: str = "config") -> str:
+    """One line per problem, named by its key (``perturbations[0].leg: ...``), under ``source: invalid <what>``."""
+    lines = [f"{source}: invalid {what} ({err.error_count()} problem{'s' if err.error_count() > 1 else ''}):"]
     for e in err.errors():
         loc = ""
         for part in e["loc"]:
@@ -67,7 +68,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
             got = e.get("ctx", {}).get("tag")
             msg = f"unknown perturbation {got!r}; allowed: {', '.join(PERTURBATION_KINDS)}"
         elif e["type"] == "extra_forbidden":
-            msg = "unknown option; check the spelling (legadapt config-doc lists every option)"
+            msg = "unknown option; check the spelling" + (" (legadapt config-doc lists every option)" if what == "config"
+                                                          else "")
         lines.append(f"  {loc or '(top level)'}: {msg}")
     return "\n".join(lines)
 
@@ -81,7 +83,7 @@ def parse_config(data: object, source: str = "<config>") -> LegadaptConfig:
     try:
         return LegadaptConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+        raise ConfigError(format_errors(err, source)) from None
 
 
 def _read_yaml(path: str | Path) -> object:
@@ -138,7 +140,7 @@ def load_suite(path: str | Path) -> SuiteConfig:
     try:
         suite = SuiteConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, str(path))) from None
+        raise ConfigError(format_errors(err, str(path))) from None
     return _suite_models_found(suite, path.parent)
 
 
@@ -168,7 +170,7 @@ def load_scenario(path: str | Path, variants: list[str] | None = None) -> SuiteC
     try:
         return _suite_models_found(SuiteConfig.model_validate(suite), Path(path).parent)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, str(path))) from None
+        raise ConfigError(format_errors(err, str(path))) from None
 
 
 def config_doc() -> str:

@@ -169,7 +169,6 @@ class RobotDescription:
     def from_file(cls, f: RobotFile) -> RobotDescription:
         """The description a validated robot file gives."""
         links = {k: LinkSpec(v.length, v.radius, v.mass) for k, v in f.links.items()}
-        s = f.servo
         return cls(
             name=f.name, leg_names=tuple(leg.name for leg in f.legs), body_size=tuple(f.body.size),
             body_mass=f.body.mass, coxa=links["coxa"], femur=links["femur"], tibia=links["tibia"],
@@ -178,17 +177,14 @@ class RobotDescription:
             mount_yaw=tuple(math.radians(leg.mount_yaw_deg) for leg in f.legs),
             gait_phase=tuple(leg.gait_phase for leg in f.legs),
             joint_limits={k: (float(lo), float(hi)) for k, (lo, hi) in f.joint_limits.items()},
-            servo=ServoModel(model=s.model, kp=s.kp, kv=s.kv, stall_torque=s.stall_torque, max_speed=s.max_speed,
-                             armature=s.armature, friction_loss=s.friction_loss),
+            servo=ServoModel(**f.servo.model_dump()),
             imu_offset=tuple(f.body.imu_offset), servo_ids=tuple(f.bus.servo_ids), imu_id=f.bus.imu_id,
             gait=GaitDefaults(**f.gait.model_dump()), servo_overrides=_servo_overrides(f))
 
 
 def _servo_overrides(f: RobotFile) -> tuple[tuple[str, ServoModel], ...]:
     """(joint, servo) for every joint a ``servos:`` group names (a kind names that joint of every leg)."""
-    s = f.servo
-    default = ServoModel(model=s.model, kp=s.kp, kv=s.kv, stall_torque=s.stall_torque, max_speed=s.max_speed,
-                         armature=s.armature, friction_loss=s.friction_loss)
+    default = ServoModel(**f.servo.model_dump())
     out: dict[str, ServoModel] = {}
     for group in f.servos:
         changes = {k: v for k, v in group.model_dump(exclude={"joints"}).items() if v is not None}
@@ -216,6 +212,7 @@ def _load(path: Path, mtime: float) -> RobotDescription:
     from pydantic import ValidationError
 
     from legadapt.config.base import ConfigError
+    from legadapt.config.loader import format_errors
     from legadapt.config.yaml_file import read_yaml
 
     data = read_yaml(path, "robot description")
@@ -229,11 +226,7 @@ def _load(path: Path, mtime: float) -> RobotDescription:
     try:
         return RobotDescription.from_file(RobotFile.model_validate(data))
     except ValidationError as err:
-        lines = [f"{path}: invalid robot description ({err.error_count()} problem(s)):"]
-        for e in err.errors():
-            loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            lines.append(f"  {loc}: {e['msg'].removeprefix('Value error, ')}")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(format_errors(err, str(path), "robot description")) from None
 
 
 def load_description(robot: str | Path = DEFAULT_ROBOT) -> RobotDescription:

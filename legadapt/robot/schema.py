@@ -21,7 +21,10 @@ NAME = r"^[A-Za-z][A-Za-z0-9]{0,15}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Like the config's sections: unknown keys and non-finite numbers are refused. (Not imported from
+    legadapt.config: the config package imports the robot description, which imports this.)"""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BodyFile(_Strict):

@@ -7,8 +7,7 @@ the legs' geometry::
       file: my_robot.urdf          # relative to the description file
       base_link: base_link         # the torso: its collision box and inertial mass
       legs:                        # in joint-vector order; each leg's joints from the body out
-        - {name: LF, joints: [lf_hip, lf_thigh, lf_knee], gait_phase: 0.0}
-        ...
+        - {name: LF, joints: [lf_hip, lf_thigh, lf_knee], gait_phase: 0.0}   # one entry per leg
       tibia_length: 0.12           # m, knee to foot centre, where the tibia link has no foot sphere
 
 Read from the URDF: the torso's box size and mass; each hip's position and yaw (the coxa joint's
