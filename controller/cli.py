@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import get_args
 
 from legadapt.controller import stop_request
 
@@ -34,6 +35,7 @@ import numpy as np  # noqa: E402
 from legadapt.controller import cli_checks as checks
 from legadapt import __version__
 from legadapt.config import ConfigError, LegadaptConfig, config_doc, load_config
+from legadapt.config.base import StateSourceName
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_SAFETY_STOP = 0, 1, 2, 3
 
@@ -168,7 +170,8 @@ def _run_config(args: argparse.Namespace) -> LegadaptConfig:
         from legadapt.calibration.overlay import apply_overlay_files
 
         cfg = apply_overlay_files(cfg, args.calibration)
-    cfg = checks.override(cfg, "controller", model=args.model, mode=args.mode, adapter=args.adapter)
+    cfg = checks.override(cfg, "controller", model=args.model, mode=args.mode, adapter=args.adapter,
+                          state_source=args.state_source)
     cfg = checks.override(cfg, "sim", backend=args.sim_backend)
     cfg = checks.override(cfg, "serial", port=args.port)
     return checks.override(cfg, "robot", backend=args.backend)
@@ -342,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--sim-backend", choices=["mujoco", "pybullet"], help="override sim.backend")
     rn.add_argument("--model", help="override controller.model (checkpoint)")
     rn.add_argument("--adapter", choices=["auto", "grbal", "mb", "mbde", "rebal", "pearl", "attention"], help="override controller.adapter")
+    rn.add_argument("--state-source", choices=list(get_args(StateSourceName)),
+                    help="override controller.state_source (estimated+flow: fuse the robot's optical-flow sensor)")
     rn.add_argument("--mode", choices=["lockstep", "realtime"], help="override controller.mode")
     rn.add_argument("--duration", type=float, help="run length, s (default: task.duration)")
     rn.add_argument("--log", type=Path, help="MCAP log path (default: controller.log_dir/run-<time>.mcap)")

@@ -36,7 +36,7 @@ from legadapt.controller.run_clock import RunClock
 from legadapt.controller.run_summary import HISTORY, RunningStats, RunSummary, status_line  # noqa: F401 (API)
 from legadapt.controller.safety import torque_off_now
 from legadapt.controller.sdnotify import Notifier
-from legadapt.controller.state_estimator import make_state_source
+from legadapt.controller.state_sources import make_state_source
 from legadapt.controller.stop_request import sleep_unless
 from legadapt.controller.watchdog import Watchdog
 from legadapt.hardware.interface import CallbackReturn, Robot
@@ -83,7 +83,7 @@ def run(cfg: C.LegadaptConfig, backend: str = "sim", duration: float | None = No
     """
     ctrl = cfg.controller
     stop = stop or threading.Event()
-    summary = RunSummary(estimated=ctrl.state_source == "estimated", control_rate=cfg.task.control_rate)
+    summary = RunSummary(estimated=ctrl.state_source.startswith("estimated"), control_rate=cfg.task.control_rate)
     log_path = log_path or Path(ctrl.log_dir) / time.strftime("run-%Y%m%d-%H%M%S.mcap")
     status("pre-flight: loading and timing the controller (nothing powered)")
     pre = preflight(cfg, backend, log_path, stop)
@@ -141,7 +141,7 @@ class _Daemon:
         if robot is None:
             return self._finish()
         self.gait = _gait(robot, self.cfg)
-        self.source = make_state_source(self.ctrl.state_source, self.gait, self.ctrl.slip_threshold)
+        self.source = make_state_source(self.ctrl.state_source, self.gait, self.ctrl.slip_threshold, self.cfg.serial.flow_scale)
         while True:
             stats = self._connection(robot, duration)
             if stats.stop_reason is None or not stats.stop_reason.startswith("robot fault") or self.stop.is_set():
@@ -338,6 +338,10 @@ class _Daemon:
         slip = self.source.slip()
         if slip is not None:
             msg["slip_mismatch"] = slip.mismatch  # rad/s, the estimator's slip check (controller.slip)
+        fusion = getattr(self.source, "stats", None)
+        if fusion is not None:  # the EKF's (controller.fusion): legs' consistency, legs vs flow, sources used
+            msg.update(leg_nis=fusion.leg_nis, slip_speed=fusion.slip_speed, flow_used=fusion.flow_used,
+                       flow_skipped=fusion.flow_skipped)
         truth = self.robots[-1].state.privileged
         if truth is not None:  # simulation: also score against the true pose (never used for control)
             true_pose = np.array([truth.pos[0], truth.pos[1], rpy_from_quat(truth.quat)[2]])

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from legadapt.controller.loop import Boundary, SlowPolicy, TwoRateLoop
-from legadapt.controller.state_estimator import make_state_source
+from legadapt.controller.state_sources import make_state_source
 from legadapt.hardware.interface import CallbackReturn
 from legadapt.sim.sim_robot import SimRobot
 from legadapt import config as C

@@ -112,8 +112,12 @@ def check_backend(cfg: C.LegadaptConfig, backend: str) -> None:
         raise PreflightError(f"backend {backend!r} is not available; allowed: sim, serial")
     if backend == "serial" and cfg.controller.mode != "realtime":
         raise PreflightError("the serial robot runs in real time: use --mode realtime (controller.mode: realtime)")
-    if backend == "serial" and cfg.controller.state_source != "estimated":
-        raise PreflightError("the serial robot has only onboard sensors: use controller.state_source: estimated")
+    if backend == "serial" and not cfg.controller.state_source.startswith("estimated"):
+        raise PreflightError("the serial robot has only onboard sensors: use controller.state_source: estimated "
+                             "(or estimated+flow with an optical-flow sensor on the bus)")
+    if backend == "serial" and "flow" in cfg.controller.state_source.split("+") and cfg.serial.flow_id is None:
+        raise PreflightError("controller.state_source names flow, but serial.flow_id is null: give the flow "
+                             "sensor's bus ID (bus.flow_id in the robot description), or use state_source: estimated")
     if backend == "serial":
         check_port(cfg.serial.port)
 

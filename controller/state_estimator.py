@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from legadapt.controller.leg_odometry import LegOdometry
 from legadapt.controller.slip import SlipMonitor
 from legadapt.features import state_vector
 from legadapt.robot_state import RobotState
@@ -24,7 +25,6 @@ from legadapt.sim.gait import PhaseGait
 from legadapt.sim.rotations import quat_rotate_inv, quat_to_matrix, rpy_from_quat
 
 GRAVITY = np.array([0.0, 0.0, 9.81])  # m/s², world frame
-STANCE_WINDOW = (0.1, 0.45)  # leg phase interval trusted as planted (stance is [0, 0.5))
 #: rad/s: RMS mismatch between the stance feet's yaw rate and the gyro's (controller.slip) that suggests
 #: a slip: measured <= 0.058 walking intact (turns on the spot, ice included), >= 0.080 with a limp leg.
 SLIP_THRESHOLD = 0.075
@@ -92,22 +92,16 @@ class StateEstimator(StateSource):
 
     def __init__(self, gait: PhaseGait, blend: float = 0.9, min_baseline: float = 0.01,
                  slip_threshold: float = SLIP_THRESHOLD) -> None:
-        """``min_baseline`` (s): shortest interval the leg velocity is differenced over.
-
-        A reading that comes sooner than that after the last one used (a late fast-loop
-        tick followed by an on-time one) only advances the pose: differencing quantised
-        joint angles (1.5 mrad per encoder count, ~0.2 mm at the foot) over a few ms
-        would multiply their noise by the shortened interval.
-        """
+        """``min_baseline`` (s): see :class:`controller.leg_odometry.LegOdometry`; a reading sooner
+        than that after the last one used only advances the pose."""
         self.gait = gait
-        self.kin = gait.kin
         self.blend = blend
-        self.min_baseline = min_baseline
         self._slip = SlipMonitor(slip_threshold)
+        self.legs = LegOdometry(gait, self._slip, min_baseline)
 
     def reset(self, reading: RobotState) -> None:
-        self._t = self._t_pose = reading.stamp
-        self._feet = self.kin.forward(reading.q)  # [legs, 3] m, body frame
+        self._t_pose = reading.stamp
+        self.legs.reset(reading)
         self._v = np.zeros(3)  # m/s, body frame
         self._pos = np.zeros(2) if reading.privileged is None else reading.privileged.pos[:2].copy()
         yaw_imu = rpy_from_quat(reading.imu.quat)[2]
@@ -116,7 +110,6 @@ class StateEstimator(StateSource):
         self._yaw = yaw_true
         self._last = reading
         self._phase = 0.0
-        self._slip.reset()
 
     def resume(self, reading: RobotState) -> None:
         """After a reconnection: the pose (and so the progress along the path) carries on.
@@ -135,33 +128,17 @@ class StateEstimator(StateSource):
         self._yaw = yaw
 
     def update(self, reading: RobotState, phase: float) -> None:
-        dt = reading.stamp - self._t
-        if dt <= 0:
+        if reading.stamp <= self._t_pose:
             return
         imu = reading.imu
-        if dt >= self.min_baseline:  # sooner than that, the pose just moves on at the current velocity
-            self._update_velocity(reading, phase, dt)
+        v_legs, dt = self.legs.update(reading, phase)
+        if dt >= self.legs.min_baseline:  # sooner than that, the pose just moves on at the current velocity
+            gravity_body = quat_rotate_inv(imu.quat, GRAVITY)
+            v_pred = self._v + (imu.acc - gravity_body) * dt - np.cross(imu.gyro, self._v) * dt
+            self._v = (1 - self.blend) * v_pred + self.blend * (self._v if v_legs is None else v_legs)
         self._pos = self._pos + (quat_to_matrix(imu.quat) @ self._v)[:2] * (reading.stamp - self._t_pose)
         self._t_pose, self._last, self._phase = reading.stamp, reading, phase
         self._yaw = rpy_from_quat(imu.quat)[2] + self._yaw_offset
-
-    def _update_velocity(self, reading: RobotState, phase: float, dt: float) -> None:
-        """Body velocity from the stance legs over ``dt`` (s), blended with the accelerometer."""
-        imu = reading.imu
-        feet = self.kin.forward(reading.q)
-        foot_vel = (feet - self._feet) / dt  # [legs, 3] foot velocity relative to the body, body frame
-        # legs well inside stance: the servos lag their goals, so the phase edges are unreliable
-        s = np.mod(phase + self.gait.leg_phase_offset, 1.0)
-        stance = (s > STANCE_WINDOW[0]) & (s < STANCE_WINDOW[1])
-        omega = imu.gyro
-        # a planted foot is still: 0 = v + omega x r + r_dot  ->  v = -(omega x r + r_dot)
-        implied = -(np.cross(omega, feet[stance]) + foot_vel[stance])  # [n, 3] one body velocity per stance leg
-        v_legs = implied.mean(axis=0) if stance.any() else self._v
-        self._slip.update(stance, implied, feet[stance], dt)
-        gravity_body = quat_rotate_inv(imu.quat, GRAVITY)
-        v_pred = self._v + (imu.acc - gravity_body) * dt - np.cross(omega, self._v) * dt
-        self._v = (1 - self.blend) * v_pred + self.blend * v_legs
-        self._feet, self._t = feet, reading.stamp
 
     def model_state(self) -> np.ndarray:
         roll, pitch, _ = rpy_from_quat(self._last.imu.quat)
@@ -172,12 +149,3 @@ class StateEstimator(StateSource):
 
     def slip(self) -> SlipMonitor:
         return self._slip
-
-
-def make_state_source(kind: str, gait: PhaseGait, slip_threshold: float = SLIP_THRESHOLD) -> StateSource:
-    """'privileged' or 'estimated' (``slip_threshold``: see :class:`controller.slip.SlipMonitor`)."""
-    if kind == "privileged":
-        return PrivilegedSource()
-    if kind == "estimated":
-        return StateEstimator(gait, slip_threshold=slip_threshold)
-    raise ValueError(f"unknown state source {kind!r}; allowed: privileged, estimated")

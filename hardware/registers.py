@@ -14,6 +14,18 @@
       148  f32 x 3  angular rate x, y, z, rad/s (sensor frame)
       160  f32 x 3  specific force x, y, z, m/s² (reads +9.81 on z when level and still)
 
+* :data:`FLOW_REGISTERS` — the legadapt optical-flow device (PMW3901 flow chip + VL53L1X range
+  finder behind a microcontroller on the servo bus; this project's design like the IMU's). The
+  measurement block is one read of :data:`FLOW_BLOCK_LENGTH` bytes at :data:`FLOW_BLOCK_ADDRESS`,
+  little-endian, and **reading it clears the motion** (read-to-clear, like the chip's Motion_Burst)::
+
+      128  u32  sample stamp, µs of device time (wraps at 2**32)
+      132  u32  interval, µs the motion below was accumulated over (since the previous block read)
+      136  i16  delta x, counts along the body's x   (a floor point straight below moving +x)
+      138  i16  delta y, counts along the body's y
+      140  u16  range, mm along the sensor axis (0xFFFF: no floor in range)
+      142  u8   squal, surface quality (0: no valid motion in the interval)
+
 * :class:`JointMapping` — servo raw units <-> joint angles (rad) with each joint's
   direction sign and zero offset, the numbers calibration finds.
 """
@@ -147,6 +159,41 @@ def unpack_imu(block: bytes) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     """Stamp (µs), quaternion [4], gyro [3] (rad/s), acc [3] (m/s²) from the IMU block."""
     v = _IMU_STRUCT.unpack(bytes(block[:IMU_BLOCK_LENGTH]))
     return v[0], np.array(v[1:5]), np.array(v[5:8]), np.array(v[8:11])
+
+
+# ---------------------------------------------------------------- optical-flow device
+FLOW_MODEL_NUMBER = 0x4C46  # "FL": legadapt optical flow
+FLOW_FIRMWARE = 1
+FLOW_REGISTERS: dict[str, Register] = {
+    "model_number": Register(0, 2, default=FLOW_MODEL_NUMBER),
+    "firmware_version": Register(6, 1, default=FLOW_FIRMWARE),
+    "id": Register(7, 1, True, True, default=101, lo=0, hi=252),
+    "return_delay_time": Register(9, 1, True, True, default=0, lo=0, hi=254),
+    "stamp_us": Register(128, 4),
+    "interval_us": Register(132, 4),
+    "delta_x": Register(136, 2, signed=True),
+    "delta_y": Register(138, 2, signed=True),
+    "range_mm": Register(140, 2),
+    "squal": Register(142, 1),
+}
+FLOW_BLOCK_ADDRESS = 128
+FLOW_BLOCK_LENGTH = 15
+FLOW_TABLE_SIZE = 144
+FLOW_NO_RANGE = 0xFFFF
+_FLOW_STRUCT = struct.Struct("<IIhhHB")
+
+
+def pack_flow(stamp_us: int, interval_us: int, delta: np.ndarray, range_m: float, squal: int) -> bytes:
+    """The flow measurement block (:data:`FLOW_BLOCK_LENGTH` bytes); ``range_m`` NaN: no floor in range."""
+    mm = FLOW_NO_RANGE if not math.isfinite(range_m) else min(int(round(range_m * 1000)), FLOW_NO_RANGE - 1)
+    dx, dy = (int(np.clip(d, -32767, 32767)) for d in delta)
+    return _FLOW_STRUCT.pack(int(stamp_us) & 0xFFFFFFFF, int(interval_us) & 0xFFFFFFFF, dx, dy, max(mm, 0), int(squal))
+
+
+def unpack_flow(block: bytes) -> tuple[int, float, np.ndarray, float, int]:
+    """Stamp (µs), interval (s), delta [2] (counts), range (m, NaN: none), squal from the flow block."""
+    stamp, interval, dx, dy, mm, squal = _FLOW_STRUCT.unpack(bytes(block[:FLOW_BLOCK_LENGTH]))
+    return stamp, interval * 1e-6, np.array([dx, dy], dtype=float), (float("nan") if mm == FLOW_NO_RANGE else mm / 1000.0), squal
 
 
 def to_bytes(value: int, reg: Register) -> bytes:

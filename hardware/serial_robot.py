@@ -15,7 +15,7 @@ Lifecycle (ros2_control-like, see :mod:`hardware.interface`):
   :data:`SOFT_GAIN_FRACTION` of nominal, enables torque and ramps the gain back up over
   :data:`RAMP_IN_TIME` s, so nothing jumps however the robot lies.
 * **read** is one (Fast) Sync Read of present current, velocity and position of all
-  servos plus one READ of the IMU block; **write** is one Sync Write of every goal
+  servos plus one READ of the IMU block (and of the flow block where the state source fuses flow); **write** is one Sync Write of every goal
   position. The IMU's calibrated biases (``serial.imu_gyro_bias``, ``imu_acc_bias``)
   are subtracted from its readings. Units: raw <-> rad through each joint's direction and zero offset
   (:class:`hardware.registers.JointMapping`); goals are clamped to the joint limits.
@@ -44,7 +44,7 @@ from legadapt.hardware import registers as R
 from legadapt.hardware.bus import BusError, BusTimeout, DynamixelBus, ServoError
 from legadapt.hardware.interface import CallbackReturn, ReturnType, Robot
 from legadapt import config as C
-from legadapt.robot_state import ImuReading, RobotState
+from legadapt.robot_state import FlowReading, ImuReading, RobotState
 
 HOLD_TIME = 0.1  # s, position hold before torque off on deactivate
 RAMP_IN_TIME = 0.2  # s, position-gain ramp after torque on
@@ -70,6 +70,8 @@ class SerialRobot(Robot):
         self.ids = list(sc.servo_ids)
         self._joint_of = dict(zip(self.ids, self.joint_names))  # servo ID -> joint name, for messages
         self.imu_id = sc.imu_id
+        # the flow sensor is read where the state source fuses it
+        self.flow_id = sc.flow_id if "flow" in cfg.controller.state_source.split("+") else None
         self.mapping = R.JointMapping(np.array([sc.directions.get(j, 1) for j in self.joint_names], float),
                                       np.array([sc.zero_offsets.get(j, 0.0) for j in self.joint_names]))
         self.q_lower, self.q_upper = desc.lower_limits(), desc.upper_limits()
@@ -98,6 +100,10 @@ class SerialRobot(Robot):
             model, _ = self._ping(self.imu_id)
             if model != R.IMU_MODEL_NUMBER:
                 problems.append(f"IMU (ID {self.imu_id}): " + (f"model {model}, expected {R.IMU_MODEL_NUMBER}" if model is not None else "no answer"))
+        if self.flow_id is not None:
+            model, _ = self._ping(self.flow_id)
+            if model != R.FLOW_MODEL_NUMBER:
+                problems.append(f"flow sensor (ID {self.flow_id}): " + (f"model {model}, expected {R.FLOW_MODEL_NUMBER}" if model is not None else "no answer"))
         if not problems:
             problems = self._clear_hardware_errors()
         if problems:
@@ -114,6 +120,8 @@ class SerialRobot(Robot):
             self._nominal_gain[j] = bus.read_int(dxl_id, X["position_p_gain"].address, 2)
         if self.imu_id is not None:
             self._ensure(self.imu_id, R.IMU_REGISTERS["return_delay_time"], 0)
+        if self.flow_id is not None:
+            self._ensure(self.flow_id, R.FLOW_REGISTERS["return_delay_time"], 0)
         ret, state = self._read()
         self.state = state
         return CallbackReturn.SUCCESS if ret is ReturnType.OK else CallbackReturn.FAILURE
@@ -177,7 +185,7 @@ class SerialRobot(Robot):
         stamp = time.monotonic() if device_us is None else self._clock.stamp(device_us, time.monotonic())
         m = self.mapping
         state = RobotState(stamp=stamp, q=m.q_from_raw(raw["position"]), qd=m.qd_from_raw(raw["velocity"]),
-                           effort=m.effort_from_raw(raw["current"]), imu=imu, privileged=None)
+                           effort=m.effort_from_raw(raw["current"]), imu=imu, privileged=None, flow=self._read_flow(stamp))
         return ReturnType.OK, state
 
     def _write(self, q_cmd: np.ndarray) -> ReturnType:
@@ -194,6 +202,13 @@ class SerialRobot(Robot):
             return ImuReading(quat=np.full(4, np.nan), gyro=np.full(3, np.nan), acc=np.full(3, np.nan)), None
         stamp_us, quat, gyro, acc = R.unpack_imu(self.bus.read(self.imu_id, R.IMU_BLOCK_ADDRESS, R.IMU_BLOCK_LENGTH))
         return ImuReading(quat=quat, gyro=gyro - self._gyro_bias, acc=acc - self._acc_bias), stamp_us
+
+    def _read_flow(self, stamp: float) -> FlowReading | None:
+        """The flow sensor's motion since the last cycle (reading the block clears it), or None without one."""
+        if self.flow_id is None:
+            return None
+        _, interval, delta, rng, squal = R.unpack_flow(self.bus.read(self.flow_id, R.FLOW_BLOCK_ADDRESS, R.FLOW_BLOCK_LENGTH))
+        return FlowReading(stamp=stamp, interval=interval, delta=delta, range=rng, squal=squal)
 
     def _present_raw_positions(self) -> np.ndarray:
         reg = X["present_position"]

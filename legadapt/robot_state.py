@@ -21,6 +21,23 @@ class ImuReading:
 
 
 @dataclass
+class FlowReading:
+    """What a downward optical-flow sensor reports (``legadapt.robot.description.FlowSensorSpec``).
+
+    ``delta`` is the image motion of the floor accumulated since the previous reading, in the
+    sensor's counts, along the body's x and y: a floor point straight below moves by
+    ``counts_per_rad * (-v_x / range + w_y)`` per second along x and ``counts_per_rad * (-v_y / range - w_x)``
+    along y, for the lens velocity v (m/s) and the body rate w (rad/s), both in the body frame.
+    """
+
+    stamp: float  # s, robot clock of this reading
+    interval: float  # s, time the motion in ``delta`` was accumulated over
+    delta: np.ndarray  # [2] counts along body x, y
+    range: float  # m, distance to the floor along the sensor's axis (NaN: out of range)
+    squal: int  # surface quality 0..255 (0: no valid motion)
+
+
+@dataclass
 class BaseState:
     """The true torso pose and velocity. PRIVILEGED: only a simulator knows it."""
 
@@ -44,3 +61,4 @@ class RobotState:
     effort: np.ndarray  # [joints] joint torques, N·m
     imu: ImuReading
     privileged: BaseState | None = None
+    flow: FlowReading | None = None  # the optical-flow sensor's reading, if the robot has one

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from legadapt.robot_state import BaseState, ImuReading
+from legadapt.sim.rotations import quat_from_rpy, quat_rotate
 from legadapt.robot.description import RobotDescription
 
 
@@ -38,6 +39,8 @@ class PhysicsBackend(ABC):
         self.force_scale = np.ones(n)
         self._max_step = desc.servo_values("max_speed") * self.timestep  # [joints] rad per physics step
         self._lower, self._upper = desc.lower_limits(), desc.upper_limits()
+        self.floor_point = np.zeros(3)  # m, a point of the floor plane, world frame
+        self.floor_normal = np.array([0.0, 0.0, 1.0])  # its upward unit normal
 
     # ------------------------------------------------------------ lifecycle
     def reset(self, q_joints: np.ndarray, base_height: float, base_xy: tuple[float, float] = (0.0, 0.0), yaw: float = 0.0) -> None:
@@ -82,9 +85,15 @@ class PhysicsBackend(ABC):
     def set_floor_friction(self, mu: float) -> None:
         """Set the Coulomb friction coefficient between feet and floor."""
 
-    @abstractmethod
     def set_floor_tilt(self, roll: float, pitch: float, pivot: np.ndarray) -> None:
         """Tilt the floor plane by ``roll``/``pitch`` (rad) about world point ``pivot`` [3] (m)."""
+        self.floor_point = np.asarray(pivot, dtype=float).copy()
+        self.floor_normal = quat_rotate(quat_from_rpy(roll, pitch, 0.0), np.array([0.0, 0.0, 1.0]))
+        self._tilt_floor(roll, pitch, self.floor_point)
+
+    @abstractmethod
+    def _tilt_floor(self, roll: float, pitch: float, pivot: np.ndarray) -> None:
+        """Move the floor geometry: tilted by ``roll``/``pitch`` (rad), passing through ``pivot`` [3] (m)."""
 
     # ------------------------------------------------------------ measurements
     @abstractmethod

@@ -2,8 +2,9 @@
 
 ``FakeRobot(cfg)`` opens a pseudo-terminal (``os.openpty``, raw mode) and serves, on
 its slave side (:attr:`FakeRobot.path`), one emulated XM430-W350 servo per joint (IDs
-``cfg.serial.servo_ids``) and the legadapt IMU device (``cfg.serial.imu_id``, register
-map in :mod:`hardware.registers`). Any Protocol 2.0 client can open that path like a
+``cfg.serial.servo_ids``), the legadapt IMU device (``cfg.serial.imu_id``) and, where the
+robot description has one, the optical-flow device (``cfg.serial.flow_id``; register maps in
+:mod:`hardware.registers`). Any Protocol 2.0 client can open that path like a
 USB adapter: ROBOTIS's ``dynamixel_sdk``, :class:`hardware.bus.DynamixelBus`, ``SerialRobot``.
 
 Physics: the MuJoCo (or PyBullet) :class:`sim.hexapod.SimulatedHexapod` of ``cfg``,
@@ -44,7 +45,7 @@ from legadapt.hardware import registers as R
 from legadapt import config as C
 from legadapt.sim.fake_faults import ScheduledFault
 from legadapt.sim.hexapod import SimulatedHexapod, standing_pose
-from legadapt.sim.servo_emulator import BusEmulator, ImuTable, ServoTable
+from legadapt.sim.servo_emulator import BusEmulator, FlowTable, ImuTable, ServoTable
 
 TICK = 0.002  # s, longest the serving loop sleeps between physics catch-ups
 MAX_CATCH_UP = 0.1  # s of physics advanced at most per wake; beyond that time is skipped
@@ -100,7 +101,9 @@ class FakeRobot:
         lo, hi = self.mapping.raw_limits(self.hexapod.desc.lower_limits(), self.hexapod.desc.upper_limits())
         self.servos = [ServoTable(i, int(a), int(b)) for i, a, b in zip(sc.servo_ids, lo, hi)]
         self.imu = ImuTable(sc.imu_id) if sc.imu_id is not None else None
-        self.bus = BusEmulator([*self.servos, *([self.imu] if self.imu else [])])
+        has_flow = sc.flow_id is not None and self.hexapod.flow is not None
+        self.flow = FlowTable(sc.flow_id) if has_flow else None
+        self.bus = BusEmulator([*self.servos, *(d for d in (self.imu, self.flow) if d is not None)])
         self._lock = threading.RLock()
         self.report = report or (lambda line: None)
         self._t_start = time.monotonic()
@@ -350,6 +353,9 @@ class FakeRobot:
         if self.imu is not None:
             imu = state.imu
             self.imu.set_measurement(R.pack_imu(int(self.hexapod.time * 1e6), imu.quat, imu.gyro, imu.acc))
+        if self.flow is not None and state.flow is not None:
+            f = state.flow
+            self.flow.add_motion(int(self.hexapod.time * 1e6), f.delta, f.range, f.squal)
 
     def _apply_servo_commands(self) -> None:
         if any(s.goal_changed for s in self.servos):

@@ -61,6 +61,7 @@ class PhaseGait:
 
     def __init__(self, desc: RobotDescription, params: GaitParams | None = None, mode: str = "per_side") -> None:
         params = params or GaitParams.of(desc)
+        self.desc = desc
         self.params = params
         self.mode = mode
         self.action_dim = action_dim(mode, desc.n_legs)

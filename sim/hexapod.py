@@ -13,6 +13,7 @@ from legadapt import config as C
 from legadapt.robot_state import RobotState
 from legadapt.sim.backend import PhysicsBackend
 from legadapt.robot.description import RobotDescription
+from legadapt.sim.flow_sensor import SimFlowSensor
 from legadapt.sim.gait import GaitParams, PhaseGait
 from legadapt.sim.perturbations import ActionLatencyEffect, Effect, SlopeEffect, make_effect
 
@@ -62,6 +63,7 @@ class SimulatedHexapod:
         self._seed = seed
         self._floor_mu = desc.foot_friction if nominal_floor_friction is None else nominal_floor_friction
         self.effects: list[Effect] = []
+        self.flow = SimFlowSensor(desc.flow, seed) if desc.flow is not None else None
         self._raw_cmd = np.zeros(desc.n_joints)
         self.torque_enabled = True
 
@@ -95,6 +97,8 @@ class SimulatedHexapod:
         b.set_floor_tilt(0.0, 0.0, np.zeros(3))
         b.reset(q_stand, base_height, base_xy, yaw)
         self.rng = np.random.default_rng(self._seed)
+        if self.flow is not None:
+            self.flow.reset(b.time, self._seed)
         self.effects = sorted((make_effect(s, self.desc) for s in self._specs), key=_effect_order)
         self._raw_cmd = np.asarray(q_stand, dtype=float).copy()
         self.torque_enabled = True
@@ -133,7 +137,9 @@ class SimulatedHexapod:
         """A reading through the sensor-path perturbations; ``privileged`` holds the truth."""
         b = self.backend
         q, qd, tau = b.joint_state()
-        state = RobotState(stamp=b.time, q=q, qd=qd, effort=tau, imu=b.imu(), privileged=b.base_state())
+        base = b.base_state()
+        flow = None if self.flow is None else self.flow.read(b.time, base, b.floor_point, b.floor_normal)
+        state = RobotState(stamp=b.time, q=q, qd=qd, effort=tau, imu=b.imu(), privileged=base, flow=flow)
         for e in self.effects:
             if e.active:
                 state = e.reading(state, self.rng)

@@ -83,7 +83,7 @@ class MujocoBackend(PhysicsBackend):
     def set_floor_friction(self, mu: float) -> None:
         self.model.geom_friction[self._floor_geom, 0] = mu
 
-    def set_floor_tilt(self, roll: float, pitch: float, pivot: np.ndarray) -> None:
+    def _tilt_floor(self, roll: float, pitch: float, pivot: np.ndarray) -> None:
         q = quat_from_rpy(roll, pitch, 0.0)
         pivot = np.asarray(pivot, dtype=float)
         # the plane passes through ``pivot``: its origin is the pivot itself

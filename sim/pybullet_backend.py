@@ -149,7 +149,7 @@ class PybulletBackend(PhysicsBackend):
         # PyBullet multiplies the two bodies' coefficients; the feet are at 1.0 nominally
         self.pb.changeDynamics(self.floor, -1, lateralFriction=mu / self.desc.foot_friction)
 
-    def set_floor_tilt(self, roll: float, pitch: float, pivot: np.ndarray) -> None:
+    def _tilt_floor(self, roll: float, pitch: float, pivot: np.ndarray) -> None:
         self.pb.resetBasePositionAndOrientation(self.floor, list(map(float, pivot)), quat_to_xyzw(quat_from_rpy(roll, pitch, 0.0)))
 
     # ------------------------------------------------------------ measurements

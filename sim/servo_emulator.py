@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from legadapt.hardware import protocol as P
 from legadapt.hardware import registers as R
 
@@ -163,6 +165,36 @@ class ImuTable(DeviceTable):
 
     def set_measurement(self, block: bytes) -> None:
         self.mem[R.IMU_BLOCK_ADDRESS:R.IMU_BLOCK_ADDRESS + R.IMU_BLOCK_LENGTH] = block
+
+
+class FlowTable(DeviceTable):
+    """The legadapt optical-flow device: motion accumulates between block reads; a read clears it."""
+
+    def __init__(self, dxl_id: int) -> None:
+        super().__init__(dxl_id, R.FLOW_REGISTERS, R.FLOW_TABLE_SIZE)
+        self._delta = np.zeros(2)  # counts since the last block read
+        self._since_us: int | None = None  # device time of the last block read
+
+    def add_motion(self, stamp_us: int, delta: np.ndarray, range_m: float, squal: int) -> None:
+        """One sample of the chip at device time ``stamp_us``: its motion counts [2], range (m), squal."""
+        if self._since_us is None:
+            self._since_us = stamp_us
+        self._delta = self._delta + delta if squal else np.zeros(2)
+        self._range, self._squal = range_m, squal
+        self._publish(stamp_us)
+
+    def _publish(self, stamp_us: int) -> None:
+        self.mem[R.FLOW_BLOCK_ADDRESS:R.FLOW_BLOCK_ADDRESS + R.FLOW_BLOCK_LENGTH] = R.pack_flow(
+            stamp_us, stamp_us - self._since_us, self._delta, self._range, self._squal)
+
+    def read(self, address: int, length: int) -> tuple[int, bytes]:
+        error, data = super().read(address, length)
+        motion = R.FLOW_REGISTERS["delta_x"].address
+        if error == 0 and self._since_us is not None and address <= motion < address + length:  # read-to-clear
+            self._delta = np.zeros(2)
+            self._since_us = self.get("stamp_us")
+            self._publish(self._since_us)
+        return error, data
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import make_config
 from legadapt.controller.loop import SlowPolicy, TwoRateLoop
-from legadapt.controller.state_estimator import make_state_source
+from legadapt.controller.state_sources import make_state_source
 from legadapt.sim.sim_robot import SimRobot
 from legadapt.sim.hexapod import make_gait
 

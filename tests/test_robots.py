@@ -126,7 +126,7 @@ def _urdf_description(tmp_path: Path, urdf_text: str) -> Path:
     """A description file that takes the hexapod's geometry from ``urdf_text`` and the rest from hexapod.yaml."""
     src = yaml.safe_load(shipped("configs", "robots/hexapod.yaml").read_text())
     (tmp_path / "robot.urdf").write_text(urdf_text)
-    data = {k: src[k] for k in ("name", "foot", "servo", "bus", "gait")}
+    data = {k: src[k] for k in ("name", "foot", "servo", "bus", "gait", "sensors")}
     data["urdf"] = {"file": "robot.urdf", "base_link": "torso", "legs": [
         {"name": leg["name"], "joints": [f"{leg['name']}_{k}" for k in ("coxa", "femur", "tibia")],
          "gait_phase": leg["gait_phase"]} for leg in src["legs"]]}

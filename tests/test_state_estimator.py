@@ -8,7 +8,8 @@ import numpy as np
 
 from conftest import make_config
 from legadapt.controller.open_loop import ramp_to
-from legadapt.controller.state_estimator import PrivilegedSource, StateEstimator, make_state_source
+from legadapt.controller.state_estimator import PrivilegedSource, StateEstimator
+from legadapt.controller.state_sources import make_state_source
 from legadapt.sim.sim_robot import SimRobot
 from legadapt.features import SLICE_GYRO, SLICE_VEL
 from conftest import HEXAPOD_SPEC, STATE_DIM

@@ -12,6 +12,9 @@ LegName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9]{0,15}$
 JointName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9]{0,15}_(coxa|femur|tibia)$")]
 Vec3 = tuple[float, float, float]
 PathName = Literal["straight", "left_turn", "right_turn", "zigzag", "figure8"]
+#: What the controller's model state comes from: the simulator's truth, or the onboard estimate from the IMU
+#: and the legs, fused (controller.fusion) with the optical-flow sensor of the robot description where named.
+StateSourceName = Literal["privileged", "estimated", "estimated+flow"]
 SEED_MAX = 2**32 - 1  # largest seed: numpy and torch both take it (torch refuses 2**64 and beyond)
 
 

@@ -90,6 +90,8 @@ class SerialConfig(_Section):
     imu_acc_bias: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="Accelerometer bias subtracted from every IMU reading, m/s², sensor frame (legadapt calibrate imu writes it).")
     reboot_on_alert: bool = Field(True, description="At configure (start, and every reconnection after a fault), REBOOT servos that report a hardware error (overload, overheating, voltage...) to clear it; their torque stays off until activate ramps it in. false: refuse to start and name the servo and the error.")
     imu_id: int | None = Field(100, ge=0, le=252, description="Bus ID of the IMU device (register map in hardware.registers); null = no IMU.")
+    flow_id: int | None = Field(None, ge=0, le=252, description="Bus ID of the optical-flow device (register map in hardware.registers); unset: the robot description's bus.flow_id; null = none.")
+    flow_scale: float = Field(1.0, gt=0.2, lt=5.0, description="Multiplies the flow sensor's counts_per_rad (legadapt calibrate flow writes it).")
     directions: dict[JointName, Literal[-1, 1]] = Field(
         default_factory=dict, description="Sign from servo angle to joint angle per joint; unlisted joints +1.")
     zero_offsets: dict[JointName, Annotated[float, Field(ge=-3.14, le=3.14)]] = Field(
@@ -97,7 +99,8 @@ class SerialConfig(_Section):
 
     @model_validator(mode="after")
     def _distinct_ids(self) -> "SerialConfig":
-        ids = [*self.servo_ids, *([] if self.imu_id is None else [self.imu_id])]
+        ids = [*self.servo_ids, *(i for i in (self.imu_id, self.flow_id) if i is not None)]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"servo_ids and imu_id must all differ, got servo_ids={self.servo_ids}, imu_id={self.imu_id}")
+            raise ValueError(f"servo_ids, imu_id and flow_id must all differ, got servo_ids={self.servo_ids}, "
+                             f"imu_id={self.imu_id}, flow_id={self.flow_id}")
         return self

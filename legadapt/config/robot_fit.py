@@ -49,7 +49,7 @@ def with_robot_defaults(data: Any) -> Any:
             fitted["servo"] = {**{k: getattr(desc.servo, k) for k in SERVO_KEYS}, **servo}
         out["robot"] = fitted
     if serial is not None:
-        out["serial"] = {"servo_ids": list(desc.servo_ids), "imu_id": desc.imu_id, **serial}
+        out["serial"] = {"servo_ids": list(desc.servo_ids), "imu_id": desc.imu_id, "flow_id": desc.flow_id, **serial}
     return out
 
 
@@ -70,6 +70,11 @@ def robot_name_problems(cfg: Any, desc: RobotDescription) -> list[str]:
             value = getattr(p, field, None)
             if value is not None:
                 need(value, legs if what == "leg" else joints, f"perturbations[{i}].{field}", what)
+    for where, source in (("controller.state_source", cfg.controller.state_source),
+                          ("collect.state_source", cfg.collect.state_source)):
+        if "flow" in source.split("+") and desc.flow is None:
+            problems.append(f"{where}: {source!r} needs an optical-flow sensor, and robot {desc.name!r} describes none "
+                            f"(sensors.flow in its description); use 'estimated', or describe the sensor")
     need(cfg.serial.directions, joints, "serial.directions", "joint")
     need(cfg.serial.zero_offsets, joints, "serial.zero_offsets", "joint")
     if len(cfg.serial.servo_ids) != desc.n_joints:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from legadapt.config.base import SEED_MAX, PathName, _Section
+from legadapt.config.base import SEED_MAX, PathName, StateSourceName, _Section
 from legadapt.config.perturbations import Perturbation
 from legadapt.config.vary import Draw, check_vary
 
@@ -47,7 +47,7 @@ class CollectConfig(_Section):
     episode_duration: float = Field(15.0, gt=1, le=600, description="Length of one episode, s (cut short by a fall).")
     workers: int = Field(2, ge=1, le=256, description="Parallel worker processes per shard.")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the episode list; episode i is reproducible on any shard layout.")
-    state_source: Literal["privileged", "estimated"] = Field(
+    state_source: StateSourceName = Field(
         "privileged", description="Model state from the simulator's true state or from onboard-sensor estimation.")
     policy: Literal["random", "mpc"] = Field(
         "random", description="random gait actions (first round), or the adaptive MPC on a model (data aggregation).")
@@ -188,7 +188,7 @@ class ControllerConfig(_Section):
     adaptation: AdaptationConfig = Field(default_factory=AdaptationConfig, description="The online step at run time.")
     adapter: Literal["auto", "grbal", "mb", "mbde", "rebal", "pearl", "attention"] = Field(
         "auto", description="Online adaptation: auto = the checkpoint's own kind; mbde = MB model + online step.")
-    state_source: Literal["privileged", "estimated"] = Field(
+    state_source: StateSourceName = Field(
         "estimated", description="Model state from onboard sensors (always on hardware) or the simulator's truth.")
     mode: Literal["lockstep", "realtime"] = Field("lockstep", description="Simulated time as fast as the CPU allows, or wall-clock deadlines.")
     planner: PlannerConfig = Field(default_factory=PlannerConfig, description="MPC planner.")

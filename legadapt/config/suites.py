@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from legadapt.config.base import SEED_MAX, PathName, SimBackend, _Section
+from legadapt.config.base import SEED_MAX, PathName, StateSourceName, SimBackend, _Section
 from legadapt.config.perturbations import Perturbation
 
 Variant = Literal["grbal", "rebal", "pearl", "attention", "mb", "mbde", "oracle_mb"]
@@ -20,7 +20,7 @@ class ScenarioConfig(_Section):
     duration: float = Field(20.0, gt=1, le=600, description="Run length, s.")
     target_speed: float = Field(0.2, gt=0, le=0.5, description="Desired speed along the path, m/s.")
     backend: SimBackend = Field("mujoco", description="Simulator behind the robot interface.")
-    state_source: Literal["privileged", "estimated"] = Field(
+    state_source: StateSourceName = Field(
         "estimated", description="What the controller sees: onboard-sensor estimate or the simulator's truth.")
     seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field(default_factory=lambda: [0], min_length=1, description="Seeds, one run each.")
     perturbations: list[Perturbation] = Field(default_factory=list, description="Perturbations, each with its start time.")

@@ -75,6 +75,25 @@ class GaitDefaults:
 
 
 @dataclass(frozen=True)
+class FlowSensorSpec:
+    """A downward optical-flow sensor with its range finder (values from the description's ``sensors.flow``).
+
+    It reports the image motion of the floor in counts (``counts_per_rad`` per rad of apparent
+    rotation) and the distance to the floor along its axis (m); :mod:`legadapt.sim.flow_sensor`
+    simulates it and :mod:`legadapt.controller.flow_velocity` turns it into a body velocity.
+    """
+
+    model: str
+    position: tuple[float, float, float]  # m, lens in the body frame; it looks along the body's -z
+    counts_per_rad: float  # counts per rad of apparent floor rotation
+    max_rate: float  # rad/s, fastest apparent floor rotation tracked
+    min_range: float  # m, nearest floor in focus
+    max_range: float  # m, farthest floor the range finder reads
+    rate_noise: float  # rad/s RMS over one read
+    range_noise: float  # m RMS
+
+
+@dataclass(frozen=True)
 class RobotDescription:
     """Geometry, mass properties, servos and bus of one legged robot: built from a description file
     (:func:`load_description`), never written in code."""
@@ -99,6 +118,8 @@ class RobotDescription:
     gait: GaitDefaults
     #: Joints with another servo than ``servo``: (joint name, its servo), in joint order.
     servo_overrides: tuple[tuple[str, ServoModel], ...] = ()
+    flow: FlowSensorSpec | None = None  # the downward optical-flow sensor, if the robot has one
+    flow_id: int | None = None  # its bus ID (None: simulated only)
 
     # ---------------------------------------------------------------- derived
     @property
@@ -179,7 +200,8 @@ class RobotDescription:
             joint_limits={k: (float(lo), float(hi)) for k, (lo, hi) in f.joint_limits.items()},
             servo=ServoModel(**f.servo.model_dump()),
             imu_offset=tuple(f.body.imu_offset), servo_ids=tuple(f.bus.servo_ids), imu_id=f.bus.imu_id,
-            gait=GaitDefaults(**f.gait.model_dump()), servo_overrides=_servo_overrides(f))
+            gait=GaitDefaults(**f.gait.model_dump()), servo_overrides=_servo_overrides(f),
+            flow=None if f.sensors.flow is None else FlowSensorSpec(**f.sensors.flow.model_dump()), flow_id=f.bus.flow_id)
 
 
 def _servo_overrides(f: RobotFile) -> tuple[tuple[str, ServoModel], ...]:

@@ -83,6 +83,37 @@ class ServoOverrideFile(_Strict):
 class BusFile(_Strict):
     servo_ids: list[Annotated[int, Field(ge=0, le=252)]] = Field(description="Bus ID of each joint's servo, joint order.")
     imu_id: Annotated[int, Field(ge=0, le=252)] | None = Field(None, description="Bus ID of the IMU device.")
+    flow_id: Annotated[int, Field(ge=0, le=252)] | None = Field(None, description="Bus ID of the ground-velocity (optical flow) device.")
+
+    def device_ids(self) -> list[int]:
+        """Every ID on the bus: servos, then the IMU and the flow sensor where present."""
+        return [*self.servo_ids, *(i for i in (self.imu_id, self.flow_id) if i is not None)]
+
+
+class FlowSensorFile(_Strict):
+    """A downward optical-flow sensor with a range finder beside it (PMW3901 + VL53L1X class, as on the
+    Bitcraze Flow deck v2): the image motion of the floor, in counts, and the distance to it along its axis."""
+
+    model: str = Field("PMW3901", description="Sensor model (documentation).")
+    position: tuple[Finite, Finite, Finite] = Field(description="Lens position in the body frame, m; it looks along -z of the body.")
+    counts_per_rad: Positive = Field(477.5, description="Image-motion counts per rad of apparent floor rotation (35 px per 4.2 deg, the Crazyflie flow model).")
+    max_rate: Positive = Field(7.4, description="Largest apparent floor rate the sensor tracks, rad/s (datasheet); beyond it the motion reads 0 with squal 0.")
+    min_range: Positive = Field(0.08, description="Nearest floor the lens focuses, m (datasheet 80 mm); nearer, the motion is invalid.")
+    max_range: Positive = Field(4.0, description="Farthest floor the range finder reads, m.")
+    rate_noise: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(0.08, description="Noise of the apparent rate over one read, rad/s RMS.")
+    range_noise: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(0.002, description="Range finder noise, m RMS.")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> FlowSensorFile:
+        if self.min_range >= self.max_range:
+            raise ValueError(f"min_range {self.min_range} m must be below max_range {self.max_range} m")
+        return self
+
+
+class SensorsFile(_Strict):
+    """Sensors beyond the IMU and the servos' own encoders."""
+
+    flow: FlowSensorFile | None = Field(None, description="Downward optical-flow ground-velocity sensor.")
 
 
 class GaitFile(_Strict):
@@ -106,6 +137,7 @@ class RobotFile(_Strict):
     servos: list[ServoOverrideFile] = Field(default_factory=list, description="Other servos on some joints.")
     bus: BusFile
     gait: GaitFile
+    sensors: SensorsFile = Field(default_factory=SensorsFile, description="Sensors beyond the IMU (optical flow).")
 
     @model_validator(mode="after")
     def _consistent(self) -> RobotFile:
@@ -132,9 +164,12 @@ class RobotFile(_Strict):
         if len(self.bus.servo_ids) != n_joints:
             raise ValueError(f"bus.servo_ids: {len(self.bus.servo_ids)} IDs for {n_joints} joints "
                              f"({len(self.legs)} legs x {len(JOINT_KINDS)})")
-        ids = [*self.bus.servo_ids, *([] if self.bus.imu_id is None else [self.bus.imu_id])]
+        ids = self.bus.device_ids()
         if len(set(ids)) != len(ids):
-            raise ValueError(f"bus: servo_ids and imu_id must all differ, got {ids}")
+            raise ValueError(f"bus: servo_ids, imu_id and flow_id must all differ, got {ids}")
+        if self.bus.flow_id is not None and self.sensors.flow is None:
+            raise ValueError("bus.flow_id is set but sensors.flow does not describe the sensor: add sensors.flow "
+                             "(its position at least) or remove bus.flow_id")
         return self
 
 

@@ -1,0 +1,61 @@
+"""Onboard state estimates against the simulator's truth, per sensor set: velocity error and drift.
+
+Each sensor set estimates the same open-loop walks (``controller.estimator_walk``: 8 s of the
+gait curving right, then left) on the intact robot, with the front-left leg limp, and on a 10 deg
+side slope with and without the limp leg; one walk per seed (the seed draws the sensors' noise).
+Printed: the velocity RMSE (m/s, body frame x / y) and the final position error as % of the
+distance walked, the mean over seeds (the largest in brackets).
+
+Sensor sets: ``legs`` -- IMU + leg odometry, the complementary filter of ``state_source: estimated``;
+``ekf legs`` -- the EKF of ``controller.fusion`` with the same two; ``ekf legs+flow`` -- the EKF with the
+optical-flow sensor of the robot description (``state_source: estimated+flow``).
+Usage: ``python bench/estimator_drift.py [--seeds 0 1 2] [--seconds 8]``
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from legadapt.config import parse_config
+from legadapt.controller.estimator_walk import walk_beside_truth
+from legadapt.controller.fusion import FusedEstimator
+from legadapt.controller.state_estimator import StateEstimator
+
+CONDITIONS = {
+    "intact": [],
+    "limp LF": [{"kind": "limp_leg", "leg": "LF"}],
+    "side slope 10 deg": [{"kind": "slope", "roll_deg": 10}],
+    "limp LF + side slope": [{"kind": "limp_leg", "leg": "LF"}, {"kind": "slope", "roll_deg": 10}],
+}
+SOURCES = {
+    "legs": StateEstimator,
+    "ekf legs": FusedEstimator,
+    "ekf legs+flow": lambda gait: FusedEstimator(gait, flow=gait.desc.flow),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seconds", type=float, default=8.0)
+    args = ap.parse_args()
+    print(f"open-loop walks of {args.seconds:g} s, seeds {args.seeds}; velocity RMSE x / y (m/s), drift % of distance "
+          f"walked: mean over seeds [largest]")
+    print(f"| condition | walked (m) | " + " | ".join(SOURCES) + " |")
+    print("|---|---|" + "---|" * len(SOURCES))
+    for name, perturbations in CONDITIONS.items():
+        runs = [walk_beside_truth(parse_config({"sim": {"seed": seed}, "perturbations": perturbations}), SOURCES,
+                                  args.seconds) for seed in args.seeds]
+        cells = []
+        for source in SOURCES:
+            rmse = np.mean([r[source].vel_rmse for r in runs], axis=0)
+            drift = [r[source].drift_percent for r in runs]
+            cells.append(f"{rmse[0]:.3f} / {rmse[1]:.3f}, {np.mean(drift):.1f} % [{max(drift):.1f}]")
+        walked = np.mean([r["legs"].walked for r in runs])
+        print(f"| {name} | {walked:.2f} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

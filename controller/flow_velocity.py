@@ -1,0 +1,34 @@
+"""A flow sensor's reading -> the body's planar velocity, the inverse of :mod:`sim.flow_sensor`'s model.
+
+From the image motion over the read interval (counts), the range along the sensor's axis (m)
+and the gyro (rad/s, body frame): the lens velocity is ``v_x = range * (w_y - rate_x)``,
+``v_y = -range * (w_x + rate_y)``, and the torso's is that minus ``w x r`` for the lens offset r.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from legadapt.robot.description import FlowSensorSpec
+from legadapt.robot_state import FlowReading
+
+
+def flow_velocity(spec: FlowSensorSpec, reading: FlowReading, gyro: np.ndarray,
+                  scale: float = 1.0) -> tuple[np.ndarray, float] | None:
+    """(torso velocity x, y [2] in m/s, body frame; its noise, m/s RMS), or None if the reading is unusable.
+
+    ``scale`` multiplies ``counts_per_rad`` (``legadapt calibrate flow`` finds it). Unusable: no
+    tracking (squal 0), no range, out of focus, or a read interval too short to carry motion.
+    """
+    rng = reading.range
+    if reading.squal == 0 or not np.isfinite(rng) or rng < spec.min_range or reading.interval < 1e-3:
+        return None
+    rate = np.asarray(reading.delta, dtype=float) / (spec.counts_per_rad * scale * reading.interval)  # rad/s
+    w = np.asarray(gyro, dtype=float)
+    lens = np.array([rng * (w[1] - rate[0]), -rng * (w[0] + rate[1])])
+    r = np.asarray(spec.position)
+    torso = lens - np.cross(w, r)[:2]
+    # noise: the rate noise, one count of quantisation over the interval, and the range noise on the speed
+    rate_sd = np.hypot(spec.rate_noise, 1.0 / (spec.counts_per_rad * reading.interval))
+    speed = float(np.linalg.norm(lens))
+    return torso, float(np.hypot(rng * rate_sd, speed * spec.range_noise / rng))

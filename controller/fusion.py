@@ -1,0 +1,215 @@
+"""One onboard estimator for whatever the robot has: an extended Kalman filter over IMU, legs, flow, mocap.
+
+The IMU's own attitude is taken as given (roll and pitch feed the model; its yaw, which
+drifts, is corrected by a yaw offset state). The filter state, 6 numbers::
+
+    x = [p_x, p_y,  v_x, v_y, v_z,  yaw_off]
+         world m    body m/s        rad: world yaw - IMU yaw
+
+Prediction every fast tick from the accelerometer and gyro (``v' = v + (a - g_body - w x v) dt``,
+``p' = p + (Rz(yaw_off) R_imu v)_xy dt``). Corrections, each switched on by the state source:
+
+* **legs** (always): the stance legs' body velocity (:class:`controller.leg_odometry.LegOdometry`).
+  A sliding or unloaded foot breaks its assumption, so it is a robust measurement: where its
+  normalised innovation exceeds the gate, its noise is inflated by the excess (Huber-like) instead of
+  trusted or dropped outright.
+* **flow**: the optical-flow sensor's planar body velocity (:mod:`controller.flow_velocity`),
+  with its own noise model; unusable readings (no tracking, out of range) are skipped and counted.
+* **mocap**: a world pose x, y, yaw from a motion-capture system (:mod:`controller.mocap`), arriving
+  late: its innovation is formed against the filter's pose at the frame's time (kept in a short
+  history) and the correction applied now.
+
+Slip indicators: the legs' low-passed normalised innovation (``leg_nis``; ~3 when the feet agree
+with the other sources, the 3 degrees of freedom) and, with flow, the speed at which the legs
+disagree with the flow (``slip_speed``, m/s). The legs-only consistency check of
+:class:`controller.slip.SlipMonitor` runs as in the plain estimator.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from legadapt.controller.flow_velocity import flow_velocity
+from legadapt.controller.leg_odometry import LegOdometry
+from legadapt.controller.slip import SlipMonitor
+from legadapt.controller.state_estimator import GRAVITY, SLIP_THRESHOLD, StateSource
+from legadapt.features import state_vector
+from legadapt.robot.description import FlowSensorSpec
+from legadapt.robot_state import RobotState
+from legadapt.sim.gait import PhaseGait
+from legadapt.sim.rotations import quat_rotate_inv, quat_to_matrix, rpy_from_quat
+
+P, V, YAW = slice(0, 2), slice(2, 5), 5
+LEG_GATE = 7.8  # chi-square, 3 degrees of freedom, 95 %: beyond it the legs' noise is inflated
+HISTORY = 2.0  # s of filter poses kept to place late mocap frames
+
+
+@dataclass
+class FusionNoise:
+    """Noise densities and measurement noise (SI units); the defaults were tuned on the simulator."""
+
+    accel: float = 1.0  # m/s² per sqrt(Hz): accelerometer, foot impacts and unmodelled body motion
+    position: float = 0.002  # m per sqrt(s): pose random walk beyond the integrated velocity
+    yaw: float = 0.002  # rad per sqrt(s): IMU heading drift
+    legs: float = 0.05  # m/s RMS of the stance legs' velocity
+    mocap_pos: float = 0.002  # m RMS of a mocap position
+    mocap_yaw: float = 0.01  # rad RMS of a mocap heading
+
+
+@dataclass
+class MocapFix:
+    """One motion-capture pose in the robot's frame, stamped on the robot clock (s)."""
+
+    stamp: float
+    x: float  # m
+    y: float  # m
+    yaw: float  # rad
+
+
+@dataclass
+class FusionStats:
+    """Counters and slip indicators, logged by the daemon."""
+
+    flow_used: int = 0
+    flow_skipped: int = 0
+    mocap_used: int = 0
+    mocap_stale: int = 0
+    leg_nis: float = 3.0  # low-passed normalised innovation of the legs (3 = consistent)
+    slip_speed: float = 0.0  # m/s, |legs - flow| low-passed (0 without flow)
+    sources: list[str] = field(default_factory=list)
+
+
+class FusedEstimator(StateSource):
+    """The EKF: legs and IMU always, flow where ``flow`` is given, mocap where ``mocap`` is given.
+
+    ``mocap`` is any object with ``poll(now: float) -> list[MocapFix]`` (frames received since the
+    last poll, robot clock): :class:`controller.mocap.MocapClient` on a robot, a simulated one in a suite.
+    """
+
+    def __init__(self, gait: PhaseGait, flow: FlowSensorSpec | None = None, mocap=None, flow_scale: float = 1.0,
+                 noise: FusionNoise | None = None, slip_threshold: float = SLIP_THRESHOLD, min_baseline: float = 0.01):
+        self.gait, self.flow, self.mocap, self.flow_scale = gait, flow, mocap, flow_scale
+        self.noise = noise or FusionNoise()
+        self._slip = SlipMonitor(slip_threshold)
+        self.legs = LegOdometry(gait, self._slip, min_baseline)
+        self.stats = FusionStats(sources=["imu", "legs", *(["flow"] if flow else []), *(["mocap"] if mocap else [])])
+
+    # ------------------------------------------------------------ StateSource
+    def reset(self, reading: RobotState) -> None:
+        self.legs.reset(reading)
+        yaw_imu = rpy_from_quat(reading.imu.quat)[2]
+        truth = reading.privileged
+        self.x = np.zeros(6)
+        if truth is not None:  # in simulation the pose starts where the robot is
+            self.x[P] = truth.pos[:2]
+            self.x[YAW] = rpy_from_quat(truth.quat)[2] - yaw_imu
+        self.cov = np.diag([1e-6, 1e-6, 1e-4, 1e-4, 1e-4, 1e-6])
+        self._t, self._last, self._phase = reading.stamp, reading, 0.0
+        self._history: deque[tuple[float, np.ndarray]] = deque()  # (s, world pose x, y, yaw) per tick
+        self.stats = FusionStats(sources=self.stats.sources)
+
+    def resume(self, reading: RobotState) -> None:
+        """After a reconnection the pose carries on (see ``StateEstimator.resume``)."""
+        if not hasattr(self, "x"):
+            return self.reset(reading)
+        x, y, yaw = self.pose()
+        self.reset(reading)
+        self.x[P] = (x, y)
+        self.x[YAW] = yaw - rpy_from_quat(reading.imu.quat)[2]
+
+    def update(self, reading: RobotState, phase: float) -> None:
+        dt = reading.stamp - self._t
+        if dt <= 0:
+            return
+        self._predict(reading, dt)
+        self._t, self._last, self._phase = reading.stamp, reading, phase
+        v_legs, _ = self.legs.update(reading, phase)
+        v_flow = self._flow_velocity(reading)
+        if v_legs is not None:
+            self._correct_legs(v_legs)
+        if v_flow is not None:
+            self._correct(v_flow[0], np.eye(6)[[2, 3]], np.eye(2) * v_flow[1] ** 2)
+            if v_legs is not None:
+                self.stats.slip_speed += 0.05 * (float(np.linalg.norm(v_legs[:2] - v_flow[0])) - self.stats.slip_speed)
+        if self.mocap is not None:
+            for fix in self.mocap.poll(reading.stamp):
+                self._correct_mocap(fix)
+        self._history.append((reading.stamp, self.pose()))
+        while self._history and self._history[0][0] < reading.stamp - HISTORY:
+            self._history.popleft()
+
+    def model_state(self) -> np.ndarray:
+        roll, pitch, _ = rpy_from_quat(self._last.imu.quat)
+        return state_vector(roll, pitch, self.x[V].copy(), self._last.imu.gyro, self._phase, self._last.q)
+
+    def pose(self) -> np.ndarray:
+        yaw = rpy_from_quat(self._last.imu.quat)[2] + self.x[YAW]
+        return np.array([self.x[0], self.x[1], (yaw + np.pi) % (2 * np.pi) - np.pi])
+
+    def slip(self) -> SlipMonitor:
+        return self._slip
+
+    # ------------------------------------------------------------ filter
+    def _predict(self, reading: RobotState, dt: float) -> None:
+        imu, x, n = reading.imu, self.x, self.noise
+        R_imu = quat_to_matrix(imu.quat)
+        c, s = np.cos(x[YAW]), np.sin(x[YAW])
+        Rz = np.array([[c, -s], [s, c]])
+        u = (R_imu @ x[V])[:2]  # world-aligned (IMU yaw) planar velocity, m/s
+        w = imu.gyro
+        W = np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
+        F = np.eye(6)
+        F[P, V] = Rz @ R_imu[:2] * dt
+        F[P, YAW] = np.array([[-s, -c], [c, -s]]) @ u * dt
+        F[V, V] = np.eye(3) - W * dt
+        x[P] += Rz @ u * dt
+        x[V] += (imu.acc - quat_rotate_inv(imu.quat, GRAVITY) - np.cross(w, x[V])) * dt
+        Q = np.diag([n.position**2 * dt] * 2 + [n.accel**2 * dt] * 3 + [n.yaw**2 * dt])
+        self.cov = F @ self.cov @ F.T + Q
+
+    def _correct(self, z: np.ndarray, H: np.ndarray, R: np.ndarray, innovation: np.ndarray | None = None) -> float:
+        """Standard EKF update; returns the normalised innovation squared."""
+        y = z - H @ self.x if innovation is None else innovation
+        S = H @ self.cov @ H.T + R
+        K = np.linalg.solve(S, H @ self.cov).T
+        self.x += K @ y
+        self.cov = (np.eye(6) - K @ H) @ self.cov
+        self.cov = 0.5 * (self.cov + self.cov.T)
+        return float(y @ np.linalg.solve(S, y))
+
+    def _correct_legs(self, v_legs: np.ndarray) -> None:
+        H = np.eye(6)[2:5]
+        R = np.eye(3) * self.noise.legs**2
+        y = v_legs - self.x[V]
+        nis = float(y @ np.linalg.solve(H @ self.cov @ H.T + R, y))
+        self.stats.leg_nis += 0.05 * (nis - self.stats.leg_nis)
+        self._correct(v_legs, H, R * max(1.0, nis / LEG_GATE))
+
+    def _flow_velocity(self, reading: RobotState) -> tuple[np.ndarray, float] | None:
+        if self.flow is None or reading.flow is None:
+            return None
+        out = flow_velocity(self.flow, reading.flow, reading.imu.gyro, self.flow_scale)
+        if out is None:
+            self.stats.flow_skipped += 1
+        else:
+            self.stats.flow_used += 1
+        return out
+
+    def _correct_mocap(self, fix: MocapFix) -> None:
+        """A late pose: innovation against the filter's pose at the frame's time, applied now."""
+        then = next((pose for t, pose in reversed(self._history) if t <= fix.stamp + 1e-9), None)
+        if then is None:  # older than the history: too stale to place
+            self.stats.mocap_stale += 1
+            return
+        y = np.array([fix.x - then[0], fix.y - then[1], _wrap(fix.yaw - then[2])])
+        n = self.noise
+        self._correct(np.zeros(3), np.eye(6)[[0, 1, YAW]], np.diag([n.mocap_pos**2] * 2 + [n.mocap_yaw**2]), innovation=y)
+        self.stats.mocap_used += 1
+
+
+def _wrap(angle: float) -> float:
+    """``angle`` (rad) into [-pi, pi)."""
+    return (angle + np.pi) % (2 * np.pi) - np.pi

@@ -1,0 +1,157 @@
+"""The optical-flow sensor: its simulated model, its bus device, and the EKF that fuses it (against the truth)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from conftest import HEXAPOD, make_config
+from legadapt.controller.flow_velocity import flow_velocity
+from legadapt.controller.fusion import FusedEstimator
+from legadapt.controller.estimator_walk import walk_beside_truth
+from legadapt.controller.state_estimator import StateEstimator
+from legadapt.hardware import registers as R
+from legadapt.robot_state import BaseState, FlowReading
+from legadapt.sim.flow_sensor import SimFlowSensor, floor_rate
+from legadapt.sim.rotations import quat_from_rpy, quat_rotate_inv
+from legadapt.sim.servo_emulator import FlowTable
+
+SPEC = HEXAPOD.flow
+FLAT = (np.zeros(3), np.array([0.0, 0.0, 1.0]))  # floor point, normal
+
+
+def _base(pos=(0, 0, 0.11), rpy=(0, 0, 0), vel=(0, 0, 0), omega=(0, 0, 0)) -> BaseState:
+    return BaseState(pos=np.array(pos, float), quat=quat_from_rpy(*rpy), lin_vel=np.array(vel, float),
+                     ang_vel=np.array(omega, float))
+
+
+def test_the_default_hexapod_carries_a_flow_sensor_on_its_bus():
+    assert SPEC is not None and SPEC.model == "PMW3901" and HEXAPOD.flow_id == 101
+    assert SPEC.min_range < 0.11 < SPEC.max_range, "the lens is in focus at the walking height"
+
+
+def test_floor_rate_is_the_motion_of_the_floor_point_below():
+    rate, rng = floor_rate(SPEC, _base(vel=(0.2, -0.1, 0)), *FLAT)
+    assert rng == pytest.approx(0.11 + SPEC.position[2])
+    assert rate == pytest.approx([-0.2 / rng, 0.1 / rng])
+    # turning about the body's y axis in place: the floor point below moves at +w_y in the image
+    rate, _ = floor_rate(SPEC, _base(omega=(0, 0.5, 0)), *FLAT)
+    assert rate == pytest.approx([0.5, 0.0], abs=1e-9)
+    # tilted 20 deg about x: the axis meets the floor farther away
+    _, rng = floor_rate(SPEC, _base(rpy=(np.radians(20), 0, 0)), *FLAT)
+    assert rng == pytest.approx(0.11 / np.cos(np.radians(20)))
+    # upside down: no floor ahead
+    _, rng = floor_rate(SPEC, _base(rpy=(np.pi, 0, 0)), *FLAT)
+    assert np.isnan(rng)
+
+
+def test_flow_velocity_inverts_the_sensor_model():
+    rng_ = np.random.default_rng(3)
+    for _ in range(50):
+        vel, omega = rng_.normal(0, 0.2, 3), rng_.normal(0, 0.5, 3)
+        base = _base(pos=(0, 0, rng_.uniform(0.09, 0.3)), rpy=rng_.normal(0, 0.1, 3), vel=vel, omega=omega)
+        rate, rng = floor_rate(SPEC, base, *FLAT)
+        reading = FlowReading(stamp=0.0, interval=0.02, delta=rate * SPEC.counts_per_rad * 0.02, range=rng, squal=100)
+        w_body, base_body = quat_rotate_inv(base.quat, base.ang_vel), quat_rotate_inv(base.quat, base.lin_vel)
+        v, sd = flow_velocity(SPEC, reading, w_body)
+        assert v == pytest.approx(base_body[:2], abs=1e-9)
+        assert 0 < sd < 0.05
+
+
+def test_the_chip_keeps_what_is_below_one_count_and_loses_motion_out_of_focus():
+    sensor = SimFlowSensor(SPEC, seed=0)
+    sensor.spec = type(SPEC)(**{**SPEC.__dict__, "rate_noise": 0.0})
+    moving = _base(vel=(0.05, 0, 0))
+    total = sum(sensor.read(0.002 * k, moving, *FLAT).delta[0] for k in range(1, 501))  # 1 s of 2 ms reads
+    rate, _ = floor_rate(SPEC, moving, *FLAT)
+    assert abs(total - rate[0] * SPEC.counts_per_rad) <= 1.0, "sub-count motion accumulates, not truncated away"
+    close = sensor.read(1.1, _base(pos=(0, 0, 0.05), vel=(0.05, 0, 0)), *FLAT)
+    assert close.squal == 0 and np.all(close.delta == 0) and close.range == pytest.approx(0.05, abs=0.01)
+
+
+def test_the_bus_device_clears_its_motion_when_read():
+    dev = FlowTable(101)
+    dev.add_motion(10_000, np.array([5.0, -3.0]), 0.11, 120)
+    dev.add_motion(30_000, np.array([2.0, 1.0]), 0.112, 120)
+    _, block = dev.read(R.FLOW_BLOCK_ADDRESS, R.FLOW_BLOCK_LENGTH)
+    stamp, interval, delta, rng, squal = R.unpack_flow(block)
+    assert (stamp, interval, squal) == (30_000, pytest.approx(0.02), 120)
+    assert delta.tolist() == [7.0, -2.0] and rng == pytest.approx(0.112)
+    _, block = dev.read(R.FLOW_BLOCK_ADDRESS, R.FLOW_BLOCK_LENGTH)
+    assert R.unpack_flow(block)[2].tolist() == [0.0, 0.0], "a second read sees no motion twice"
+    dev.add_motion(40_000, np.array([1.0, 1.0]), float("nan"), 0)
+    _, interval, delta, rng, squal = R.unpack_flow(dev.read(R.FLOW_BLOCK_ADDRESS, R.FLOW_BLOCK_LENGTH)[1])
+    assert squal == 0 and np.isnan(rng) and delta.tolist() == [0.0, 0.0] and interval == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("perturbations", [
+    [{"kind": "limp_leg", "leg": "LF"}],
+    [{"kind": "limp_leg", "leg": "LF"}, {"kind": "slope", "roll_deg": 10}],
+], ids=["limp", "limp-cross-slope"])
+def test_flow_sees_the_slide_that_leg_odometry_cannot(perturbations):
+    """A limp leg drags its foot: the legs-only estimate drifts 30-50 % of the distance walked; fused with
+    the flow sensor (its noise, quantisation and range noise simulated) it stays within 3 %."""
+    out = walk_beside_truth(make_config("mujoco", perturbations),
+                            {"plain": StateEstimator, "fused": lambda gait: FusedEstimator(gait, flow=SPEC)})
+    plain, fused = out["plain"], out["fused"]
+    stats = fused.source.stats
+    print(f"walked {plain.walked:.2f} m; drift legs-only {plain.drift_percent:.1f} %, with flow "
+          f"{fused.drift_percent:.1f} %; velocity RMSE {plain.vel_rmse} -> {fused.vel_rmse} m/s; {stats}")
+    assert plain.walked > 0.5
+    assert plain.drift_percent > 15, "the legs-only estimate should not see the slide (else the test shows nothing)"
+    assert fused.drift_percent < 3
+    assert np.all(fused.vel_rmse[:2] < 0.5 * plain.vel_rmse[:2])
+    assert stats.flow_used > 350 and stats.flow_skipped == 0 and stats.slip_speed > 0.02
+
+
+def test_the_serial_robot_reads_the_flow_device_of_the_emulated_robot():
+    """Over the pty: ROBOTIS's own SDK finds the device by its model number; SerialRobot reads its block
+    every cycle (the robot lies on its belly after power-up: the floor is nearer than the lens focuses)."""
+    import dynamixel_sdk as sdk
+
+    from legadapt.config import parse_config
+    from legadapt.hardware.interface import CallbackReturn, ReturnType
+    from legadapt.hardware.serial_robot import SerialRobot
+    from legadapt.sim.fake_robot import FakeRobot
+
+    fake = FakeRobot(parse_config({"serial": {"port": "/dev/null"}})).start()
+    try:
+        port = sdk.PortHandler(fake.path)
+        assert port.openPort() and port.setBaudRate(1_000_000)
+        model, result, _ = sdk.PacketHandler(2.0).ping(port, HEXAPOD.flow_id)
+        port.closePort()
+        assert result == sdk.COMM_SUCCESS and model == R.FLOW_MODEL_NUMBER
+        cfg = parse_config({"serial": {"port": fake.path}, "controller": {"state_source": "estimated+flow"}})
+        robot = SerialRobot(cfg)
+        try:
+            assert robot.configure() is CallbackReturn.SUCCESS, robot.last_error
+            for _ in range(5):
+                assert robot.read() is ReturnType.OK
+                time.sleep(0.02)
+            flow = robot.state.flow
+            true_height = fake.hexapod.read().privileged.pos[2] + SPEC.position[2]
+            assert flow is not None and 0.005 < flow.interval < 0.2
+            assert flow.range == pytest.approx(true_height, abs=0.01) and flow.range < SPEC.min_range
+            assert flow.squal == 0 and flow.delta.tolist() == [0.0, 0.0]
+        finally:
+            robot.shutdown()
+        plain = SerialRobot(parse_config({"serial": {"port": fake.path}}))
+        assert plain.flow_id is None, "the flow device is read only where the state source fuses it"
+    finally:
+        fake.stop()
+
+
+def test_a_state_source_that_needs_flow_is_refused_on_a_robot_without_one(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = tmp_path / "phantomx.yaml"
+    cfg.write_text(yaml.safe_dump({"robot": {"description": "phantomx"}, "controller": {"state_source": "estimated+flow"}}))
+    run = subprocess.run([sys.executable, "-m", "legadapt.controller.cli", "run", "--config", str(cfg), "--duration", "2"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert "controller.state_source" in run.stderr and "optical-flow" in run.stderr and "Traceback" not in run.stderr
