@@ -132,6 +132,7 @@ class _Daemon:
         self.totals = LoopStats()  # summed over connections
         self.last_status = -math.inf
         self.slipping = False
+        self.mocap_streaming = True  # the stream was checked before power (preflight)
         hang = os.environ.get(HANG_ENV)
         self.hang_after = float(hang) if hang else None
 
@@ -141,7 +142,8 @@ class _Daemon:
         if robot is None:
             return self._finish()
         self.gait = _gait(robot, self.cfg)
-        self.source = make_state_source(self.ctrl.state_source, self.gait, self.ctrl.slip_threshold, self.cfg.serial.flow_scale)
+        self.source = make_state_source(self.ctrl.state_source, self.gait, self.ctrl.slip_threshold,
+                                        self.cfg.serial.flow_scale, self.cfg.mocap, self.cfg.sim.seed)
         while True:
             stats = self._connection(robot, duration)
             if stats.stop_reason is None or not stats.stop_reason.startswith("robot fault") or self.stop.is_set():
@@ -246,6 +248,8 @@ class _Daemon:
         t.torque_off_at = stats.torque_off_at or t.torque_off_at
 
     def _finish(self) -> RunSummary:
+        if self.source is not None:
+            self.source.close()
         s, t = self.summary, self.totals
         robot = self.robots[-1] if self.robots else None
         reason = t.stop_reason or ("stop requested" if self.stop.is_set() else None)
@@ -307,6 +311,7 @@ class _Daemon:
                            "missed_periods": self.totals.missed_periods + stats.missed_periods}, b.t)
         self.current_action = b.action
         self._check_slip(b.t)
+        self._check_mocap(b.t)
         if st.fallback:
             w.write("events", {"t": b.t, "kind": "adaptation_fallback", "message": "non-finite or exploding loss: θ* used",
                                "data": {"loss_before": st.loss_before, "loss_after": st.loss_after}}, b.t)
@@ -330,6 +335,20 @@ class _Daemon:
                        f"from the truth", data)
         else:
             self.event("slip_cleared", f"the stance feet turn with the gyro again ({slip.mismatch:.3f} rad/s RMS)", data)
+
+    def _check_mocap(self, t: float) -> None:
+        """An event when the motion-capture stream goes quiet (the estimate carries on onboard) or comes back."""
+        mocap = getattr(self.source, "mocap", None)
+        if mocap is None or mocap.streaming == self.mocap_streaming:
+            return
+        self.mocap_streaming = mocap.streaming
+        data = {k: v for k, v in vars(mocap.stats).items()}
+        if mocap.streaming:
+            self.event("mocap_restored", "motion-capture frames arrive again: the estimate is corrected by them", data)
+        else:
+            mocap.stats.lost += 1
+            self.event("mocap_lost", f"no motion-capture frame for {mocap.cfg.timeout:g} s: the estimate carries on from "
+                       f"the onboard sensors (IMU, legs{', flow' if self.source.flow else ''}) until frames come back", data)
 
     def _planner_message(self, b: Boundary, ct: float, st) -> dict:
         mpc = self.mpc

@@ -90,7 +90,7 @@ def run_episode(cfg: C.LegadaptConfig, policy: SlowPolicy, duration: float, stat
                 on_transition(Transition(b.t - control_period, label, s0, a0, s1, disp))
                 result.transitions += 1
 
-        loop = TwoRateLoop(robot, gait, make_state_source(state_source, gait), policy, safety,
+        loop = TwoRateLoop(robot, gait, make_state_source(state_source, gait, mocap=cfg.mocap, seed=cfg.sim.seed), policy, safety,
                            robot.servo_period, control_period, "lockstep", on_cycle=on_cycle)
         loop.start()
         stats = loop.run(duration + control_period)  # one more boundary closes the last period

@@ -34,6 +34,7 @@ import numpy as np
 
 from legadapt.controller.flow_velocity import flow_velocity
 from legadapt.controller.leg_odometry import LegOdometry
+from legadapt.controller.mocap import MocapFix
 from legadapt.controller.slip import SlipMonitor
 from legadapt.controller.state_estimator import GRAVITY, SLIP_THRESHOLD, StateSource
 from legadapt.features import state_vector
@@ -60,16 +61,6 @@ class FusionNoise:
 
 
 @dataclass
-class MocapFix:
-    """One motion-capture pose in the robot's frame, stamped on the robot clock (s)."""
-
-    stamp: float
-    x: float  # m
-    y: float  # m
-    yaw: float  # rad
-
-
-@dataclass
 class FusionStats:
     """Counters and slip indicators, logged by the daemon."""
 
@@ -85,8 +76,9 @@ class FusionStats:
 class FusedEstimator(StateSource):
     """The EKF: legs and IMU always, flow where ``flow`` is given, mocap where ``mocap`` is given.
 
-    ``mocap`` is any object with ``poll(now: float) -> list[MocapFix]`` (frames received since the
-    last poll, robot clock): :class:`controller.mocap.MocapClient` on a robot, a simulated one in a suite.
+    ``mocap`` is any object with ``poll(reading) -> list[MocapFix]`` (frames received since the last
+    poll, on the reading's clock) and ``close()``: :class:`controller.qualisys.QualisysMocap` on a robot,
+    :class:`controller.mocap.SimulatedMocap` in simulation.
     """
 
     def __init__(self, gait: PhaseGait, flow: FlowSensorSpec | None = None, mocap=None, flow_scale: float = 1.0,
@@ -135,7 +127,7 @@ class FusedEstimator(StateSource):
             if v_legs is not None:
                 self.stats.slip_speed += 0.05 * (float(np.linalg.norm(v_legs[:2] - v_flow[0])) - self.stats.slip_speed)
         if self.mocap is not None:
-            for fix in self.mocap.poll(reading.stamp):
+            for fix in self.mocap.poll(reading):
                 self._correct_mocap(fix)
         self._history.append((reading.stamp, self.pose()))
         while self._history and self._history[0][0] < reading.stamp - HISTORY:
@@ -151,6 +143,11 @@ class FusedEstimator(StateSource):
 
     def slip(self) -> SlipMonitor:
         return self._slip
+
+    def close(self) -> None:
+        """Release the mocap client (its thread and connection)."""
+        if self.mocap is not None:
+            self.mocap.close()
 
     # ------------------------------------------------------------ filter
     def _predict(self, reading: RobotState, dt: float) -> None:

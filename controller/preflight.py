@@ -113,13 +113,37 @@ def check_backend(cfg: C.LegadaptConfig, backend: str) -> None:
     if backend == "serial" and cfg.controller.mode != "realtime":
         raise PreflightError("the serial robot runs in real time: use --mode realtime (controller.mode: realtime)")
     if backend == "serial" and not cfg.controller.state_source.startswith("estimated"):
-        raise PreflightError("the serial robot has only onboard sensors: use controller.state_source: estimated "
-                             "(or estimated+flow with an optical-flow sensor on the bus)")
+        raise PreflightError("the serial robot has no simulator truth: use controller.state_source: estimated "
+                             "(or estimated+flow / estimated+mocap with those sensors)")
     if backend == "serial" and "flow" in cfg.controller.state_source.split("+") and cfg.serial.flow_id is None:
         raise PreflightError("controller.state_source names flow, but serial.flow_id is null: give the flow "
                              "sensor's bus ID (bus.flow_id in the robot description), or use state_source: estimated")
     if backend == "serial":
         check_port(cfg.serial.port)
+
+
+def check_mocap(cfg: C.LegadaptConfig, backend: str, wait: float = 5.0) -> None:
+    """With motion capture in the state source: a simulated stream only in simulation; a QTM server must
+    answer, know the body and stream frames within ``wait`` s -- all before anything is powered."""
+    if "mocap" not in cfg.controller.state_source.split("+"):
+        return
+    m = cfg.mocap
+    if m.system == "simulated":
+        if backend != "sim":
+            raise PreflightError("mocap.system: simulated needs the simulated robot; on a real robot set mocap.system: "
+                                 "qualisys and its host, port and body")
+        return
+    if cfg.controller.mode != "realtime":
+        raise PreflightError("motion capture streams on the wall clock: use --mode realtime (controller.mode: realtime)")
+    from legadapt.controller.qualisys import QualisysMocap
+
+    probe = QualisysMocap(m)
+    try:
+        if not probe.wait_streaming(wait):
+            raise PreflightError(probe.error or f"mocap: no frames from QTM at {m.host}:{m.port} within {wait:g} s: is QTM "
+                                 f"running, streaming real-time data, and reachable (mocap.host, mocap.port)?")
+    finally:
+        probe.close()
 
 
 def check_port(port: str) -> None:
@@ -154,6 +178,7 @@ def preflight(cfg: C.LegadaptConfig, backend: str, log_path: Path, stop) -> Pref
     ctrl = cfg.controller
     check_backend(cfg, backend)
     check_log_path(log_path)
+    check_mocap(cfg, backend)
     threads = apply_threads(ctrl.threads)
     model = resolve_model(ctrl.model)
     if stop.is_set():

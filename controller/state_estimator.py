@@ -57,6 +57,9 @@ class StateSource(ABC):
         """The estimator's slip check (None: a source that cannot slip, e.g. the simulator's truth)."""
         return None
 
+    def close(self) -> None:
+        """Release what the source holds (a network client); nothing by default."""
+
 
 class PrivilegedSource(StateSource):
     """The simulator's true torso state; joint readings as the robot reports them."""

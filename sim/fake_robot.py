@@ -104,6 +104,7 @@ class FakeRobot:
         has_flow = sc.flow_id is not None and self.hexapod.flow is not None
         self.flow = FlowTable(sc.flow_id) if has_flow else None
         self.bus = BusEmulator([*self.servos, *(d for d in (self.imu, self.flow) if d is not None)])
+        self.true_pose: tuple[np.ndarray, np.ndarray] | None = None  # (position [3] m, quaternion w, x, y, z)
         self._lock = threading.RLock()
         self.report = report or (lambda line: None)
         self._t_start = time.monotonic()
@@ -340,6 +341,7 @@ class FakeRobot:
 
     def _refresh_present(self) -> None:
         state = self.hexapod.read()
+        self.true_pose = (state.privileged.pos.copy(), state.privileged.quat.copy())  # what a mocap system sees
         m = self.mapping
         pos, vel = m.raw_from_q(state.q), m.raw_from_qd(state.qd)
         cur = np.clip(m.raw_from_effort(state.effort), -1193, 1193)

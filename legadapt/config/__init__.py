@@ -10,6 +10,7 @@ Units are in the field names or descriptions: m, kg, s, Hz, rad, deg, N·m.
 
 from legadapt.config.base import ConfigError, JointName, LegName, PathName, Vec3, _Section
 from legadapt.config.loader import LegadaptConfig, config_doc, load_config, load_scenario, load_suite, parse_config
+from legadapt.config.mocap import MocapConfig
 from legadapt.config.perturbations import (PERTURBATION_KINDS, ActionLatency, CalibrationError, FloorFriction, ImuError,
                                            LimpLeg, LockedJoint, Payload, Perturbation, PerturbationBase, Slope,
                                            WeakMotor)
@@ -20,7 +21,7 @@ from legadapt.config.suites import ScenarioConfig, SuiteConfig, Variant
 
 __all__ = [
     "ActionLatency", "AdaptationConfig", "CalibrationError", "CollectConfig", "ConditionSpec", "ConfigError", "ControllerConfig", "CostConfig",
-    "FloorFriction", "GaitConfig", "ImuError", "JointName", "LegName", "LegadaptConfig", "LimpLeg", "LockedJoint",
+    "FloorFriction", "GaitConfig", "ImuError", "JointName", "LegName", "LegadaptConfig", "LimpLeg", "LockedJoint", "MocapConfig",
     "PERTURBATION_KINDS", "PathName", "Payload", "Perturbation", "PerturbationBase", "PlannerConfig",
     "RandomPolicyConfig", "RobotConfig", "SafetyConfig", "ScenarioConfig", "SerialConfig", "ServoConfig", "SimConfig",
     "Slope", "SuiteConfig", "TaskConfig", "TrainConfig", "Variant", "Vec3", "WeakMotor", "_Section", "config_doc",

@@ -13,8 +13,9 @@ JointName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9]{0,15
 Vec3 = tuple[float, float, float]
 PathName = Literal["straight", "left_turn", "right_turn", "zigzag", "figure8"]
 #: What the controller's model state comes from: the simulator's truth, or the onboard estimate from the IMU
-#: and the legs, fused (controller.fusion) with the optical-flow sensor of the robot description where named.
-StateSourceName = Literal["privileged", "estimated", "estimated+flow"]
+#: and the legs, fused (controller.fusion) with the optical-flow sensor of the robot description and a
+#: motion-capture system (the mocap section) where named.
+StateSourceName = Literal["privileged", "estimated", "estimated+flow", "estimated+mocap", "estimated+flow+mocap"]
 SEED_MAX = 2**32 - 1  # largest seed: numpy and torch both take it (torch refuses 2**64 and beyond)
 
 

@@ -10,6 +10,7 @@ from legadapt.config.base import ConfigError, _Section
 from legadapt.config.yaml_file import read_yaml
 from legadapt.config.perturbations import (PERTURBATION_KINDS, ActionLatency, CalibrationError, FloorFriction, ImuError,
                                            LimpLeg, LockedJoint, Payload, Perturbation, Slope, WeakMotor)
+from legadapt.config.mocap import MocapConfig
 from legadapt.config.robot import GaitConfig, RobotConfig, SerialConfig, SimConfig, TaskConfig
 from legadapt.config.runtime import CollectConfig, ConditionSpec, ControllerConfig, TrainConfig
 from legadapt.config.robot_fit import robot_name_problems, with_robot_defaults
@@ -29,6 +30,7 @@ class LegadaptConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Offline training of the dynamics model.")
     controller: ControllerConfig = Field(default_factory=ControllerConfig, description="The adaptive controller daemon.")
     serial: SerialConfig = Field(default_factory=SerialConfig, description="Servo bus of a real or emulated serial robot.")
+    mocap: MocapConfig = Field(default_factory=MocapConfig, description="Motion capture (state_source estimated+mocap).")
 
     @model_validator(mode="before")
     @classmethod
