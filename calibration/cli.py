@@ -1,4 +1,4 @@
-"""``legadapt calibrate servos|imu|latency|sysid``: dispatch to each procedure's ``main``.
+"""``legadapt calibrate servos|imu|flow|latency|sysid``: dispatch to each procedure's ``main``.
 
 Wire it like ``fake-robot`` (each procedure owns its arguments)::
 
@@ -17,6 +17,7 @@ import sys
 PROCEDURES: dict[str, str] = {
     "servos": "servo zero offsets and direction signs (jig + nudges, or the emulator)",
     "imu": "IMU gyro and accelerometer bias from a still period",
+    "flow": "optical-flow sensor lens offset and scale from a turn on the spot and a straight walk",
     "latency": "bus round trip of one fast cycle and the servo rate it allows",
     "sysid": "fit simulator parameters (servo gain and damping, floor friction, payload) to a recorded log",
 }

@@ -142,8 +142,9 @@ class _Daemon:
         if robot is None:
             return self._finish()
         self.gait = _gait(robot, self.cfg)
-        self.source = make_state_source(self.ctrl.state_source, self.gait, self.ctrl.slip_threshold,
-                                        self.cfg.serial.flow_scale, self.cfg.mocap, self.cfg.sim.seed)
+        sc = self.cfg.serial
+        self.source = make_state_source(self.ctrl.state_source, self.gait, self.ctrl.slip_threshold, sc.flow_scale,
+                                        self.cfg.mocap, self.cfg.sim.seed, sc.flow_position)
         while True:
             stats = self._connection(robot, duration)
             if stats.stop_reason is None or not stats.stop_reason.startswith("robot fault") or self.stop.is_set():

@@ -56,10 +56,21 @@ def build_controller(cfg: C.LegadaptConfig, model: Path) -> tuple[AdaptiveMPC, F
     """Load and check the model; the adaptive MPC for the config's task. Raises on bad input."""
     spec = spec_of(cfg)
     ck = load_checkpoint(model, spec)
+    check_state_source(model, ck.meta.get("training", {}).get("state_source"), cfg.controller.state_source)
     window = ck.maml.M if ck.maml else cfg.train.M
     task = cfg.task
     return AdaptiveMPC(make_adapter_from(ck, cfg.controller.adapter, cfg.controller.adaptation), spec, task_path(task), cfg.controller,
                        task.target_speed, window), spec, window
+
+
+def check_state_source(model: Path, trained_on: str | None, running_on: str) -> None:
+    """A model trained on an onboard estimate runs on that same estimate: its sensors' errors are in what it learnt.
+    (A model trained on the simulator's truth -- older checkpoints say nothing -- runs on any source.)"""
+    if trained_on in (None, "privileged") or trained_on == running_on:
+        return
+    raise PreflightError(f"{model}: the model was trained on states from {trained_on!r}, and controller.state_source "
+                         f"is {running_on!r}: run it with controller.state_source: {trained_on} (the same sensors), or "
+                         f"give a model trained on {running_on!r} (legadapt collect with collect.state_source: {running_on})")
 
 
 def check_timing(mpc: AdaptiveMPC, spec: FeatureSpec, window: int, runs: int = 5, give_up: float = math.inf,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import get_args
 
 from legadapt.config.base import StateSourceName
@@ -17,11 +18,13 @@ class StateSourceError(ValueError):
 
 
 def make_state_source(kind: str, gait: PhaseGait, slip_threshold: float = SLIP_THRESHOLD, flow_scale: float = 1.0,
-                      mocap: MocapConfig | None = None, seed: int = 0) -> StateSource:
+                      mocap: MocapConfig | None = None, seed: int = 0,
+                      flow_position: tuple[float, float, float] | None = None) -> StateSource:
     """``privileged`` (the simulator's truth), ``estimated`` (IMU and legs: the complementary filter of
     :class:`controller.state_estimator.StateEstimator`), or the EKF of :mod:`controller.fusion` over IMU and
     legs plus the robot description's optical-flow sensor (``+flow``) and the ``mocap`` system (``+mocap``;
-    its simulated stream is seeded by ``seed``)."""
+    its simulated stream is seeded by ``seed``). ``flow_scale`` and ``flow_position`` are the flow sensor's
+    calibration (``legadapt calibrate flow``; None: the description's lens position)."""
     if kind == "privileged":
         return PrivilegedSource()
     if kind == "estimated":
@@ -33,7 +36,8 @@ def make_state_source(kind: str, gait: PhaseGait, slip_threshold: float = SLIP_T
     if "flow" in extras and desc.flow is None:
         raise StateSourceError(f"state source {kind!r}: robot {desc.name!r} has no optical-flow sensor in its "
                                f"description (sensors.flow); use state_source: estimated, or describe the sensor")
-    return FusedEstimator(gait, flow=desc.flow if "flow" in extras else None, flow_scale=flow_scale,
+    flow = desc.flow if flow_position is None or desc.flow is None else replace(desc.flow, position=tuple(flow_position))
+    return FusedEstimator(gait, flow=flow if "flow" in extras else None, flow_scale=flow_scale,
                           mocap=_mocap_client(mocap or MocapConfig(), seed) if "mocap" in extras else None,
                           slip_threshold=slip_threshold)
 

@@ -98,6 +98,12 @@ class LoadReport:
     splits: Counter = field(default_factory=Counter)  # reason -> count: episode, condition, time
     conditions: Counter = field(default_factory=Counter)  # condition -> transitions used
     lengths: list[int] = field(default_factory=list)  # trajectory lengths, in order
+    state_sources: Counter = field(default_factory=Counter)  # where the logged states came from -> files
+
+    def state_source(self) -> str:
+        """The one state source of the logs read ('privileged', 'estimated+flow', ...); 'mixed: a, b' if several."""
+        sources = sorted(self.state_sources)
+        return sources[0] if len(sources) == 1 else "mixed: " + ", ".join(sources) if sources else "privileged"
 
     def summary(self) -> str:
         """Multi-line human-readable account."""
@@ -163,6 +169,7 @@ def load_trajectories(paths: str | os.PathLike | Iterable[str | os.PathLike],
             report.files_skipped.append((str(path), f"feature spec differs: {diff}"))
             continue
         report.files_read.append(str(path))
+        report.state_sources[str((log.info or {}).get("state_source", "privileged"))] += 1
         if not log.recovery.complete:
             report.files_truncated.append((str(path), log.recovery.bytes_dropped, log.recovery.reason))
         new = _split(log.messages.get("transition", []), spec, str(path), report)

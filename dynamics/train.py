@@ -204,5 +204,6 @@ def _save(out: Path, model, spec: FeatureSpec, cfg: MamlConfig, tc: TrainConfig,
     meta = {"feature_spec": spec, "adapter": tc.method, "maml": cfg,
             "training": {"config": tc.model_dump(mode="json"), "best_step": step, "validation": val,
                          "transitions_used": report.transitions_used, "files_read": report.files_read,
+                         "state_source": report.state_source(),
                          "conditions": report.condition_groups()}}
     save_checkpoint(out, model, meta, lrs={k: v.detach() for k, v in lrs.items()} if isinstance(lrs, dict) else None)

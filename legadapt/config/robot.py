@@ -92,6 +92,7 @@ class SerialConfig(_Section):
     imu_id: int | None = Field(100, ge=0, le=252, description="Bus ID of the IMU device (register map in hardware.registers); null = no IMU.")
     flow_id: int | None = Field(None, ge=0, le=252, description="Bus ID of the optical-flow device (register map in hardware.registers); unset: the robot description's bus.flow_id; null = none.")
     flow_scale: float = Field(1.0, gt=0.2, lt=5.0, description="Multiplies the flow sensor's counts_per_rad (legadapt calibrate flow writes it).")
+    flow_position: tuple[float, float, float] | None = Field(None, description="The flow sensor's lens position, body frame, m, in place of the robot description's (legadapt calibrate flow writes it).")
     directions: dict[JointName, Literal[-1, 1]] = Field(
         default_factory=dict, description="Sign from servo angle to joint angle per joint; unlisted joints +1.")
     zero_offsets: dict[JointName, Annotated[float, Field(ge=-3.14, le=3.14)]] = Field(
