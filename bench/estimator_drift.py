@@ -8,7 +8,8 @@ distance walked, the mean over seeds (the largest in brackets).
 
 Sensor sets: ``legs`` -- IMU + leg odometry, the complementary filter of ``state_source: estimated``;
 ``ekf legs`` -- the EKF of ``controller.fusion`` with the same two; ``ekf legs+flow`` -- the EKF with the
-optical-flow sensor of the robot description (``state_source: estimated+flow``).
+optical-flow sensor of the robot description (``state_source: estimated+flow``); ``+mocap`` -- with the
+simulated motion-capture stream of ``mocap:``'s defaults (``state_source: estimated+mocap``).
 Usage: ``python bench/estimator_drift.py [--seeds 0 1 2] [--seconds 8]``
 """
 
@@ -19,8 +20,10 @@ import argparse
 import numpy as np
 
 from legadapt.config import parse_config
+from legadapt.config.mocap import MocapConfig
 from legadapt.controller.estimator_walk import walk_beside_truth
 from legadapt.controller.fusion import FusedEstimator
+from legadapt.controller.mocap import SimulatedMocap
 from legadapt.controller.state_estimator import StateEstimator
 
 CONDITIONS = {
@@ -29,10 +32,13 @@ CONDITIONS = {
     "side slope 10 deg": [{"kind": "slope", "roll_deg": 10}],
     "limp LF + side slope": [{"kind": "limp_leg", "leg": "LF"}, {"kind": "slope", "roll_deg": 10}],
 }
+MOCAP = MocapConfig()  # simulated: 100 Hz, 10 ms late, 1 mm and 5 mrad noise
 SOURCES = {
     "legs": StateEstimator,
     "ekf legs": FusedEstimator,
     "ekf legs+flow": lambda gait: FusedEstimator(gait, flow=gait.desc.flow),
+    "ekf legs+mocap": lambda gait: FusedEstimator(gait, mocap=SimulatedMocap(MOCAP)),
+    "ekf legs+flow+mocap": lambda gait: FusedEstimator(gait, flow=gait.desc.flow, mocap=SimulatedMocap(MOCAP)),
 }
 
 
@@ -52,7 +58,8 @@ def main() -> None:
         for source in SOURCES:
             rmse = np.mean([r[source].vel_rmse for r in runs], axis=0)
             drift = [r[source].drift_percent for r in runs]
-            cells.append(f"{rmse[0]:.3f} / {rmse[1]:.3f}, {np.mean(drift):.1f} % [{max(drift):.1f}]")
+            err_mm = 1000 * np.mean([r[source].drift for r in runs])
+            cells.append(f"{rmse[0]:.3f} / {rmse[1]:.3f}, {np.mean(drift):.1f} % [{max(drift):.1f}] ({err_mm:.0f} mm)")
         walked = np.mean([r["legs"].walked for r in runs])
         print(f"| {name} | {walked:.2f} | " + " | ".join(cells) + " |", flush=True)
 
