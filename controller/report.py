@@ -73,6 +73,7 @@ def markdown(suite: C.SuiteConfig, results: list[RunResult], wall_time: float | 
              "with the peak error after the onset. A run that stopped before its end (a fall, a fault) is counted "
              f"as failed. {len(results)} runs" + (f" in {wall_time / 60:.1f} min." if wall_time else "."), ""]
     lines += summary_table(suite, table)
+    lines += state_source_table(suite, table)
     for sc in suite.scenarios:
         lines += scenario_table(suite, sc, table.get(sc.name, {}))
     lines += verdicts(suite, table)
@@ -114,6 +115,34 @@ def summary_table(suite: C.SuiteConfig, table: dict) -> list[str]:
         marks = ", ".join(f"{g.name} {'✓' if g.met else '✗'}" for g in goals(sc, rows, v_intact)) or "–"
         lines.append(f"| {sc.name} | " + " | ".join(cells) + f" | {marks} |")
     return lines + ["", "⚠ = at least one run stopped before its end.", ""]
+
+
+SOURCE_ORDER = ("privileged", "estimated", "estimated+flow", "estimated+mocap", "estimated+flow+mocap")
+
+
+def state_source_table(suite: C.SuiteConfig, table: dict) -> list[str]:
+    """Where the same condition (path, duration, backend, perturbations) runs on several state sources: one row
+    per condition, one column per source, each variant's mean cross-track (cm) and task score (m). Empty if none."""
+    conditions: dict[str, dict[str, C.ScenarioConfig]] = defaultdict(dict)
+    for sc in suite.scenarios:
+        key = repr((sc.path, sc.duration, sc.backend, [p.model_dump(mode="json") for p in sc.perturbations]))
+        conditions[key][sc.state_source] = sc
+    compared = [by_source for by_source in conditions.values() if len(by_source) > 1]
+    if not compared:
+        return []
+    sources = [s for s in SOURCE_ORDER if any(s in c for c in compared)]
+    lines = ["## By state source", "", "The same condition seen through each state source: mean cross-track on the "
+             "truth in cm (task score in m) per variant.", "",
+             "| condition | " + " | ".join(sources) + " |", "|" + "---|" * (len(sources) + 1)]
+    for by_source in compared:
+        first = next(iter(by_source.values()))
+        cells = []
+        for src in sources:
+            rows = table.get(by_source[src].name, {}) if src in by_source else {}
+            cells.append(" · ".join(f"{LABEL[v]} {_fmt(rows[v]['mean_xt'], 100)} ({_fmt(rows[v]['score'], 1, 2)})"
+                                    for v in suite.variants if v in rows) or "–")
+        lines.append(f"| {first.name.split('.')[0]} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def verdicts(suite: C.SuiteConfig, table: dict) -> list[str]:

@@ -104,3 +104,21 @@ def test_a_dead_worker_fails_its_run_instead_of_hanging_the_suite(tmp_path):
     with tqdm(disable=True) as bar:
         results = _run_in_processes(jobs, 2, bar, run=_dies_on_seed_1)
     assert len(results) == 3 and any(r.seed == 1 and "died" in (r.error or "") for r in results), results
+
+
+def test_the_report_compares_state_sources_of_one_condition():
+    """The shipped sensor-sets suite: each condition appears once per state source; the report's table puts
+    them side by side, the right figures in the right column."""
+    from legadapt.config import load_suite
+    from legadapt.controller.report import state_source_table
+
+    suite = load_suite("configs/suites/sensor-sets.yaml")
+    table = {sc.name: {"grbal": {"mean_xt": 0.01 * (i + 1), "score": 1.0}} for i, sc in enumerate(suite.scenarios)}
+    lines = state_source_table(suite, table)
+    rows = [line for line in lines if line.startswith("| limp_LF ") or line.startswith("| cross_slope_12 ")]
+    assert len(rows) == 2
+    assert "| privileged | estimated | estimated+flow | estimated+mocap | estimated+flow+mocap |" in lines[4]
+    cells = rows[0].strip("| ").split(" | ")
+    assert cells[1:] == [f"GrBAL {k:.1f} (1.00)" for k in (1, 2, 3, 4, 5)]
+    one_source = suite.model_copy(update={"scenarios": suite.scenarios[:1]})
+    assert state_source_table(one_source, table) == []
