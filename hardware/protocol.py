@@ -136,10 +136,14 @@ def unstuff(body: bytes) -> bytes:
 
 
 # ---------------------------------------------------------------- building
-def _check_id(dxl_id: int, broadcast_ok: bool) -> None:
-    if not (0 <= dxl_id <= MAX_ID or (broadcast_ok and dxl_id == BROADCAST_ID)):
-        allowed = f"0..{MAX_ID}" + (f" or {BROADCAST_ID} (broadcast)" if broadcast_ok else "")
+def check_id(dxl_id: int, broadcast_ok: bool, max_id: int = MAX_ID) -> None:
+    """PacketBuildError unless ``dxl_id`` is a unicast ID up to ``max_id`` (or the broadcast ID where allowed)."""
+    if not (0 <= dxl_id <= max_id or (broadcast_ok and dxl_id == BROADCAST_ID)):
+        allowed = f"0..{max_id}" + (f" or {BROADCAST_ID} (broadcast)" if broadcast_ok else "")
         raise PacketBuildError(f"ID {dxl_id} not allowed here; allowed: {allowed}")
+
+
+_check_id = check_id
 
 
 def _u16(value: int, what: str) -> bytes:
@@ -344,23 +348,20 @@ def decode_fast_status(packet: Packet, length: int) -> list[Status]:
     return out
 
 
-class PacketParser:
-    """Frames packets out of a byte stream, resynchronising after garbage.
+class StreamBuffer:
+    """A stream parser's receive buffer and its resynchronisation, for any framing with a header and a length.
 
-    ``feed(data)`` returns every complete, CRC-valid packet so far. Bytes that belong to
-    no valid packet are dropped and counted in ``garbage_bytes``; ``crc_errors`` counts
-    framed packets whose CRC failed, ``malformed`` CRC-valid packets with broken stuffing.
-    A header whose packet is still incomplete is not waited on forever: if a complete
-    valid packet starts later in the buffer, the bytes before it are dropped as garbage.
-    Never raises. The one loss no framing can avoid: garbage that, with the first bytes of
-    the next packet, forms a CRC-valid packet (e.g. a reply cut one byte short whose
-    missing CRC byte happens to equal the next header's FF) is delivered instead of it.
+    Subclasses say where a header is (:meth:`_find_header`), how long the frame starting there is
+    (:meth:`_total`, None if its length field is implausible) and how to decode it (:meth:`_decode`,
+    raising a :class:`ProtocolError`); :meth:`_parse` frames what is buffered. ``MIN_FRAME`` is the number
+    of bytes needed to read the length.
     """
 
-    def __init__(self, max_length: int = MAX_LENGTH) -> None:
+    MIN_FRAME = 1
+
+    def __init__(self, max_length: int) -> None:
         self.max_length = max_length
         self._buf = bytearray()
-        self.packets = 0
         self.crc_errors = 0
         self.garbage_bytes = 0
         self.malformed = 0
@@ -379,64 +380,110 @@ class PacketParser:
         self.garbage_bytes += len(self._buf)
         self._buf.clear()
 
-    def feed(self, data: bytes) -> list[Packet]:
-        """Add received bytes; return the packets they complete, in order."""
-        buf = self._buf
-        buf += data
-        out: list[Packet] = []
+    def _find_header(self, start: int) -> int:
+        raise NotImplementedError
+
+    def _keep_tail(self) -> int:
+        """Bytes at the end of a header-less buffer that may begin the next header."""
+        raise NotImplementedError
+
+    def _total(self, at: int) -> int | None:
+        raise NotImplementedError
+
+    def _decode(self, raw: bytes):
+        raise NotImplementedError
+
+    def _parse(self) -> list:
+        """Every complete, valid frame in the buffer, in order; garbage before them dropped and counted."""
+        buf, out = self._buf, []
         while True:
-            h = buf.find(HEADER)
+            h = self._find_header(0)
             if h < 0:
-                keep = 3 if buf.endswith(b"\xff\xff\xfd") else 2 if buf.endswith(b"\xff\xff") else 1 if buf.endswith(b"\xff") else 0
-                self._drop(len(buf) - keep)
+                self._drop(len(buf) - self._keep_tail())
                 return out
             self._drop(h)
-            if len(buf) < 7:
+            if len(buf) < self.MIN_FRAME:
                 return out
-            length = buf[5] | buf[6] << 8
-            if not MIN_LENGTH <= length <= self.max_length:
+            total = self._total(0)
+            if total is None:
                 self._drop(1)
                 continue
-            total = 7 + length
             if len(buf) < total:
-                later = self._later_valid_packet()
+                later = self._later_valid()
                 if later is None:
                     return out
                 self._drop(later)
                 continue
-            pkt = self._check(bytes(buf[:total]))
-            if pkt is None:
+            try:
+                item = self._decode(bytes(buf[:total]))
+            except CrcError:
+                self.crc_errors += 1
+                self._drop(1)
+                continue
+            except ProtocolError:
+                self.malformed += 1
                 self._drop(1)
                 continue
             del buf[:total]
-            self.packets += 1
-            out.append(pkt)
+            out.append(item)
+
+    def _later_valid(self) -> int | None:
+        """Where a complete valid frame starts after the first byte (an unfinished one may be garbage)."""
+        buf = self._buf
+        k = self._find_header(1)
+        while k >= 0 and len(buf) - k >= self.MIN_FRAME:
+            total = self._total(k)
+            if total is not None and k + total <= len(buf):
+                try:
+                    self._decode(bytes(buf[k:k + total]))
+                    return k
+                except ProtocolError:
+                    pass
+            k = self._find_header(k + 1)
+        return None
 
     def _drop(self, n: int) -> None:
         if n > 0:
             del self._buf[:n]
             self.garbage_bytes += n
 
-    def _check(self, raw: bytes) -> Packet | None:
-        try:
-            return decode_packet(raw)
-        except CrcError:
-            self.crc_errors += 1
-        except MalformedPacketError:
-            self.malformed += 1
-        return None
 
-    def _later_valid_packet(self) -> int | None:
+class PacketParser(StreamBuffer):
+    """Frames packets out of a byte stream, resynchronising after garbage.
+
+    ``feed(data)`` returns every complete, CRC-valid packet so far. Bytes that belong to
+    no valid packet are dropped and counted in ``garbage_bytes``; ``crc_errors`` counts
+    framed packets whose CRC failed, ``malformed`` CRC-valid packets with broken stuffing.
+    A header whose packet is still incomplete is not waited on forever: if a complete
+    valid packet starts later in the buffer, the bytes before it are dropped as garbage.
+    Never raises. The one loss no framing can avoid: garbage that, with the first bytes of
+    the next packet, forms a CRC-valid packet (e.g. a reply cut one byte short whose
+    missing CRC byte happens to equal the next header's FF) is delivered instead of it.
+    """
+
+    MIN_FRAME = 7  # header (4), ID, LEN (2)
+
+    def __init__(self, max_length: int = MAX_LENGTH) -> None:
+        super().__init__(max_length)
+        self.packets = 0
+
+    def feed(self, data: bytes) -> list[Packet]:
+        """Add received bytes; return the packets they complete, in order."""
+        self._buf += data
+        out = self._parse()
+        self.packets += len(out)
+        return out
+
+    def _find_header(self, start: int) -> int:
+        return self._buf.find(HEADER, start)
+
+    def _keep_tail(self) -> int:
         buf = self._buf
-        k = buf.find(HEADER, 1)
-        while k >= 0 and len(buf) - k >= 7 + MIN_LENGTH:
-            length = buf[k + 5] | buf[k + 6] << 8
-            end = k + 7 + length
-            if MIN_LENGTH <= length <= self.max_length and end <= len(buf):
-                try:
-                    decode_packet(bytes(buf[k:end]))
-                    return k
-                except ProtocolError:
-                    pass
-            k = buf.find(HEADER, k + 1)
-        return None
+        return 3 if buf.endswith(b"\xff\xff\xfd") else 2 if buf.endswith(b"\xff\xff") else 1 if buf.endswith(b"\xff") else 0
+
+    def _total(self, at: int) -> int | None:
+        length = self._buf[at + 5] | self._buf[at + 6] << 8
+        return 7 + length if MIN_LENGTH <= length <= self.max_length else None
+
+    def _decode(self, raw: bytes) -> Packet:
+        return decode_packet(raw)
