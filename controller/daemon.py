@@ -343,7 +343,7 @@ class _Daemon:
         if mocap is None or mocap.streaming == self.mocap_streaming:
             return
         self.mocap_streaming = mocap.streaming
-        data = {k: v for k, v in vars(mocap.stats).items()}
+        data = dict(vars(mocap.stats))
         if mocap.streaming:
             self.event("mocap_restored", "motion-capture frames arrive again: the estimate is corrected by them", data)
         else:

@@ -103,7 +103,7 @@ class FusedEstimator(StateSource):
             self.x[YAW] = rpy_from_quat(truth.quat)[2] - yaw_imu
         self.cov = np.diag([1e-6, 1e-6, 1e-4, 1e-4, 1e-4, 1e-6])
         self._t, self._last, self._phase = reading.stamp, reading, 0.0
-        self._history: deque[tuple[float, np.ndarray]] = deque()  # (s, world pose x, y, yaw) per tick
+        self._history: deque[tuple[float, np.ndarray]] = deque()  # (s, world pose x, y, yaw) per tick, with mocap
         self.stats = FusionStats(sources=self.stats.sources)
 
     def resume(self, reading: RobotState) -> None:
@@ -132,9 +132,9 @@ class FusedEstimator(StateSource):
         if self.mocap is not None:
             for fix in self.mocap.poll(reading):
                 self._correct_mocap(fix)
-        self._history.append((reading.stamp, self.pose()))
-        while self._history and self._history[0][0] < reading.stamp - HISTORY:
-            self._history.popleft()
+            self._history.append((reading.stamp, self.pose()))  # where late frames are placed
+            while self._history[0][0] < reading.stamp - HISTORY:
+                self._history.popleft()
 
     def model_state(self) -> np.ndarray:
         roll, pitch, _ = rpy_from_quat(self._last.imu.quat)

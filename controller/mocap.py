@@ -76,7 +76,7 @@ class SimulatedMocap:
         if truth is None:
             raise ValueError("simulated motion capture needs the simulator's truth: use mocap.system: qualisys on a robot")
         if now >= self._next_capture:
-            self._next_capture = max(now, self._next_capture + 1.0 / c.rate) if math.isfinite(self._next_capture) else now
+            self._next_capture = max(now, self._next_capture + 1.0 / c.rate)
             if self._rng.random() >= c.drop_prob:
                 noise = self._rng.standard_normal(3) * [c.noise_pos, c.noise_pos, c.noise_yaw]
                 fix = MocapFix(now, truth.pos[0] + noise[0], truth.pos[1] + noise[1], rpy_from_quat(truth.quat)[2] + noise[2])

@@ -27,6 +27,9 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from legadapt.hardware.framing import (CrcError, MalformedPacketError, PacketBuildError,  # noqa: F401 (the codec's errors,
+                                       ProtocolError, StreamBuffer)  # re-exported: P.CrcError, P.ProtocolError)
+
 HEADER = b"\xff\xff\xfd\x00"
 _STUFF_PATTERN = b"\xff\xff\xfd"
 _STUFFED = b"\xff\xff\xfd\xfd"
@@ -83,22 +86,6 @@ ERROR_TEXT: dict[int, str] = {
 }
 
 
-class ProtocolError(ValueError):
-    """Base of every error of the codec."""
-
-
-class PacketBuildError(ProtocolError):
-    """A builder was given an ID, address, length or data it cannot encode."""
-
-
-class MalformedPacketError(ProtocolError):
-    """Bytes that are not a well-formed packet (header, length, stuffing, layout)."""
-
-
-class CrcError(ProtocolError):
-    """A packet whose CRC does not match its contents."""
-
-
 # ---------------------------------------------------------------- CRC and stuffing
 def _make_crc_table() -> tuple[int, ...]:
     table = []
@@ -143,8 +130,6 @@ def check_id(dxl_id: int, broadcast_ok: bool, max_id: int = MAX_ID) -> None:
         raise PacketBuildError(f"ID {dxl_id} not allowed here; allowed: {allowed}")
 
 
-_check_id = check_id
-
 
 def _u16(value: int, what: str) -> bytes:
     if not 0 <= value <= 0xFFFF:
@@ -169,19 +154,19 @@ def encode_packet(dxl_id: int, instruction: int, params: bytes = b"") -> bytes:
 
 def ping_packet(dxl_id: int) -> bytes:
     """PING ``dxl_id`` (254 = every device answers in ID order)."""
-    _check_id(dxl_id, broadcast_ok=True)
+    check_id(dxl_id, broadcast_ok=True)
     return encode_packet(dxl_id, Instruction.PING)
 
 
 def read_packet(dxl_id: int, address: int, length: int) -> bytes:
     """READ ``length`` bytes at ``address`` of ``dxl_id``."""
-    _check_id(dxl_id, broadcast_ok=False)
+    check_id(dxl_id, broadcast_ok=False)
     return encode_packet(dxl_id, Instruction.READ, _u16(address, "address") + _u16(length, "length"))
 
 
 def write_packet(dxl_id: int, address: int, data: bytes) -> bytes:
     """WRITE ``data`` at ``address`` of ``dxl_id`` (254 = all, without reply)."""
-    _check_id(dxl_id, broadcast_ok=True)
+    check_id(dxl_id, broadcast_ok=True)
     if not data:
         raise PacketBuildError("WRITE needs at least one data byte")
     return encode_packet(dxl_id, Instruction.WRITE, _u16(address, "address") + bytes(data))
@@ -189,7 +174,7 @@ def write_packet(dxl_id: int, address: int, data: bytes) -> bytes:
 
 def reboot_packet(dxl_id: int) -> bytes:
     """REBOOT ``dxl_id`` (clears a hardware error; torque comes back off)."""
-    _check_id(dxl_id, broadcast_ok=True)
+    check_id(dxl_id, broadcast_ok=True)
     return encode_packet(dxl_id, Instruction.REBOOT)
 
 
@@ -198,7 +183,7 @@ def _sync_read(instruction: int, address: int, length: int, ids: Iterable[int]) 
     if not ids or len(set(ids)) != len(ids):
         raise PacketBuildError(f"sync read needs distinct IDs, got {ids}")
     for i in ids:
-        _check_id(i, broadcast_ok=False)
+        check_id(i, broadcast_ok=False)
     return encode_packet(BROADCAST_ID, instruction, _u16(address, "address") + _u16(length, "length") + bytes(ids))
 
 
@@ -218,7 +203,7 @@ def sync_write_packet(address: int, length: int, data: Mapping[int, bytes]) -> b
         raise PacketBuildError("sync write needs at least one servo")
     params = bytearray(_u16(address, "address") + _u16(length, "length"))
     for dxl_id, chunk in data.items():
-        _check_id(dxl_id, broadcast_ok=False)
+        check_id(dxl_id, broadcast_ok=False)
         if len(chunk) != length:
             raise PacketBuildError(f"sync write data of ID {dxl_id} has {len(chunk)} bytes, expected {length}")
         params.append(dxl_id)
@@ -228,7 +213,7 @@ def sync_write_packet(address: int, length: int, data: Mapping[int, bytes]) -> b
 
 def status_packet(dxl_id: int, error: int = 0, data: bytes = b"") -> bytes:
     """A device's STATUS reply: error byte (number | alert bit) and data."""
-    _check_id(dxl_id, broadcast_ok=False)
+    check_id(dxl_id, broadcast_ok=False)
     if not 0 <= error <= 0xFF:
         raise PacketBuildError(f"error byte {error} does not fit 8 bits")
     return encode_packet(dxl_id, Instruction.STATUS, bytes((error,)) + bytes(data))
@@ -243,7 +228,7 @@ def encode_fast_status(entries: Iterable[tuple[int, int, bytes]]) -> bytes:
     out = bytearray(HEADER + bytes((BROADCAST_ID,)) + _u16(length, "length") + bytes((Instruction.STATUS,)))
     crc = crc16(out)
     for dxl_id, error, data in entries:
-        _check_id(dxl_id, broadcast_ok=False)
+        check_id(dxl_id, broadcast_ok=False)
         segment = bytes((error & 0xFF, dxl_id)) + bytes(data)
         crc = crc16(segment, crc)
         out += segment + crc.to_bytes(2, "little")
@@ -346,106 +331,6 @@ def decode_fast_status(packet: Packet, length: int) -> list[Status]:
         crc = crc16(raw[start + seg - 2:start + seg], crc)
         start += seg
     return out
-
-
-class StreamBuffer:
-    """A stream parser's receive buffer and its resynchronisation, for any framing with a header and a length.
-
-    Subclasses say where a header is (:meth:`_find_header`), how long the frame starting there is
-    (:meth:`_total`, None if its length field is implausible) and how to decode it (:meth:`_decode`,
-    raising a :class:`ProtocolError`); :meth:`_parse` frames what is buffered. ``MIN_FRAME`` is the number
-    of bytes needed to read the length.
-    """
-
-    MIN_FRAME = 1
-
-    def __init__(self, max_length: int) -> None:
-        self.max_length = max_length
-        self._buf = bytearray()
-        self.crc_errors = 0
-        self.garbage_bytes = 0
-        self.malformed = 0
-
-    @property
-    def pending(self) -> int:
-        """Bytes buffered, waiting for the rest of a packet."""
-        return len(self._buf)
-
-    def partial(self) -> bytes:
-        """The bytes of a packet begun but not finished (for diagnosing a reply cut short)."""
-        return bytes(self._buf)
-
-    def reset(self) -> None:
-        """Drop buffered bytes (counted as garbage); counters are kept."""
-        self.garbage_bytes += len(self._buf)
-        self._buf.clear()
-
-    def _find_header(self, start: int) -> int:
-        raise NotImplementedError
-
-    def _keep_tail(self) -> int:
-        """Bytes at the end of a header-less buffer that may begin the next header."""
-        raise NotImplementedError
-
-    def _total(self, at: int) -> int | None:
-        raise NotImplementedError
-
-    def _decode(self, raw: bytes):
-        raise NotImplementedError
-
-    def _parse(self) -> list:
-        """Every complete, valid frame in the buffer, in order; garbage before them dropped and counted."""
-        buf, out = self._buf, []
-        while True:
-            h = self._find_header(0)
-            if h < 0:
-                self._drop(len(buf) - self._keep_tail())
-                return out
-            self._drop(h)
-            if len(buf) < self.MIN_FRAME:
-                return out
-            total = self._total(0)
-            if total is None:
-                self._drop(1)
-                continue
-            if len(buf) < total:
-                later = self._later_valid()
-                if later is None:
-                    return out
-                self._drop(later)
-                continue
-            try:
-                item = self._decode(bytes(buf[:total]))
-            except CrcError:
-                self.crc_errors += 1
-                self._drop(1)
-                continue
-            except ProtocolError:
-                self.malformed += 1
-                self._drop(1)
-                continue
-            del buf[:total]
-            out.append(item)
-
-    def _later_valid(self) -> int | None:
-        """Where a complete valid frame starts after the first byte (an unfinished one may be garbage)."""
-        buf = self._buf
-        k = self._find_header(1)
-        while k >= 0 and len(buf) - k >= self.MIN_FRAME:
-            total = self._total(k)
-            if total is not None and k + total <= len(buf):
-                try:
-                    self._decode(bytes(buf[k:k + total]))
-                    return k
-                except ProtocolError:
-                    pass
-            k = self._find_header(k + 1)
-        return None
-
-    def _drop(self, n: int) -> None:
-        if n > 0:
-            del self._buf[:n]
-            self.garbage_bytes += n
 
 
 class PacketParser(StreamBuffer):

@@ -18,8 +18,8 @@ protocol manual)::
 * Multi-byte register values are little-endian on Dynamixel and Feetech STS, big-endian on the
   older Feetech SCS (that is the control table's business, not the frame's).
 
-Errors reuse :mod:`hardware.protocol`'s classes (:class:`~hardware.protocol.PacketBuildError`,
-:class:`~hardware.protocol.MalformedPacketError`, :class:`~hardware.protocol.CrcError` for a failed
+Errors are :mod:`hardware.framing`'s, as for Protocol 2.0 (:class:`~hardware.framing.PacketBuildError`,
+:class:`~hardware.framing.MalformedPacketError`, :class:`~hardware.framing.CrcError` for a failed
 checksum). :class:`FrameParser` never raises: it resynchronises and counts.
 """
 
@@ -29,7 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from legadapt.hardware import protocol as P2
-from legadapt.hardware.protocol import CrcError, MalformedPacketError, PacketBuildError, StreamBuffer, check_id
+from legadapt.hardware.framing import CrcError, MalformedPacketError, PacketBuildError, StreamBuffer
+from legadapt.hardware.protocol import check_id
 
 HEADER = b"\xff\xff"
 BROADCAST_ID = 0xFE

@@ -134,11 +134,17 @@ NM_PER_AMP = 4.1 / 2.3  # N·m per A: XM430-W350 stall torque / stall current at
 # ---------------------------------------------------------------- IMU device
 IMU_MODEL_NUMBER = 0x4C41  # "AL": legadapt IMU
 IMU_FIRMWARE = 1
+
+
+def _device_header(model: int, firmware: int, default_id: int) -> dict[str, Register]:
+    """The header every legadapt bus device shares with a servo: model number, firmware, ID, return delay."""
+    return {"model_number": Register(0, 2, default=model), "firmware_version": Register(6, 1, default=firmware),
+            "id": Register(7, 1, True, True, default=default_id, lo=0, hi=252),
+            "return_delay_time": Register(9, 1, True, True, default=0, lo=0, hi=254)}
+
+
 IMU_REGISTERS: dict[str, Register] = {
-    "model_number": Register(0, 2, default=IMU_MODEL_NUMBER),
-    "firmware_version": Register(6, 1, default=IMU_FIRMWARE),
-    "id": Register(7, 1, True, True, default=100, lo=0, hi=252),
-    "return_delay_time": Register(9, 1, True, True, default=0, lo=0, hi=254),
+    **_device_header(IMU_MODEL_NUMBER, IMU_FIRMWARE, 100),
     "stamp_us": Register(128, 4),
     "quat": Register(132, 16),
     "gyro": Register(148, 12),
@@ -165,10 +171,7 @@ def unpack_imu(block: bytes) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
 FLOW_MODEL_NUMBER = 0x4C46  # "FL": legadapt optical flow
 FLOW_FIRMWARE = 1
 FLOW_REGISTERS: dict[str, Register] = {
-    "model_number": Register(0, 2, default=FLOW_MODEL_NUMBER),
-    "firmware_version": Register(6, 1, default=FLOW_FIRMWARE),
-    "id": Register(7, 1, True, True, default=101, lo=0, hi=252),
-    "return_delay_time": Register(9, 1, True, True, default=0, lo=0, hi=254),
+    **_device_header(FLOW_MODEL_NUMBER, FLOW_FIRMWARE, 101),
     "stamp_us": Register(128, 4),
     "interval_us": Register(132, 4),
     "delta_x": Register(136, 2, signed=True),
