@@ -149,8 +149,10 @@ def test_serial_run_keeps_the_path_like_the_simulated_run(tmp_path):
         # a busy machine (CI, another job beside it) must not decide the comparison: 150 samples plan within the
         # period even there (~40-60 ms with 1 thread; the default 500 took 200 ms under load and missed plans in
         # one run more than in the other), and preflight_margin lets the run start whatever the timing check saw
+        # and stale_plan 1 s: beside a CPU hog one simulated run stopped on a 0.51 s old plan (limit 0.5 s); this test
+        # compares path following, the stale-plan stop has its own tests
         "controller": {"model": str(REPO / "models" / "default.pt"), "state_source": "estimated", "mode": "realtime",
-                       "planner": {"samples": 150}, "preflight_margin": 5.0},
+                       "planner": {"samples": 150}, "preflight_margin": 5.0, "safety": {"stale_plan": 1.0}},
         "task": {"path": "straight", "duration": 12.0, "target_speed": 0.2, "path_offset": 0.2},
         "serial": {"port": str(link)}}))
     serial, sim = [], []
