@@ -153,7 +153,7 @@ def test_the_daemon_rides_out_a_mocap_dropout_and_a_qtm_restart(tmp_path):
     cfg = tmp_path / "mocap.yaml"
     cfg.write_text(yaml.safe_dump({
         "controller": {"state_source": "estimated+flow+mocap", "mode": "realtime", "planner": {"samples": 150},
-                       "preflight_margin": 5.0},
+                       "preflight_margin": 5.0, "safety": {"stale_plan": 1.0}},  # a starved planner is not this test's
         "task": {"path": "straight", "duration": 10.0, "target_speed": 0.2},
         # a patient bus: this test is about the mocap stream; a bus fault under load (one seen beside a CPU hog:
         # the robot reconnecting while the body was lost) would hide the mocap events it counts
