@@ -247,6 +247,7 @@ class _Daemon:
         if stats.ended_at is not None:
             t.ended_at = stats.ended_at
         t.torque_off_at = stats.torque_off_at or t.torque_off_at
+        t.tick_begun = stats.tick_begun
 
     def _finish(self) -> RunSummary:
         if self.source is not None:
@@ -260,7 +261,8 @@ class _Daemon:
         self.event("safe_stop", reason or "task complete",
                    {"cycles": t.cycles, "missed": t.missed_plans, "missed_periods": t.missed_periods,
                     "skipped_ticks": t.skipped_ticks, "filter_clamped": self.loop.filter.clamped if self.loop else 0,
-                    "torque_off": torque_off, "torque_off_after_request": _after_request(self.stop, t.torque_off_at)})
+                    "torque_off": torque_off, "torque_off_after_request": _after_request(self.stop, t.torque_off_at),
+                    "ticks_begun_after_request": _ticks_after_request(self.stop, t.tick_begun)})
         s.stop_reason, s.cycles, s.missed, s.missed_periods = reason, t.cycles, t.missed_plans, t.missed_periods
         s.safe, s.fallbacks = torque_off, self.mpc.fallbacks
         if self.clock.run_start is not None and t.ended_at is not None:
@@ -382,6 +384,12 @@ def _after_request(stop, when: float | None) -> float | None:
     """s from the stop request to ``when`` (time.monotonic()); None without a request, its time, or ``when``."""
     at = getattr(stop, "requested_at", None)
     return when - at if at is not None and when is not None and stop.is_set() else None
+
+
+def _ticks_after_request(stop, begun) -> int | None:
+    """Fast ticks begun after the stop request (0, or 1 if it came between the check and the tick); None without one."""
+    at = getattr(stop, "requested_at", None)
+    return sum(t > at for t in begun) if at is not None and stop.is_set() else None
 
 
 def _hang(status) -> None:

@@ -74,6 +74,7 @@ class LoopStats:
     torque_off_at: float | None = None  # time.monotonic() (s) when a stop request's torque off was done
     tick_read: deque[float] = field(default_factory=lambda: deque(maxlen=TIMING_WINDOW))  # s, recent ticks only
     tick_write: deque[float] = field(default_factory=lambda: deque(maxlen=TIMING_WINDOW))
+    tick_begun: deque[float] = field(default_factory=lambda: deque(maxlen=8))  # time.monotonic() of recent ticks, s
 
 
 @dataclass
@@ -150,6 +151,7 @@ class TwoRateLoop:
 
     def _tick(self, q_target: np.ndarray) -> None:
         """One fast-loop tick with an already filtered command: write, wait, read."""
+        self.stats.tick_begun.append(time.monotonic())
         t = time.perf_counter()
         if self.robot.write(q_target) is not ReturnType.OK:
             raise RobotFault(f"write failed: {self.robot.last_error}")

@@ -153,7 +153,11 @@ def test_latency_rises_by_the_injected_reply_delay():
     assert abs(rise["write"]) < 0.0015, "a sync write waits for no reply"
     assert 2 * delay - 0.002 < cycle_rise < 2 * (delay + late), "two replies per cycle"
     assert base.max_servo_rate > slow.max_servo_rate > 0
-    assert apply_overlay(cfg, slow.overlay()).sim.servo_rate <= slow.max_servo_rate
+    if slow.servo_rate is None:  # the rate comes from the p99 cycle, which a busy machine stretches: then it says so
+        with pytest.raises(CalibrationError, match="FTDI"):
+            slow.overlay()
+    else:
+        assert apply_overlay(cfg, slow.overlay()).sim.servo_rate <= slow.max_servo_rate
 
 
 def test_latency_lowers_the_servo_rate_when_the_bus_is_slow():

@@ -114,7 +114,10 @@ def test_systemd_watchdog_never_gaps_through_stand_up_and_stop_and_sigterm_is_sa
     stop = contents.messages["events"][-1]
     print(f"torque off {1e3 * stop['data']['torque_off_after_request']:.1f} ms after the stop request")
     assert stop["kind"] == "safe_stop" and stop["message"] == "stop requested" and stop["data"]["torque_off"] is True
-    assert stop["data"]["torque_off_after_request"] <= 0.02 + 0.01, stop["data"]  # one fast cycle (20 ms) + the write
+    # one fast cycle, counted: no tick begins after the request but the one whose stop check it just missed
+    # (idle: within 20 ms + the write; a busy machine stretches the time, not the count)
+    assert stop["data"]["ticks_begun_after_request"] <= 1, stop["data"]
+    assert stop["data"]["torque_off_after_request"] < 0.25, stop["data"]
     assert "stop: stop requested" in out.text()
 
 

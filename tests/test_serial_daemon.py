@@ -272,8 +272,10 @@ def test_a_stop_request_at_any_stage_powers_nothing_more_and_exits_within_a_seco
     print(f"{phase}: torque off {1e3 * in_daemon:.1f} ms after SIGTERM in the daemon, the fake robot's report read "
           f"{1e3 * (torque_off - t_sig):.0f} ms after it; exit {1e3 * elapsed:.0f} ms after it")
     assert stop["kind"] == "safe_stop" and stop["message"] == "stop requested" and stop["data"]["torque_off"] is True
-    # one fast cycle (20 ms), plus the bus transaction in flight when the request came (it ends within the reply
-    # timeout, serial.timeout = 20 ms; the emulated robot is a process sharing the 2 cores), plus the torque-off write
-    assert in_daemon <= 0.02 + 0.02 + 0.01, "within one fast cycle + the transaction in flight + the torque-off write"
-    assert torque_off - t_sig < 0.1, "as the robot saw it (through the fake robot's report pipe)"
+    # "within one fast cycle", counted rather than timed: no fast tick (bus write + read) begins after the request,
+    # except the one whose stop check it just missed. On an idle machine that is 20-45 ms (one 20 ms cycle, the bus
+    # transaction in flight, the torque-off write); the emulated robot shares the 2 cores, so a busy machine
+    # stretches the time but not the count (CI once saw 54 ms).
+    assert stop["data"]["ticks_begun_after_request"] <= 1, stop["data"]
+    assert in_daemon < 0.25 and torque_off - t_sig < 0.5, "torque off promptly, as the daemon and as the robot saw it"
     assert read_log(log).recovery.complete
