@@ -79,7 +79,7 @@ def test_the_client_places_frames_in_the_world_and_on_the_robot_clock():
     client = QualisysMocap(MocapConfig(system="qualisys", port=server.port, origin=(1.0, -0.5, 30.0), latency=0.02))
     try:
         assert client.wait_streaming(5)
-        time.sleep(0.3)
+        time.sleep(0.5)  # 50 frames at 100 Hz; at least 20 arrive on a busy machine
         fixes = client.poll(Reading(100.0))
     finally:
         client.close()
@@ -88,7 +88,9 @@ def test_the_client_places_frames_in_the_world_and_on_the_robot_clock():
     last = fixes[-1]
     assert (last.x, last.y, last.yaw) == pytest.approx((0.0, 0.2, 0.5), abs=1e-5), "the origin transform undone"
     age = 100.0 - last.stamp
-    assert 0.015 < age < 0.1, f"captured ~latency + up to one frame before the poll, got {age:.3f} s"
+    # captured the latency (20 ms) + up to one frame (10 ms) before the poll; a busy machine delays the frame's
+    # delivery, so the upper bound allows 0.2 s of scheduling
+    assert 0.015 < age < 0.25, f"captured ~latency + up to one frame before the poll, got {age:.3f} s"
 
 
 def test_a_dropout_and_a_qtm_restart_are_counted_and_survived(qtm):
