@@ -1,8 +1,9 @@
 """Pieces every bus calibration shares: the error type, raw servo I/O, the command line.
 
-Raw servo I/O here talks to the servos in their own units (raw positions 0..4095,
-0.088° each), never through a :class:`hardware.registers.JointMapping`: calibration
-finds the mapping, so it must not depend on one.
+Raw servo I/O here talks to the servos in their own units (raw positions: 0..4095 at 0.088°
+each on an XM430, 0..1023 at 0.29° on an AX: the :class:`hardware.servo_types.ServoType`'s),
+never through a :class:`hardware.registers.JointMapping`: calibration finds the mapping, so it
+must not depend on one. The bus is the robot description's family (:func:`bus_for`).
 
 Command line: each procedure's ``main(argv)`` takes ``--config`` (robot config YAML;
 built-in defaults without it), ``--port`` (overrides ``serial.port``), ``--out`` (the
@@ -21,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from legadapt.hardware import registers as R
-from legadapt.hardware.bus import BusError, DynamixelBus, PortUnavailable
+from legadapt.hardware.servo_bus import BusError, PortUnavailable, ServoBus, make_bus
+from legadapt.hardware.servo_types import XM430_W350, ServoType, bus_servo_types
 from legadapt import config as C
-
-X = R.XM430
 DEFAULT_DIR = Path("runs/calibration")  # where results go unless --out says otherwise
 
 
@@ -33,31 +33,37 @@ class CalibrationError(RuntimeError):
 
 
 # ---------------------------------------------------------------- raw servo I/O
-def sync_write_register(bus: DynamixelBus, ids: Sequence[int], reg: R.Register, values: Sequence[int]) -> None:
+def servo_type_of(cfg: C.LegadaptConfig) -> ServoType:
+    """The control table of the config's servos (one family per bus; the first joint's model)."""
+    return bus_servo_types([s.model for s in cfg.robot_description.joint_servos])[0]
+
+
+def sync_write_register(bus: ServoBus, ids: Sequence[int], reg: R.Register, values: Sequence[int]) -> None:
     """One Sync Write of ``values`` (register units) to ``reg`` of every servo in ``ids``."""
     bus.sync_write(reg.address, reg.size, {i: R.to_bytes(int(v), reg) for i, v in zip(ids, values)})
 
 
-def sync_read_register(bus: DynamixelBus, ids: Sequence[int], reg: R.Register) -> np.ndarray:
-    """One Sync Read of ``reg`` from every servo in ``ids`` [len(ids)] (register units, int64)."""
-    data = bus.sync_read(reg.address, reg.size, ids)
+def sync_read_register(bus: ServoBus, ids: Sequence[int], reg: R.Register) -> np.ndarray:
+    """One group read of ``reg`` from every servo in ``ids`` [len(ids)] (register units, int64)."""
+    data = bus.group_read(reg.address, reg.size, ids, fast=False)
     return np.array([R.from_bytes(data[i], reg) for i in ids], dtype=np.int64)
 
 
-def read_raw_positions(bus: DynamixelBus, ids: Sequence[int]) -> np.ndarray:
-    """Present positions [len(ids)] (raw units, 2048 = horn centre)."""
-    return sync_read_register(bus, ids, X["present_position"])
+def read_raw_positions(bus: ServoBus, ids: Sequence[int], servo: ServoType = XM430_W350) -> np.ndarray:
+    """Present positions [len(ids)] (raw units, ``servo.units.center`` = horn centre)."""
+    return sync_read_register(bus, ids, servo.reg("present_position"))
 
 
-def set_torque(bus: DynamixelBus, ids: Sequence[int], on: bool) -> None:
+def set_torque(bus: ServoBus, ids: Sequence[int], on: bool, servo: ServoType = XM430_W350) -> None:
     """Torque on or off on every servo in ``ids``; returns once the servos have it (a ping round trip)."""
-    sync_write_register(bus, ids, X["torque_enable"], [int(on)] * len(ids))
+    sync_write_register(bus, ids, servo.reg("torque_enable"), [int(on)] * len(ids))
     bus.ping(ids[0])
 
 
-def raw_to_servo_angle(raw: np.ndarray) -> np.ndarray:
+def raw_to_servo_angle(raw: np.ndarray, servo: ServoType = XM430_W350) -> np.ndarray:
     """Servo angle (rad from the horn centre, servo sense) of raw positions."""
-    return (np.asarray(raw, dtype=float) - R.POSITION_CENTER) * R.RAD_PER_POSITION
+    u = servo.units
+    return (np.asarray(raw, dtype=float) - u.center) * u.rad_per_position
 
 
 # ---------------------------------------------------------------- command line
@@ -89,10 +95,10 @@ def load_config(path: str | None) -> C.LegadaptConfig:
 
 
 @contextlib.contextmanager
-def bus_for(cfg: C.LegadaptConfig, port: str | None = None) -> Iterator[DynamixelBus]:
-    """An open :class:`DynamixelBus` on ``port`` (default ``cfg.serial.port``), closed afterwards."""
+def bus_for(cfg: C.LegadaptConfig, port: str | None = None) -> Iterator[ServoBus]:
+    """An open bus of the config's servo family on ``port`` (default ``cfg.serial.port``), closed afterwards."""
     sc = cfg.serial
-    bus = DynamixelBus(port or sc.port, sc.baudrate, sc.timeout, sc.retries)
+    bus = make_bus(servo_type_of(cfg).family, port or sc.port, sc.baudrate, sc.timeout, sc.retries)
     try:
         yield bus
     finally:

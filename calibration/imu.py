@@ -32,7 +32,7 @@ import yaml
 from legadapt.calibration import common as K
 from legadapt.calibration.overlay import write_yaml
 from legadapt.hardware import registers as R
-from legadapt.hardware.bus import DynamixelBus
+from legadapt.hardware.servo_bus import ServoBus
 from legadapt.robot_state import ImuReading
 from legadapt.sim.rotations import quat_to_matrix
 
@@ -82,7 +82,7 @@ def _r(v: np.ndarray) -> list[float]:
     return [round(float(x), 6) for x in v]
 
 
-def record_still(bus: DynamixelBus, imu_id: int, duration: float, rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def record_still(bus: ServoBus, imu_id: int, duration: float, rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Quaternions [N, 4], gyro [N, 3] (rad/s), acc [N, 3] (m/s²) read at ``rate`` Hz for ``duration`` s.
 
     Deadlines are absolute (no drift); a sample whose device stamp repeats the previous one is dropped.
@@ -131,7 +131,7 @@ def _angle(a: np.ndarray, b: np.ndarray) -> float:
     return float(2.0 * np.arccos(np.clip(abs(a @ b), 0.0, 1.0)))
 
 
-def calibrate_imu(bus: DynamixelBus, imu_id: int, duration: float = 3.0, rate: float = 200.0, gravity: float = GRAVITY,
+def calibrate_imu(bus: ServoBus, imu_id: int, duration: float = 3.0, rate: float = 200.0, gravity: float = GRAVITY,
                   max_rotation_deg: float = 1.0) -> ImuBias:
     """Record a still period of ``duration`` s at ``rate`` Hz and estimate the biases."""
     result = estimate_bias(*record_still(bus, imu_id, duration, rate), duration, gravity, max_rotation_deg)

@@ -30,7 +30,8 @@ import numpy as np
 from legadapt.calibration import common as K
 from legadapt.calibration.overlay import write_yaml
 from legadapt.hardware import registers as R
-from legadapt.hardware.bus import DynamixelBus
+from legadapt.hardware.servo_bus import ServoBus
+from legadapt.hardware.servo_types import XM430_W350, ServoType
 from legadapt import config as C
 
 PHASES = ("write", "state_read", "imu_read")
@@ -86,22 +87,23 @@ class LatencyResult:
              f"configured {self.configured_servo_rate:g} Hz")])
 
 
-def measure_cycles(bus: DynamixelBus, ids: Sequence[int], imu_id: int | None, cycles: int = 200,
-                   fast_sync_read: bool = True) -> np.ndarray:
-    """Durations [cycles, 3] (s) of the phases ``PHASES`` of ``cycles`` fast cycles, back to back."""
+def measure_cycles(bus: ServoBus, ids: Sequence[int], imu_id: int | None, cycles: int = 200,
+                   fast_sync_read: bool = True, servo: ServoType = XM430_W350) -> np.ndarray:
+    """Durations [cycles, 3] (s) of the phases ``PHASES`` of ``cycles`` fast cycles, back to back: the
+    ``SerialRobot``'s own transactions (its group read of the state block; one READ per servo on AX)."""
     ids = list(ids)
-    goal_reg = R.XM430["goal_position"]
-    lo = K.sync_read_register(bus, ids, R.XM430["min_position_limit"])
-    hi = K.sync_read_register(bus, ids, R.XM430["max_position_limit"])
-    goals = {i: R.to_bytes(int(v), goal_reg) for i, v in zip(ids, np.clip(K.read_raw_positions(bus, ids), lo, hi))}
-    read = bus.fast_sync_read if fast_sync_read else bus.sync_read
+    goal_reg = servo.reg("goal_position")
+    lo = K.sync_read_register(bus, ids, servo.reg("min_position_limit"))
+    hi = K.sync_read_register(bus, ids, servo.reg("max_position_limit"))
+    goals = {i: R.to_bytes(int(v), goal_reg) for i, v in zip(ids, np.clip(K.read_raw_positions(bus, ids, servo), lo, hi))}
+    address, length = servo.state_block()
     out = np.zeros((cycles, 3))
     clock = time.perf_counter
     for k in range(cycles):
         t0 = clock()
         bus.sync_write(goal_reg.address, goal_reg.size, goals)
         t1 = clock()
-        read(R.STATE_BLOCK_ADDRESS, R.STATE_BLOCK_LENGTH, ids)
+        bus.group_read(address, length, ids, fast=fast_sync_read)
         t2 = clock()
         if imu_id is not None:
             bus.read(imu_id, R.IMU_BLOCK_ADDRESS, R.IMU_BLOCK_LENGTH)
@@ -131,11 +133,11 @@ def summarize(durations: np.ndarray, cfg: C.LegadaptConfig, retries: int = 0, ma
                          margin, max_rate, configured, chosen)
 
 
-def measure_latency(bus: DynamixelBus, cfg: C.LegadaptConfig, cycles: int = 200, margin: float = MARGIN) -> LatencyResult:
+def measure_latency(bus: ServoBus, cfg: C.LegadaptConfig, cycles: int = 200, margin: float = MARGIN) -> LatencyResult:
     """Time ``cycles`` fast cycles on ``bus`` for the robot of ``cfg`` and summarise them."""
     sc = cfg.serial
     retries = bus.stats.retries
-    durations = measure_cycles(bus, sc.servo_ids, sc.imu_id, cycles, sc.fast_sync_read)
+    durations = measure_cycles(bus, sc.servo_ids, sc.imu_id, cycles, sc.fast_sync_read, K.servo_type_of(cfg))
     return summarize(durations, cfg, bus.stats.retries - retries, margin)
 
 

@@ -45,7 +45,8 @@ import numpy as np
 from legadapt.calibration import common as K
 from legadapt.calibration.overlay import write_yaml
 from legadapt.hardware import registers as R
-from legadapt.hardware.bus import DynamixelBus
+from legadapt.hardware.servo_bus import ServoBus
+from legadapt.hardware.servo_types import XM430_W350, ServoType
 from legadapt.robot.schema import JOINT_KINDS
 
 #: Reference posture of one leg, rad, per joint kind: coxa 0, femur 0 (level), tibia -π/2 (plumb).
@@ -66,8 +67,8 @@ Nudge = Callable[[Sequence[int], int], None]  # nudge(joint indices, sign): goal
 class Witness(Protocol):
     """Who knows the true joint angles during calibration."""
 
-    def place(self, bus: DynamixelBus, ids: Sequence[int]) -> None:
-        """Put the robot in :func:`calibration_pose` and keep it still."""
+    def place(self, bus: ServoBus, ids: Sequence[int], servo: ServoType) -> None:
+        """Put the robot (servos of type ``servo``) in :func:`calibration_pose` and keep it still."""
 
     def pose(self) -> np.ndarray:
         """True joint angles [joints] (rad) now."""
@@ -86,10 +87,10 @@ class EmulatorWitness:
         self.fake = fake
         self.settle = settle  # s to stand up and come to rest in the reference posture
 
-    def place(self, bus: DynamixelBus, ids: Sequence[int]) -> None:
+    def place(self, bus: ServoBus, ids: Sequence[int], servo: ServoType) -> None:
         raw = self.fake.mapping.raw_from_q(calibration_pose(len(ids)))  # the emulator's TRUE mounting: the operator's hands
-        K.sync_write_register(bus, ids, R.XM430["goal_position"], raw)
-        K.set_torque(bus, ids, True)
+        K.sync_write_register(bus, ids, servo.reg("goal_position"), raw)
+        K.set_torque(bus, ids, True, servo)
         time.sleep(self.settle)
 
     def pose(self) -> np.ndarray:
@@ -116,8 +117,8 @@ class OperatorWitness:
         self.joint_names = tuple(joint_names)
         self.ask, self.say = ask, say
 
-    def place(self, bus: DynamixelBus, ids: Sequence[int]) -> None:
-        K.set_torque(bus, ids, False)
+    def place(self, bus: ServoBus, ids: Sequence[int], servo: ServoType) -> None:
+        K.set_torque(bus, ids, False, servo)
         self.say("Torque is off. With the robot on its stand, set every leg to the calibration pose:\n"
                  "  coxa along the leg's mount direction, femur level, tibia plumb (pointing straight down).")
         self.ask("Press Enter when every leg is in the jig and still: ")
@@ -150,9 +151,10 @@ class ServoCalibration:
     reference_raw: np.ndarray  # [joints] raw positions read in the reference posture
     reference_pose: np.ndarray  # [joints] rad, true joint angles there
     motion: np.ndarray  # [joints] joint motion per +Δ probe (rad; ±1 from an operator)
+    servo: ServoType = XM430_W350
 
     def mapping(self) -> R.JointMapping:
-        return R.JointMapping(self.directions, self.zero_offsets)
+        return R.JointMapping(self.directions, self.zero_offsets, self.servo.units)
 
     def overlay(self) -> dict:
         """The config overlay ``serial: {directions, zero_offsets}``."""
@@ -164,45 +166,47 @@ class ServoCalibration:
         """Write the overlay YAML (with a comment header) to ``path``."""
         return write_yaml(path, self.overlay(), [
             "legadapt calibrate servos: joint mounting, q = direction * (servo_angle - zero_offset)",
-            "directions: +1/-1; zero_offsets: rad from the horn centre (raw 2048), servo sense.",
+            "directions: +1/-1; zero_offsets: rad from the horn centre (raw 2048 on X and MX, 512 on AX), servo sense.",
             "Merge into the robot config (or calibration.overlay.apply_overlay_files)."])
 
 
-def calibrate_servos(bus: DynamixelBus, ids: Sequence[int], witness: Witness, joint_names: Sequence[str],
-                     nudge_raw: int = NUDGE_RAW, settle: float = NUDGE_SETTLE, samples: int = 5) -> ServoCalibration:
-    """Run the procedure of the module docstring on the servos ``ids`` of the joints ``joint_names`` (joint order)."""
+def calibrate_servos(bus: ServoBus, ids: Sequence[int], witness: Witness, joint_names: Sequence[str],
+                     nudge_raw: int = NUDGE_RAW, settle: float = NUDGE_SETTLE, samples: int = 5,
+                     servo: ServoType = XM430_W350) -> ServoCalibration:
+    """Run the procedure of the module docstring on the servos ``ids`` (of type ``servo``) of the joints
+    ``joint_names`` (joint order)."""
     ids, joint_names = list(ids), tuple(joint_names)
     if len(ids) != len(joint_names):
         raise K.CalibrationError(f"need the {len(joint_names)} servo IDs in joint order, got {len(ids)}")
-    witness.place(bus, ids)
-    raw, q_ref = _reference(bus, ids, witness, samples, joint_names)
+    witness.place(bus, ids, servo)
+    raw, q_ref = _reference(bus, ids, witness, samples, joint_names, servo)
     witness.free()
-    hold = K.read_raw_positions(bus, ids)
-    lo = K.sync_read_register(bus, ids, R.XM430["min_position_limit"])
-    hi = K.sync_read_register(bus, ids, R.XM430["max_position_limit"])
-    K.sync_write_register(bus, ids, R.XM430["goal_position"], np.clip(hold, lo, hi))
-    K.set_torque(bus, ids, True)
+    hold = K.read_raw_positions(bus, ids, servo)
+    lo = K.sync_read_register(bus, ids, servo.reg("min_position_limit"))
+    hi = K.sync_read_register(bus, ids, servo.reg("max_position_limit"))
+    K.sync_write_register(bus, ids, servo.reg("goal_position"), np.clip(hold, lo, hi))
+    K.set_torque(bus, ids, True, servo)
     try:
-        motion = witness.motion(_nudger(bus, ids, np.clip(hold, lo, hi), lo, hi, nudge_raw, settle))
+        motion = witness.motion(_nudger(bus, ids, np.clip(hold, lo, hi), lo, hi, nudge_raw, settle, servo))
     finally:
-        K.set_torque(bus, ids, False)
-    expected = nudge_raw * R.RAD_PER_POSITION
+        K.set_torque(bus, ids, False, servo)
+    expected = nudge_raw * servo.units.rad_per_position
     stuck = [name for j, name in enumerate(joint_names) if abs(motion[j]) < MIN_MOTION * expected]
     if stuck:
         raise K.CalibrationError(f"joint(s) {', '.join(stuck)} did not follow a {expected:.3f} rad nudge "
                                  f"(moved {np.round(motion, 4).tolist()} rad): blocked leg, joint limit or dead servo?")
     directions = np.sign(motion)
-    offsets = K.raw_to_servo_angle(raw) - directions * q_ref
+    offsets = K.raw_to_servo_angle(raw, servo) - directions * q_ref
     offsets = np.clip((offsets + np.pi) % (2 * np.pi) - np.pi, -MAX_OFFSET, MAX_OFFSET)
-    return ServoCalibration(joint_names, directions, offsets, raw, q_ref, motion)
+    return ServoCalibration(joint_names, directions, offsets, raw, q_ref, motion, servo)
 
 
-def _reference(bus: DynamixelBus, ids: list[int], witness: Witness, samples: int,
-               joint_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _reference(bus: ServoBus, ids: list[int], witness: Witness, samples: int,
+               joint_names: tuple[str, ...], servo: ServoType) -> tuple[np.ndarray, np.ndarray]:
     """Mean raw positions [joints] and mean true pose [joints] (rad) over ``samples`` reads, 20 ms apart."""
     raws, poses = [], []
     for _ in range(samples):
-        raws.append(K.read_raw_positions(bus, ids))
+        raws.append(K.read_raw_positions(bus, ids, servo))
         poses.append(witness.pose())
         time.sleep(0.02)
     raws = np.array(raws, dtype=float)
@@ -213,13 +217,13 @@ def _reference(bus: DynamixelBus, ids: list[int], witness: Witness, samples: int
     return raws.mean(axis=0), np.mean(poses, axis=0)
 
 
-def _nudger(bus: DynamixelBus, ids: list[int], hold: np.ndarray, lo: np.ndarray, hi: np.ndarray, delta: int,
-            settle: float) -> Nudge:
+def _nudger(bus: ServoBus, ids: list[int], hold: np.ndarray, lo: np.ndarray, hi: np.ndarray, delta: int,
+            settle: float, servo: ServoType) -> Nudge:
     def nudge(joints: Sequence[int], sign: int) -> None:
         goal = hold.copy()
         idx = list(joints)
         goal[idx] = np.clip(hold[idx] + sign * delta, lo[idx], hi[idx])
-        K.sync_write_register(bus, ids, R.XM430["goal_position"], goal)
+        K.sync_write_register(bus, ids, servo.reg("goal_position"), goal)
         bus.ping(ids[0])  # the goals have arrived
         time.sleep(settle)
     return nudge
@@ -250,13 +254,13 @@ def _main(args: argparse.Namespace) -> int:
     ids, joints = cfg.serial.servo_ids, cfg.robot_description.joint_names
     if not args.emulate:
         with K.bus_for(cfg, args.port) as bus:
-            result = calibrate_servos(bus, ids, OperatorWitness(joints), joints, args.nudge)
+            result = calibrate_servos(bus, ids, OperatorWitness(joints), joints, args.nudge, servo=K.servo_type_of(cfg))
         return _report(result, args.out, None)
     from legadapt.sim.fake_robot import FakeRobot
 
     dirs, offs = random_mounting(args.mounting_error, len(joints)) if args.mounting_error is not None else (None, None)
     with FakeRobot(cfg, directions=dirs, zero_offsets=offs) as fake, K.bus_for(cfg, fake.path) as bus:
-        result = calibrate_servos(bus, ids, EmulatorWitness(fake), joints, args.nudge)
+        result = calibrate_servos(bus, ids, EmulatorWitness(fake), joints, args.nudge, servo=K.servo_type_of(cfg))
         return _report(result, args.out, fake.mapping)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from legadapt.controller.mpc import AdaptiveMPC, make_adapter_from
+from legadapt.hardware.servo_types import UnknownServo, bus_servo_types
 from legadapt.dynamics.checkpoint import load_checkpoint
 from legadapt import config as C
 from legadapt import resources
@@ -130,7 +131,16 @@ def check_backend(cfg: C.LegadaptConfig, backend: str) -> None:
         raise PreflightError("controller.state_source names flow, but serial.flow_id is null: give the flow "
                              "sensor's bus ID (bus.flow_id in the robot description), or use state_source: estimated")
     if backend == "serial":
+        check_servos(cfg)
         check_port(cfg.serial.port)
+
+
+def check_servos(cfg: C.LegadaptConfig) -> None:
+    """Every joint's servo model has a control table, and they share one bus family."""
+    try:
+        bus_servo_types([s.model for s in cfg.robot_description.joint_servos])
+    except UnknownServo as exc:
+        raise PreflightError(f"robot {cfg.robot_description.name!r}: {exc}") from None
 
 
 def check_mocap(cfg: C.LegadaptConfig, backend: str, wait: float = 5.0) -> None:

@@ -52,17 +52,24 @@ FAMILY_INSTRUCTIONS: dict[str, frozenset[Instruction]] = {
     "feetech_sts": _COMMON | {Instruction.SYNC_READ},
 }
 
-#: Status error bits, Dynamixel Protocol 1.0 (Feetech uses bits 0, 1, 2, 3 and 5 alike: voltage, angle/sensor,
-#: overheat, over-current ("overele"), overload).
+#: Status error bits, Dynamixel Protocol 1.0 (ROBOTIS e-manual).
 ERROR_BITS: dict[int, str] = {0x01: "input voltage", 0x02: "angle limit", 0x04: "overheating", 0x08: "range",
                               0x10: "checksum", 0x20: "overload", 0x40: "instruction"}
+#: Status error bits, Feetech SCS/STS (the SDK's ERRBIT_*): all report the servo's condition.
+FEETECH_ERROR_BITS: dict[int, str] = {0x01: "input voltage", 0x02: "angle sensor", 0x04: "overheating",
+                                      0x08: "over-current", 0x20: "overload"}
+#: The bits that report a hardware condition (it persists, and may have cut the torque), by maker; the
+#: other Dynamixel bits say the instruction was refused (angle limit, range, checksum, instruction).
+HARDWARE_BITS: dict[str, int] = {"ROBOTIS": 0x25, "Feetech": 0x2F}
+CHECKSUM_BIT = 0x10  # Dynamixel: our instruction arrived damaged (retry it)
 
 
-def describe_error(error: int) -> str:
+def describe_error(error: int, maker: str = "ROBOTIS") -> str:
     """Text of a status error byte, e.g. ``'overheating + overload (0x24)'``; ``'none'`` for 0."""
     if not error:
         return "none"
-    names = [text for bit, text in ERROR_BITS.items() if error & bit] or ["unknown"]
+    bits = FEETECH_ERROR_BITS if maker == "Feetech" else ERROR_BITS
+    names = [text for bit, text in bits.items() if error & bit] or ["unknown"]
     return f"{' + '.join(names)} (0x{error:02X})"
 
 

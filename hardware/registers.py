@@ -41,7 +41,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Register:
-    """One control-table entry: ``size`` bytes at ``address``; little-endian."""
+    """One control-table entry: ``size`` bytes at ``address``; little-endian two's complement unless
+    ``big_endian`` / ``sign_bit`` say otherwise."""
 
     address: int
     size: int
@@ -51,6 +52,8 @@ class Register:
     default: int = 0
     lo: int | None = None  # accepted value range of a write (inclusive)
     hi: int | None = None
+    big_endian: bool = False  # Feetech SCS servos (older series) store values high byte first
+    sign_bit: int | None = None  # sign-magnitude: this bit is the sign (AX/MX speed and load: 10; Feetech: 15)
 
 
 XM430_MODEL_NUMBER = 1020
@@ -200,53 +203,91 @@ def unpack_flow(block: bytes) -> tuple[int, float, np.ndarray, float, int]:
 
 
 def to_bytes(value: int, reg: Register) -> bytes:
-    """Encode ``value`` for ``reg`` (two's complement where signed)."""
-    return int(value).to_bytes(reg.size, "little", signed=reg.signed)
+    """Encode ``value`` for ``reg`` (two's complement where signed, sign-magnitude where ``sign_bit``)."""
+    value = int(value)
+    order = "big" if reg.big_endian else "little"
+    if reg.sign_bit is not None:
+        magnitude = min(abs(value), (1 << reg.sign_bit) - 1)
+        return (magnitude | ((1 << reg.sign_bit) if value < 0 else 0)).to_bytes(reg.size, order)
+    return value.to_bytes(reg.size, order, signed=reg.signed)
 
 
 def from_bytes(data: bytes, reg: Register) -> int:
-    return int.from_bytes(data, "little", signed=reg.signed)
+    """Decode ``reg``'s bytes (see :func:`to_bytes`)."""
+    order = "big" if reg.big_endian else "little"
+    if reg.sign_bit is not None:
+        raw = int.from_bytes(data, order)
+        magnitude = raw & ((1 << reg.sign_bit) - 1)
+        return -magnitude if raw >> reg.sign_bit & 1 else magnitude
+    return int.from_bytes(data, order, signed=reg.signed)
 
 
 # ---------------------------------------------------------------- joint mapping
+@dataclass(frozen=True)
+class ServoUnits:
+    """A servo model's raw units: position ``center`` (raw at the horn centre) and ``rad_per_position``
+    over raw 0..``position_max``; ``rad_s_per_velocity``; ``nm_per_effort`` (N·m per raw unit of present
+    current or load, approximate) up to ``effort_max``."""
+
+    center: int
+    rad_per_position: float
+    position_max: int
+    rad_s_per_velocity: float
+    nm_per_effort: float
+    effort_max: int
+
+
+#: XM430-W350: 4096 positions per turn, 0.229 rpm, current in 2.69 mA times the torque constant.
+XM430_UNITS = ServoUnits(POSITION_CENTER, RAD_PER_POSITION, 4095, RAD_S_PER_VELOCITY, AMP_PER_CURRENT * NM_PER_AMP, 1193)
+
+
 class JointMapping:
     """Servo units <-> joint units for a set of joints, with mounting direction and zero offset.
 
-    ``servo_angle = (raw - 2048) * 0.088°`` (rad, the servo's own sense);
+    ``servo_angle = (raw - center) * rad_per_position`` (rad, the servo's own sense; 0.088° and 2048
+    on an XM430, 0.29° and 512 on an AX-12A: :class:`ServoUnits`, one per joint or one for all);
     ``q = direction * (servo_angle - zero_offset)``. ``directions`` are ±1;
     ``zero_offsets`` (rad) are the servo angles at which the joints are at 0.
     """
 
-    def __init__(self, directions: np.ndarray, zero_offsets: np.ndarray) -> None:
+    def __init__(self, directions: np.ndarray, zero_offsets: np.ndarray,
+                 units: ServoUnits | tuple[ServoUnits, ...] = XM430_UNITS) -> None:
         self.directions = np.asarray(directions, dtype=float)
         self.zero_offsets = np.asarray(zero_offsets, dtype=float)
         if not np.all(np.abs(self.directions) == 1.0):
             raise ValueError(f"directions must be +1 or -1, got {self.directions}")
+        per_joint = units if isinstance(units, tuple) else (units,) * len(self.directions)
+        field_of = lambda name: np.array([getattr(u, name) for u in per_joint], dtype=float)  # noqa: E731
+        self.center, self.rad_per_position = field_of("center"), field_of("rad_per_position")
+        self.position_max, self.rad_s_per_velocity = field_of("position_max"), field_of("rad_s_per_velocity")
+        self.nm_per_effort, self.effort_max = field_of("nm_per_effort"), field_of("effort_max")
 
     def q_from_raw(self, raw: np.ndarray) -> np.ndarray:
         """Joint angles (rad) from raw present positions."""
-        return self.directions * ((np.asarray(raw, dtype=float) - POSITION_CENTER) * RAD_PER_POSITION - self.zero_offsets)
+        return self.directions * ((np.asarray(raw, dtype=float) - self.center) * self.rad_per_position - self.zero_offsets)
 
     def raw_from_q(self, q: np.ndarray) -> np.ndarray:
         """Raw goal positions (int64, rounded) for joint angles ``q`` (rad)."""
         servo_angle = self.directions * np.asarray(q, dtype=float) + self.zero_offsets
-        return np.rint(servo_angle / RAD_PER_POSITION + POSITION_CENTER).astype(np.int64)
+        return np.rint(servo_angle / self.rad_per_position + self.center).astype(np.int64)
 
     def qd_from_raw(self, raw: np.ndarray) -> np.ndarray:
         """Joint velocities (rad/s) from raw present velocities."""
-        return self.directions * np.asarray(raw, dtype=float) * RAD_S_PER_VELOCITY
+        return self.directions * np.asarray(raw, dtype=float) * self.rad_s_per_velocity
 
     def raw_from_qd(self, qd: np.ndarray) -> np.ndarray:
-        return np.rint(self.directions * np.asarray(qd, dtype=float) / RAD_S_PER_VELOCITY).astype(np.int64)
+        return np.rint(self.directions * np.asarray(qd, dtype=float) / self.rad_s_per_velocity).astype(np.int64)
 
     def effort_from_raw(self, raw: np.ndarray) -> np.ndarray:
-        """Joint torques (N·m) from raw present currents (approximate torque constant)."""
-        return self.directions * np.asarray(raw, dtype=float) * AMP_PER_CURRENT * NM_PER_AMP
+        """Joint torques (N·m) from raw present current or load (approximate)."""
+        return self.directions * np.asarray(raw, dtype=float) * self.nm_per_effort
 
     def raw_from_effort(self, tau: np.ndarray) -> np.ndarray:
-        return np.rint(self.directions * np.asarray(tau, dtype=float) / (AMP_PER_CURRENT * NM_PER_AMP)).astype(np.int64)
+        raw = np.rint(self.directions * np.asarray(tau, dtype=float) / self.nm_per_effort)
+        return np.clip(raw, -self.effort_max, self.effort_max).astype(np.int64)
 
     def raw_limits(self, q_lower: np.ndarray, q_upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Min and max raw position limits that keep joints inside [q_lower, q_upper] (rad)."""
         a, b = self.raw_from_q(q_lower), self.raw_from_q(q_upper)
-        return np.clip(np.minimum(a, b), 0, 4095), np.clip(np.maximum(a, b), 0, 4095)
+        top = self.position_max.astype(np.int64)
+        return np.clip(np.minimum(a, b), 0, top), np.clip(np.maximum(a, b), 0, top)

@@ -1,11 +1,16 @@
-"""The emulated serial robot: the simulated robot behind a Dynamixel bus on a pty.
+"""The emulated serial robot: the simulated robot behind its servo bus (any family the robot description names) on a pty.
 
 ``FakeRobot(cfg)`` opens a pseudo-terminal (``os.openpty``, raw mode) and serves, on
-its slave side (:attr:`FakeRobot.path`), one emulated XM430-W350 servo per joint (IDs
-``cfg.serial.servo_ids``), the legadapt IMU device (``cfg.serial.imu_id``) and, where the
-robot description has one, the optical-flow device (``cfg.serial.flow_id``; register maps in
-:mod:`hardware.registers`). Any Protocol 2.0 client can open that path like a
-USB adapter: ROBOTIS's ``dynamixel_sdk``, :class:`hardware.bus.DynamixelBus`, ``SerialRobot``.
+its slave side (:attr:`FakeRobot.path`), one emulated servo per joint of the model the
+robot description gives it (``cfg.robot_description.joint_servos[j].model``, a
+:class:`hardware.servo_types.ServoType`; IDs ``cfg.serial.servo_ids``), the legadapt IMU
+device (``cfg.serial.imu_id``) and, where the robot description has one, the optical-flow
+device (``cfg.serial.flow_id``; register maps in :mod:`hardware.registers`). The bus speaks
+the servos' family: Dynamixel Protocol 2.0 (XM430-W350: :class:`sim.servo_emulator.BusEmulator`),
+Dynamixel Protocol 1.0 (AX-12A/AX-18A, MX-28/MX-64) or Feetech SCS/STS (STS3215)
+(:class:`sim.servo_emulator1.OneByteBusEmulator`). Any client of that protocol can open the
+path like a USB adapter: ROBOTIS's ``dynamixel_sdk``, Feetech's ``scservo_sdk``,
+:class:`hardware.bus.DynamixelBus`, ``SerialRobot``.
 
 Physics: the MuJoCo (or PyBullet) :class:`sim.hexapod.SimulatedHexapod` of ``cfg``,
 with its perturbations (start times count from power-on). It runs in real time:
@@ -15,16 +20,26 @@ steps, at most :data:`MAX_CATCH_UP` s at once; a longer stall is skipped and cou
 ``overruns``), then the packet is answered from the state at that moment. Like a real
 robot at power-up the servos start with torque off and the robot settles on its belly.
 
-Mounting: servo raw units map to joint angles through each joint's direction sign and
-zero offset (:class:`hardware.registers.JointMapping`), from ``cfg.serial`` unless other
-"true" values are given, so calibration can be tested against a robot mounted unlike
-its config says.
+Mounting: servo raw units (each model's own: :class:`hardware.registers.ServoUnits`) map to
+joint angles through each joint's direction sign and zero offset
+(:class:`hardware.registers.JointMapping`), from ``cfg.serial`` unless other "true" values
+are given, so calibration can be tested against a robot mounted unlike its config says.
 
 Faults (:class:`FaultConfig` at construction, and at run time through ``faults`` and
-the methods): drop replies with probability ``drop_prob`` or the next N, corrupt one
-byte of a reply (its CRC then fails), delay every reply, raise a hardware error (alert
-bit) on a servo, silence a device, close the pty master after ``disconnect_after`` s or
-on :meth:`disconnect` — to the client exactly a USB unplug (``SerialException``).
+the methods), on every family: drop replies with probability ``drop_prob`` or the next N,
+corrupt one byte of a reply (its CRC or checksum then fails), delay every reply, raise a
+hardware error on a servo (Protocol 2.0: the alert bit and Hardware Error Status; Protocol
+1.0 and Feetech: the status error byte's bits, cleared as :mod:`sim.servo_emulator` says),
+silence a device, fill the line with garbage, close the pty master after
+``disconnect_after`` s or on :meth:`disconnect` — to the client exactly a USB unplug
+(``SerialException``).
+
+Frames from the host: Protocol 2.0 status packets (echoes) are ignored. In Protocol 1.0 a
+status frame looks like an instruction, so a frame is ignored only if it equals, byte for
+byte, a reply sent since the last instruction and within :data:`ECHO_WINDOW` s (each reply is
+ignored once; a pty has no echo, this is only a guard); every other frame is an instruction.
+The price: a servo with an input-voltage error (0x01) answers a PING with the PING's own
+bytes, so the host's next identical PING to it, sent within the window, goes unanswered once.
 """
 
 from __future__ import annotations
@@ -35,21 +50,27 @@ import select
 import threading
 import time
 import tty
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Self
 
 import numpy as np
 
 from legadapt.hardware import protocol as P
+from legadapt.hardware import protocol1 as P1
 from legadapt.hardware import registers as R
+from legadapt.hardware.servo_types import ServoType, bus_servo_types
 from legadapt import config as C
 from legadapt.sim.fake_faults import ScheduledFault
 from legadapt.sim.hexapod import SimulatedHexapod, standing_pose
-from legadapt.sim.servo_emulator import BusEmulator, FlowTable, ImuTable, ServoTable
+from legadapt.sim.servo_emulator import BusEmulator, DeviceTable, FlowTable, ImuTable, ServoTable
+from legadapt.sim.servo_emulator1 import OneByteBusEmulator
 
 TICK = 0.002  # s, longest the serving loop sleeps between physics catch-ups
 MAX_CATCH_UP = 0.1  # s of physics advanced at most per wake; beyond that time is skipped
 SETTLE_TIME = 0.6  # s, unpowered settling at power-up (the collapse is over by then)
+ECHO_WINDOW = 0.5  # s: a P1 frame equal to a reply sent this recently (since the last instruction) is its echo
+CORRUPT_FROM = {2: 7, 1: 4}  # protocol -> first byte a corruption may flip (INST / ERR on): frame stays, check fails
 
 
 @dataclass
@@ -59,7 +80,7 @@ class FaultConfig:
     drop_prob: float = 0.0  # probability each reply packet is not sent
     corrupt_prob: float = 0.0  # probability each reply has one byte flipped (its CRC fails)
     reply_delay: float = 0.0  # s added before every reply
-    alerts: dict[int, int] = field(default_factory=dict)  # servo id -> Hardware Error Status bits at power-up
+    alerts: dict[int, int] = field(default_factory=dict)  # servo id -> hardware error bits at power-up (0x20 overload)
     silent_ids: tuple[int, ...] = ()  # devices that never answer
     disconnect_after: float | None = None  # s after start(): close the pty master (a USB unplug)
     schedule: tuple[ScheduledFault, ...] = ()  # faults at times after the first torque enable
@@ -73,12 +94,12 @@ class FakeStats:
     replies_sent: int = 0
     replies_dropped: int = 0
     replies_corrupted: int = 0
-    rx_crc_errors: int = 0  # instruction packets that failed their CRC
+    rx_crc_errors: int = 0  # instruction packets that failed their CRC (or checksum)
     overruns: int = 0  # physics catch-ups cut to MAX_CATCH_UP
 
 
 class FakeRobot:
-    """An emulated Dynamixel robot (the config's robot description) on a pseudo-terminal."""
+    """An emulated serial robot (the config's robot description, its servos' bus family) on a pseudo-terminal."""
 
     def __init__(self, cfg: C.LegadaptConfig, faults: FaultConfig | None = None,
                  directions: np.ndarray | None = None, zero_offsets: np.ndarray | None = None,
@@ -92,18 +113,20 @@ class FakeRobot:
         joints = cfg.robot_description.joint_names
         dirs = np.array([sc.directions.get(j, 1) for j in joints], float) if directions is None else directions
         offs = np.array([sc.zero_offsets.get(j, 0.0) for j in joints]) if zero_offsets is None else zero_offsets
-        self.mapping = R.JointMapping(dirs, offs)
+        self.servo_types: tuple[ServoType, ...] = bus_servo_types([s.model for s in cfg.robot_description.joint_servos])
+        self.family = self.servo_types[0].family
+        self.mapping = R.JointMapping(dirs, offs, tuple(t.units for t in self.servo_types))
         self.hexapod = SimulatedHexapod.from_config(cfg)
         q0, height = standing_pose(self.hexapod.desc, cfg.gait)
         self.hexapod.reset(q0, height)
         self.hexapod.set_torque(False)
         self.hexapod.advance(SETTLE_TIME)
         lo, hi = self.mapping.raw_limits(self.hexapod.desc.lower_limits(), self.hexapod.desc.upper_limits())
-        self.servos = [ServoTable(i, int(a), int(b)) for i, a, b in zip(sc.servo_ids, lo, hi)]
+        self.servos = [ServoTable(i, t, int(a), int(b)) for i, t, a, b in zip(sc.servo_ids, self.servo_types, lo, hi)]
         self.imu = ImuTable(sc.imu_id) if sc.imu_id is not None else None
         has_flow = sc.flow_id is not None and self.hexapod.flow is not None
         self.flow = FlowTable(sc.flow_id) if has_flow else None
-        self.bus = BusEmulator([*self.servos, *(d for d in (self.imu, self.flow) if d is not None)])
+        self.bus = self._make_bus([*self.servos, *(d for d in (self.imu, self.flow) if d is not None)])
         self.true_pose: tuple[np.ndarray, np.ndarray] | None = None  # (position [3] m, quaternion w, x, y, z)
         self._lock = threading.RLock()
         self.report = report or (lambda line: None)
@@ -121,8 +144,9 @@ class FakeRobot:
         self._rng = np.random.default_rng(self.faults.seed)
         self._drop_next = 0
         self._corrupt_next = 0
-        self._parser = P.PacketParser()
+        self._parser = P.PacketParser() if self.family.protocol == 2 else P1.FrameParser()
         self._pending: list[tuple[float, bytes]] = []  # (due time, reply bytes)
+        self._sent: deque[tuple[float, bytes]] = deque(maxlen=256)  # (send time, reply) since the last instruction
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         os.set_blocking(self._master, False)
@@ -134,6 +158,12 @@ class FakeRobot:
         self._pending_faults = sorted(self.faults.schedule, key=lambda f: f.at)
         self._timed: list[tuple[float, ScheduledFault]] = []  # (end time, fault) of faults with a duration
         self._garbage_until = 0.0
+
+    def _make_bus(self, devices: list[DeviceTable]) -> BusEmulator | OneByteBusEmulator:
+        """The instruction handler of the servos' family: Protocol 2.0, or Protocol 1.0 / Feetech."""
+        if self.family.protocol == 2:
+            return BusEmulator(devices)
+        return OneByteBusEmulator(devices, self.family)
 
     # ------------------------------------------------------------ runtime API
     def start(self) -> FakeRobot:
@@ -171,7 +201,9 @@ class FakeRobot:
             self._corrupt_next += n
 
     def raise_alert(self, dxl_id: int, bits: int = R.HW_OVERLOAD) -> None:
-        """A hardware error on servo ``dxl_id``: alert bit on, its torque off until REBOOT."""
+        """A hardware error on servo ``dxl_id``, its torque off: Protocol 2.0 sets Hardware Error Status ``bits``
+        and the alert bit until REBOOT; Protocol 1.0 and Feetech set the status error byte's hardware bits
+        (MX: until REBOOT; AX, STS: until the host writes Torque Enable; see :mod:`sim.servo_emulator`)."""
         with self._lock:
             servo = self._servo(dxl_id)
             servo.raise_hardware_error(bits)
@@ -255,14 +287,26 @@ class FakeRobot:
         packets = self._parser.feed(data)
         self.stats.rx_crc_errors += self._parser.crc_errors - crc_before
         for pkt in packets:
-            if pkt.is_status:
+            if self._is_reply(pkt):
                 continue
+            self._sent.clear()  # an instruction: the replies before it can no longer come back as echoes
             self._refresh_present()
             replies = self.bus.handle(pkt)
             self._apply_servo_commands()
             due = time.monotonic() + self.faults.reply_delay
             for _, raw in replies:
                 self._pending.append((due, self._wire_faults(raw)))
+
+    def _is_reply(self, pkt: P.Packet | P1.Frame) -> bool:
+        """Whether a received frame is a device's reply (an echo), not an instruction for the devices."""
+        if isinstance(pkt, P.Packet):
+            return pkt.is_status
+        now = time.monotonic()
+        for sent in self._sent:
+            if sent[1] == pkt.raw and now - sent[0] <= ECHO_WINDOW:
+                self._sent.remove(sent)
+                return True
+        return False
 
     def _wire_faults(self, raw: bytes) -> bytes:
         if time.monotonic() < self._garbage_until:
@@ -276,7 +320,7 @@ class FakeRobot:
             self._corrupt_next = max(0, self._corrupt_next - 1)
             self.stats.replies_corrupted += 1
             buf = bytearray(raw)
-            k = int(self._rng.integers(7, len(buf)))  # from INST on: the frame stays, the CRC fails
+            k = int(self._rng.integers(CORRUPT_FROM[self.family.protocol], len(buf)))  # frame stays, check fails
             buf[k] ^= int(self._rng.integers(1, 256))
             return bytes(buf)
         return raw
@@ -290,6 +334,7 @@ class FakeRobot:
             try:
                 os.write(self._master, raw)
                 self.stats.replies_sent += 1
+                self._sent.append((now, raw))
             except BlockingIOError:  # the client is not reading: the bytes are lost, as on a wire
                 self.stats.replies_dropped += 1
 
@@ -344,14 +389,10 @@ class FakeRobot:
         self.true_pose = (state.privileged.pos.copy(), state.privileged.quat.copy())  # what a mocap system sees
         m = self.mapping
         pos, vel = m.raw_from_q(state.q), m.raw_from_qd(state.qd)
-        cur = np.clip(m.raw_from_effort(state.effort), -1193, 1193)
-        tick = int(self.hexapod.time * 1000) % 32768
+        effort = m.raw_from_effort(state.effort)  # clipped to each model's effort_max
+        tick = int(self.hexapod.time * 1000)
         for j, s in enumerate(self.servos):
-            s.set("present_position", int(pos[j]))
-            s.set("present_velocity", int(vel[j]))
-            s.set("present_current", int(cur[j]) if s.torque_enabled else 0)
-            s.set("realtime_tick", tick)
-            s.set("moving", int(abs(vel[j]) > s.get("moving_threshold")))
+            s.set_present(int(pos[j]), int(vel[j]), int(effort[j]), tick)
         if self.imu is not None:
             imu = state.imu
             self.imu.set_measurement(R.pack_imu(int(self.hexapod.time * 1e6), imu.quat, imu.gyro, imu.acc))

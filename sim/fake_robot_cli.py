@@ -1,4 +1,10 @@
-"""``legadapt fake-robot``: serve the emulated robot (:mod:`sim.fake_robot`) on a pty until SIGINT/SIGTERM."""
+"""``legadapt fake-robot``: serve the emulated robot (:mod:`sim.fake_robot`) on a pty until SIGINT/SIGTERM.
+
+It serves whichever robot the config describes (``robot.description``), on the bus its servos speak:
+Dynamixel Protocol 2.0 (XM430-W350: the default hexapod), Dynamixel Protocol 1.0 (AX-12A/AX-18A, e.g.
+``phantomx``; MX-28/MX-64) or Feetech STS (STS3215, e.g. ``sts_hexapod``). ``--alert`` bits are the
+family's hardware error bits (0x20 overload on every family).
+"""
 
 from __future__ import annotations
 
@@ -55,7 +61,8 @@ def _serve_mocap(fake: FakeRobot, args: argparse.Namespace, faults: list[tuple[f
 def main(argv: list[str] | None = None) -> int:
     """``legadapt fake-robot``: serve an emulated robot on a pty until SIGINT/SIGTERM."""
     ap = argparse.ArgumentParser(prog="legadapt fake-robot", description=fake_robot.__doc__.split("\n\n")[0])
-    ap.add_argument("--config", help="robot config YAML (default: built-in defaults)")
+    ap.add_argument("--config", help="config YAML (default: built-in defaults, the XM430 hexapod); its "
+                    "robot.description picks the robot, its servos' family the protocol (Dynamixel 2.0 or 1.0, Feetech)")
     ap.add_argument("--link", help="also make this symlink to the pty (e.g. /tmp/legadapt-fake)")
     ap.add_argument("--drop", type=float, default=0.0, help="probability a reply is dropped")
     ap.add_argument("--corrupt", type=float, default=0.0, help="probability a reply has a corrupt byte")
@@ -95,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             os.unlink(args.link)
         os.symlink(fake.path, args.link)
     desc = cfg.robot_description
-    print(f"fake robot: {desc.name}, {desc.n_joints} {desc.servo.model} servos (IDs {cfg.serial.servo_ids[0]}..{cfg.serial.servo_ids[-1]}), "
+    ids = cfg.serial.servo_ids
+    print(f"fake robot: {desc.name}, {desc.n_joints} {desc.servo.model} servos ({fake.family.name} bus, IDs {ids[0]}..{ids[-1]}), "
           f"IMU ID {cfg.serial.imu_id}, on {fake.path}" + (f" (link {args.link})" if args.link else ""), flush=True)
     print(fake.path, flush=True)
     qtm = _serve_mocap(fake, args, mocap_faults) if args.mocap_port else None

@@ -1,18 +1,30 @@
-"""Emulated Dynamixel bus devices: control tables and Protocol 2.0 instruction handling.
+"""Emulated bus devices: control tables of every servo model, and Dynamixel Protocol 2.0 instruction handling.
 
 No physics and no I/O here: :class:`BusEmulator` takes decoded instruction packets and
 returns the reply packets the devices on a real bus would send, in bus order.
-:mod:`sim.fake_robot` couples it to the simulated hexapod and a pseudo-terminal.
+:mod:`sim.servo_emulator1` does the same for the one-byte-checksum families (Dynamixel
+Protocol 1.0, Feetech), over the same tables. :mod:`sim.fake_robot` couples them to the
+simulated robot and a pseudo-terminal.
 
-Device behaviour follows the XM430 e-manual where the fake robot needs it:
+A :class:`ServoTable` is one servo of any :class:`hardware.servo_types.ServoType`: its
+register map, table size and EEPROM boundary (``eeprom_end``). Device behaviour follows
+the XM430 e-manual where the fake robot needs it, for every model alike:
 
-* EEPROM registers (address < 64) are writable only with torque off (else access error);
-  read-only registers and partial registers refuse writes (access / data length error);
-  values outside a register's range give a data range error, goal positions outside
-  the position limits a data limit error. A refused write changes nothing.
+* EEPROM registers (``Register.eeprom``, or below the type's ``eeprom_end``) are writable
+  only with torque off (else access error); read-only registers and partial registers
+  refuse writes (access / data length error); values outside a register's range give a
+  data range error, goal positions outside the position limits a data limit error. A
+  refused write changes nothing. (These are Protocol 2.0 error numbers; the Protocol 1.0
+  emulator turns them into its families' status bits.)
 * Status Return Level (68): 0 answers PING only, 1 also READ, 2 everything.
-* A hardware error (Hardware Error Status, 70) sets the alert bit in every status, turns
-  torque off and refuses torque enable (result fail) until REBOOT.
+* A hardware error sets the alert bit in every status and turns torque off. Where the
+  family has a Hardware Error Status register (X series, 70) it holds the bits and torque
+  enable is refused (result fail) until REBOOT. Elsewhere (AX, MX, STS) the bits live in
+  the servo and every Protocol 1.0 status carries them in its error byte: MX (which has
+  REBOOT) refuses torque enable until REBOOT, like the X series; AX and STS have no REBOOT,
+  so **any accepted write of Torque Enable clears them** (the host re-arms the servo:
+  with 1 torque comes back on, with 0 it stays off). This is the emulator's model of the
+  manuals' "re-enable torque after an overload shutdown".
 * A *silent* device never answers (a dead servo or a cut cable to it); in a Fast Sync
   Read the chain stops at it, so the client gets a truncated packet and times out.
 """
@@ -24,9 +36,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from legadapt.hardware import protocol as P
+from legadapt.hardware import protocol1 as P1
 from legadapt.hardware import registers as R
+from legadapt.hardware.servo_types import XM430_W350, ServoType
 
-EEPROM_END = 64  # addresses below are EEPROM on an XM430
+EEPROM_END = XM430_W350.eeprom_end  # addresses below are EEPROM on an XM430 (ServoType.eeprom_end per model)
+MOVING_RAD_S = 0.05  # rad/s: above it a servo without a Moving Threshold register reports Moving = 1
 
 
 class DeviceTable:
@@ -101,41 +116,83 @@ class DeviceTable:
     def reboot(self) -> None:
         """Effect of a REBOOT instruction."""
 
+    @property
+    def hardware_error(self) -> int:
+        """The device's hardware error bits (0: none; only servos have any)."""
+        return 0
+
     def error_byte(self, number: int) -> int:
+        """Protocol 2.0 status error byte for error ``number``."""
         return number
 
 
-class ServoTable(DeviceTable):
-    """An XM430-W350 in position mode."""
+def _fit(value: int, reg: R.Register) -> int:
+    """``value`` clipped to what ``reg`` can hold (sign-magnitude registers clip themselves)."""
+    if reg.sign_bit is not None:
+        return int(value)
+    bits = 8 * reg.size
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if reg.signed else (0, (1 << bits) - 1)
+    return int(min(max(int(value), lo), hi))
 
-    def __init__(self, dxl_id: int, min_position: int = 0, max_position: int = 4095) -> None:
-        super().__init__(dxl_id, R.XM430, R.XM430_TABLE_SIZE)
+
+class ServoTable(DeviceTable):
+    """One servo of model ``servo`` (XM430-W350 unless given) in position mode, position limits in raw units."""
+
+    def __init__(self, dxl_id: int, servo: ServoType = XM430_W350, min_position: int = 0,
+                 max_position: int | None = None) -> None:
+        """``min_position``/``max_position``: the position limits (raw; default the model's whole range)."""
+        super().__init__(dxl_id, servo.registers, servo.table_size)
+        self.servo = servo
+        self.set("model_number", servo.model_number)
+        max_position = servo.units.position_max if max_position is None else max_position
         self.set("min_position_limit", min_position)
         self.set("max_position_limit", max_position)
         self.set("goal_position", (min_position + max_position) // 2)
+        self._error_bits = 0  # hardware error of a family without a Hardware Error Status register
         self.goal_changed = False
         self.torque_changed = False
 
     @property
     def torque_enabled(self) -> bool:
-        return bool(self.get("torque_enable"))
+        return self.get("torque_enable") == 1
 
     @property
     def hardware_error(self) -> int:
-        return self.get("hardware_error_status")
+        """Hardware error bits: Hardware Error Status (X series) or the servo's status error bits (P1 families)."""
+        if self.servo.family.hardware_error_register:
+            return self.get("hardware_error_status")
+        return self._error_bits
+
+    def _set_hardware_error(self, bits: int) -> None:
+        if self.servo.family.hardware_error_register:
+            self.set("hardware_error_status", bits)
+            return
+        self._error_bits = bits
+        if self.servo.family.maker == "Feetech" and "status" in self.registers:
+            self.set("status", bits)  # the STS servo status register reports the same bits
 
     def raise_hardware_error(self, bits: int) -> None:
-        """A hardware fault (overload, overheating...): alert bit on, torque off."""
-        self.set("hardware_error_status", self.hardware_error | bits)
+        """A hardware fault (overload, overheating...): alert on, torque off.
+
+        ``bits``: Hardware Error Status bits on the X series; on the P1 families the status error
+        bits, keeping only those that report a hardware condition (``protocol1.HARDWARE_BITS``: a
+        refusal bit such as 0x08 range on Dynamixel would mislead), overload (0x20) if none is left."""
+        if not self.servo.family.hardware_error_register:
+            bits = bits & P1.HARDWARE_BITS[self.servo.family.maker] or R.HW_OVERLOAD
+        self._set_hardware_error(self.hardware_error | bits)
         if self.torque_enabled:
             self.set("torque_enable", 0)
             self.torque_changed = True
 
+    def _is_eeprom(self, name: str) -> bool:
+        reg = self.registers[name]
+        return reg.eeprom or reg.address < self.servo.eeprom_end
+
     def check_write(self, values: dict[str, int]) -> int:
         torque_on = self.torque_enabled
-        if values.get("torque_enable") == 1 and self.hardware_error:
-            return P.ErrorNumber.RESULT_FAIL
-        if torque_on and any(self.registers[n].eeprom for n in values):
+        if values.get("torque_enable") == 1 and self.hardware_error and self.servo.family.reboot:
+            return P.ErrorNumber.RESULT_FAIL  # cleared by REBOOT only
+        if torque_on and any(self._is_eeprom(n) for n in values):
             return P.ErrorNumber.ACCESS
         if "goal_position" in values:
             lo, hi = self.get("min_position_limit"), self.get("max_position_limit")
@@ -146,15 +203,32 @@ class ServoTable(DeviceTable):
     def after_write(self, values: dict[str, int]) -> None:
         self.goal_changed |= "goal_position" in values
         self.torque_changed |= "torque_enable" in values
+        if "torque_enable" in values and not self.servo.family.reboot:
+            self._set_hardware_error(0)  # AX, STS: writing Torque Enable re-arms the servo
 
     def reboot(self) -> None:
-        self.set("hardware_error_status", 0)
+        self._set_hardware_error(0)
         if self.torque_enabled:
             self.set("torque_enable", 0)
             self.torque_changed = True
 
     def error_byte(self, number: int) -> int:
         return number | (P.ALERT_BIT if self.hardware_error else 0)
+
+    def set_present(self, position: int, velocity: int, effort: int, tick_ms: int) -> None:
+        """What the servo measures, raw units: position, velocity and effort (current or load; 0 while
+        torque is off); ``tick_ms`` (ms) feeds Realtime Tick where the model has one; Moving follows."""
+        for name, value in (("present_position", position), ("present_velocity", velocity),
+                            ("present_effort", effort if self.torque_enabled else 0)):
+            self.set(name, _fit(value, self.registers[name]))
+        if "realtime_tick" in self.registers:
+            self.set("realtime_tick", tick_ms % 32768)
+        if "moving_threshold" in self.registers:
+            threshold = self.get("moving_threshold")
+        else:
+            threshold = MOVING_RAD_S / self.servo.units.rad_s_per_velocity
+        if "moving" in self.registers:
+            self.set("moving", int(abs(velocity) > threshold))
 
 
 class ImuTable(DeviceTable):

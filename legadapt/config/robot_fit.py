@@ -2,7 +2,7 @@
 
 ``robot.description`` names the robot (``legadapt.robot``). Before validation, every value the config leaves
 unset that the description defines is taken from it: the gait shape, the torso mass, the foot friction,
-the servo gains, the bus IDs. After validation, every leg and joint a config names (perturbations, serial
+the servo gains, the bus IDs and rate. After validation, every leg and joint a config names (perturbations, serial
 directions and offsets) must be one of the robot's, and the bus must have one servo ID per joint.
 """
 
@@ -48,6 +48,9 @@ def with_robot_defaults(data: Any) -> Any:
         if isinstance(servo, dict):
             fitted["servo"] = {**{k: getattr(desc.servo, k) for k in SERVO_KEYS}, **servo}
         out["robot"] = fitted
+    sim = _section(out, "sim")
+    if sim is not None and desc.servo_rate is not None:
+        out["sim"] = {"servo_rate": desc.servo_rate, **sim}
     if serial is not None:
         out["serial"] = {"servo_ids": list(desc.servo_ids), "imu_id": desc.imu_id, "flow_id": desc.flow_id, **serial}
     return out

@@ -120,6 +120,7 @@ class RobotDescription:
     servo_overrides: tuple[tuple[str, ServoModel], ...] = ()
     flow: FlowSensorSpec | None = None  # the downward optical-flow sensor, if the robot has one
     flow_id: int | None = None  # its bus ID (None: simulated only)
+    servo_rate: float | None = None  # Hz, the fast-loop rate its bus allows (None: the config's default)
 
     # ---------------------------------------------------------------- derived
     @property
@@ -201,7 +202,8 @@ class RobotDescription:
             servo=ServoModel(**f.servo.model_dump()),
             imu_offset=tuple(f.body.imu_offset), servo_ids=tuple(f.bus.servo_ids), imu_id=f.bus.imu_id,
             gait=GaitDefaults(**f.gait.model_dump()), servo_overrides=_servo_overrides(f),
-            flow=None if f.sensors.flow is None else FlowSensorSpec(**f.sensors.flow.model_dump()), flow_id=f.bus.flow_id)
+            flow=None if f.sensors.flow is None else FlowSensorSpec(**f.sensors.flow.model_dump()), flow_id=f.bus.flow_id,
+            servo_rate=f.bus.servo_rate)
 
 
 def _servo_overrides(f: RobotFile) -> tuple[tuple[str, ServoModel], ...]:

@@ -84,6 +84,9 @@ class BusFile(_Strict):
     servo_ids: list[Annotated[int, Field(ge=0, le=252)]] = Field(description="Bus ID of each joint's servo, joint order.")
     imu_id: Annotated[int, Field(ge=0, le=252)] | None = Field(None, description="Bus ID of the IMU device.")
     flow_id: Annotated[int, Field(ge=0, le=252)] | None = Field(None, description="Bus ID of the ground-velocity (optical flow) device.")
+    servo_rate: Annotated[float, Field(ge=10, le=500)] | None = Field(
+        None, description="Fast-loop rate this bus allows, Hz (sim.servo_rate unless the config sets one): lower it "
+                          "where servos are read one at a time (AX); `legadapt calibrate latency` measures it.")
 
     def device_ids(self) -> list[int]:
         """Every ID on the bus: servos, then the IMU and the flow sensor where present."""

@@ -1,0 +1,160 @@
+"""``OneByteBus``: the :class:`hardware.servo_bus.ServoBus` of Dynamixel Protocol 1.0 (AX, MX) and Feetech SCS/STS.
+
+Both frame packets alike (:mod:`hardware.protocol1`: ``FF FF ID LEN INST/ERR PARAM... CHK``), so
+one bus serves them; the :class:`hardware.servo_types.BusFamily` says what the servos can do:
+
+* **group read**: Feetech STS answers a SYNC READ, each servo with its own status packet in
+  turn; Dynamixel MX answers a BULK READ the same way; AX servos and the older Feetech SCS have
+  neither, so :meth:`OneByteBus.group_read` reads them **one servo at a time** (18 round trips
+  for a hexapod: see ``bench/serial_bus.py`` for what rate that leaves).
+* **errors** ride in every status packet's error byte. Dynamixel splits them into a refused
+  instruction (angle limit, range, checksum, instruction: :class:`ServoError` with that number)
+  and the servo's condition (input voltage, overheating, overload: a hardware *alert*, raised
+  if ``raise_on_alert``, with the bits in ``ServoError.hardware_error``); every Feetech bit is a
+  condition. A Dynamixel checksum error means our instruction arrived damaged: retried.
+* **REBOOT** only on MX (Protocol 1.0 firmware 41+); AX and Feetech servos re-arm when Torque
+  Enable is written.
+* A one-byte checksum lets about 1 frame in 256 of noise through, so a reply counts only if it
+  comes from a servo asked, carries the length asked for, and is not the echo of our own
+  instruction (a half-duplex adapter without echo suppression hears itself).
+
+Timeouts, corrupt replies (checksum) and malformed ones (the right servo, the wrong length) are
+retried ``retries`` times, with the port handling, counters and errors of :class:`ServoBus`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+from legadapt.hardware import protocol1 as P1
+from legadapt.hardware.servo_bus import BusError, Retry, ServoBus, ServoError, first_missing, id_ranges
+from legadapt.hardware.servo_types import BusFamily
+
+STATUS_OVERHEAD = 6  # bytes of a status frame around its data: FF FF ID LEN ERR ... CHK
+
+
+class OneByteBus(ServoBus):
+    """A Protocol 1.0 / Feetech SCS-STS bus master on one serial port."""
+
+    def __init__(self, url: str, family: BusFamily, baudrate: int = 1_000_000, timeout: float = 0.02,
+                 retries: int = 2, raise_on_alert: bool = True) -> None:
+        if family.protocol != 1:
+            raise ValueError(f"{family.name} does not speak the one-byte-checksum protocol")
+        self.family = family
+        self._hardware_bits = P1.HARDWARE_BITS[family.maker]
+        self._instructions = P1.FAMILY_INSTRUCTIONS[family.name]
+        super().__init__(url, baudrate, timeout, retries, raise_on_alert)
+
+    # ------------------------------------------------------------ operations
+    def ping(self, dxl_id: int) -> None:
+        """PING ``dxl_id``: it answers (else :class:`BusTimeout`); this protocol's PING returns no model number."""
+        self._unicast(P1.ping_packet(dxl_id), dxl_id, 0)
+
+    def read(self, dxl_id: int, address: int, length: int) -> bytes:
+        """``length`` bytes at ``address`` of ``dxl_id``."""
+        return self._unicast(P1.read_packet(dxl_id, address, length), dxl_id, length)
+
+    def write(self, dxl_id: int, address: int, data: bytes) -> None:
+        """Write ``data`` at ``address``; waits for the status (none for broadcast ID 254)."""
+        tx = P1.write_packet(dxl_id, address, data)
+        if dxl_id == P1.BROADCAST_ID:
+            self._send_only(tx)
+        else:
+            self._unicast(tx, dxl_id, 0)
+
+    def reboot(self, dxl_id: int) -> None:
+        """REBOOT (Dynamixel MX): clears a hardware error; torque comes back off."""
+        if not self.family.reboot:
+            super().reboot(dxl_id)
+        self._unicast(P1.reboot_packet(dxl_id), dxl_id, 0)
+
+    def sync_write(self, address: int, length: int, data: Mapping[int, bytes]) -> None:
+        """One SYNC WRITE of ``length`` bytes at ``address`` to every servo in ``{id: bytes}`` (no reply)."""
+        self._send_only(P1.sync_write_packet(address, length, data))
+
+    def group_read(self, address: int, length: int, ids: Iterable[int], fast: bool = True) -> dict[int, bytes]:
+        """``{id: bytes}``: one SYNC READ (STS) or BULK READ (MX), else one READ per servo. ``fast`` is ignored
+        (no Fast Sync Read in this protocol). A servo's alert does not stop the others' reads: the
+        :class:`ServoError` raised at the end carries their data."""
+        ids = list(ids)
+        kind = self.family.group_read_kind()
+        if kind == "sync_read":
+            return self._transact(P1.sync_read_packet(address, length, ids), ids, length)
+        if kind == "bulk_read":
+            return self._transact(P1.bulk_read_packet([(i, address, length) for i in ids]), ids, length)
+        return self._sequential_read(address, length, ids)
+
+    def _sequential_read(self, address: int, length: int, ids: list[int]) -> dict[int, bytes]:
+        data: dict[int, bytes] = {}
+        failed: ServoError | None = None
+        for dxl_id in ids:
+            try:
+                data[dxl_id] = self.read(dxl_id, address, length)
+            except ServoError as exc:
+                if exc.error_number:  # a refused READ: nothing to carry on with
+                    raise
+                failed = failed or exc
+                data.update(exc.data)
+        if failed is not None:
+            failed.data = {i: d for i, d in data.items()}
+            raise failed
+        return data
+
+    # ------------------------------------------------------------ transactions
+    def _make_parser(self) -> P1.FrameParser:
+        return P1.FrameParser()
+
+    def _reply_bytes(self, ids: list[int], length: int) -> int:
+        return (length + STATUS_OVERHEAD) * len(ids)
+
+    def _unicast(self, tx: bytes, dxl_id: int, length: int) -> bytes:
+        return self._transact(tx, [dxl_id], length)[dxl_id]
+
+    def _attempt(self, tx: bytes, ids: list[int], length: int, budget: float) -> dict[int, P1.Frame]:
+        self._discard_input()
+        self._send(tx)
+        deadline = time.monotonic() + budget
+        got: dict[int, P1.Frame] = {}
+        corrupt = malformed = 0
+        garbage_before = self._parser.garbage_bytes
+        while True:
+            before = self._parser.crc_errors
+            for frame in self._receive(deadline):
+                if frame.raw == tx or frame.id not in ids or frame.id in got:
+                    continue  # our own echo, another device's frame, a repeat
+                if len(frame.params) != length:
+                    malformed += 1  # the servo asked, the length not asked for
+                    continue
+                got[frame.id] = frame
+            corrupt += self._parser.crc_errors - before
+            if len(got) == len(ids):
+                for f in got.values():
+                    if self.family.maker == "ROBOTIS" and f.code & P1.CHECKSUM_BIT:
+                        raise Retry(BusError(f"servo {f.id} received a corrupt instruction", f.id))
+                return got
+            if (corrupt or malformed) and len(got) + corrupt + malformed >= len(ids):
+                self.stats.crc_errors += corrupt
+                self.stats.malformed += malformed
+                what = "corrupt reply (checksum)" if not malformed else "malformed reply (wrong length)"
+                raise Retry(BusError(f"{what} from servo(s) {id_ranges(sorted(set(ids) - set(got)))}",
+                                     first_missing(ids, got) if got or len(ids) == 1 else None))
+            if time.monotonic() >= deadline:
+                raise Retry(self._timeout_error(ids, got, budget, corrupt, malformed, garbage_before,
+                                                "status packet(s) of the wrong length"))
+
+    def _check(self, statuses: dict[int, P1.Frame]) -> dict[int, bytes]:
+        data = {i: f.params for i, f in statuses.items()}
+        failed: ServoError | None = None
+        for f in statuses.values():
+            hardware = f.code & self._hardware_bits
+            refused = f.code & ~self._hardware_bits & 0x7F
+            self.stats.alerts += bool(hardware)
+            self.stats.servo_errors += bool(refused)
+            if failed is None and (refused or (hardware and self.raise_on_alert)):
+                failed = ServoError(f.id, refused, bool(hardware), text=P1.describe_error(f.code, self.family.maker),
+                                    hardware_error=hardware or None)
+        if failed is not None:
+            failed.data = {i: d for i, d in data.items() if not statuses[i].code & ~self._hardware_bits & 0x7F}
+            raise failed
+        return data
