@@ -377,7 +377,7 @@ class _Daemon:
 
 def _report_reboots(robot: Robot, event) -> None:
     for joint, error in getattr(robot, "rebooted", {}).items():
-        event("servo_rebooted", f"{joint}: hardware error {error} cleared by REBOOT", {"joint": joint, "error": error})
+        event("servo_rebooted", f"{joint}: hardware error {error} cleared at configure (REBOOT, or Torque Enable re-written)", {"joint": joint, "error": error})
 
 
 def _after_request(stop, when: float | None) -> float | None:

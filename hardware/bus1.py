@@ -15,8 +15,9 @@ one bus serves them; the :class:`hardware.servo_types.BusFamily` says what the s
 * **REBOOT** only on MX (Protocol 1.0 firmware 41+); AX and Feetech servos re-arm when Torque
   Enable is written.
 * A one-byte checksum lets about 1 frame in 256 of noise through, so a reply counts only if it
-  comes from a servo asked, carries the length asked for, and is not the echo of our own
-  instruction (a half-duplex adapter without echo suppression hears itself).
+  comes from a servo asked, carries the length asked for (a refusal may carry no data: a Dynamixel
+  refusing a READ sends its error bits alone), and is not the echo of our own instruction (a
+  half-duplex adapter without echo suppression hears itself).
 
 Timeouts, corrupt replies (checksum) and malformed ones (the right servo, the wrong length) are
 retried ``retries`` times, with the port handling, counters and errors of :class:`ServoBus`.
@@ -123,8 +124,8 @@ class OneByteBus(ServoBus):
             for frame in self._receive(deadline):
                 if frame.raw == tx or frame.id not in ids or frame.id in got:
                     continue  # our own echo, another device's frame, a repeat
-                if len(frame.params) != length:
-                    malformed += 1  # the servo asked, the length not asked for
+                if len(frame.params) != length and (frame.params or not frame.code & ~self._hardware_bits & 0x7F):
+                    malformed += 1  # the servo asked, the length not asked for (a refusal may come without data)
                     continue
                 got[frame.id] = frame
             corrupt += self._parser.crc_errors - before
@@ -141,7 +142,17 @@ class OneByteBus(ServoBus):
                                      first_missing(ids, got) if got or len(ids) == 1 else None))
             if time.monotonic() >= deadline:
                 raise Retry(self._timeout_error(ids, got, budget, corrupt, malformed, garbage_before,
-                                                "status packet(s) of the wrong length"))
+                                                "status packet(s) of the wrong length", self._chain_break(ids, got)))
+
+    @staticmethod
+    def _chain_break(ids: list[int], got: Mapping[int, object]):
+        """In a Sync or Bulk Read each servo answers after the one before it: replies that stop after the first k
+        servos point at servo ``ids[k]`` (the rest wait for it). None where that is not what happened."""
+        k = len(got)
+        if len(ids) < 2 or not 0 < k < len(ids) or set(got) != set(ids[:k]):
+            return None
+        return lambda missing, hint: ([ids[k]], f"{hint} (the replies stopped after ID {ids[k - 1]}: the servos "
+                                                f"after it wait for its reply)")
 
     def _check(self, statuses: dict[int, P1.Frame]) -> dict[int, bytes]:
         data = {i: f.params for i, f in statuses.items()}

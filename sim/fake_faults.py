@@ -11,9 +11,10 @@ first enables torque (the start of its run, however long it took to connect):
 ``T:drop:N``                the next ``N`` replies are not sent
 ``T:silent:ID[:DUR]``       device ``ID`` stops answering (for ``DUR`` s; for good if
                             omitted): a dead servo, a cut cable
-``T:alert:ID[:BITS]``       servo ``ID`` raises a hardware error (Hardware Error Status
-                            bits, default 0x20 overload): alert bit on, its torque off,
-                            until a REBOOT
+``T:alert:ID[:BITS]``       servo ``ID`` raises a hardware error (bits, default 0x20
+                            overload): its torque off; Protocol 2.0: alert bit until a
+                            REBOOT; 1.0 / Feetech: status error byte until cleared
+                            (sim.servo_emulator)
 ``T:disconnect``            the pty closes: a USB unplug
 ==========================  =============================================================
 

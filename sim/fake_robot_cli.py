@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         os.symlink(fake.path, args.link)
     desc = cfg.robot_description
     ids = cfg.serial.servo_ids
-    print(f"fake robot: {desc.name}, {desc.n_joints} {desc.servo.model} servos ({fake.family.name} bus, IDs {ids[0]}..{ids[-1]}), "
+    print(f"fake robot: {desc.name}, {desc.n_joints} {desc.servo.model} servos ({fake.family.name} bus, IDs {min(ids)}..{max(ids)}), "
           f"IMU ID {cfg.serial.imu_id}, on {fake.path}" + (f" (link {args.link})" if args.link else ""), flush=True)
     print(fake.path, flush=True)
     qtm = _serve_mocap(fake, args, mocap_faults) if args.mocap_port else None

@@ -25,7 +25,7 @@ CORE = ("controller", "dynamics", "planners", "hardware", "sim", "calibration", 
 
 
 def test_three_robots_ship():
-    assert {"hexapod", "phantomx", "quadruped"} <= set(ROBOTS)
+    assert {"hexapod", "phantomx", "sts_hexapod", "quadruped"} <= set(ROBOTS)
 
 
 @pytest.mark.parametrize("name", ROBOTS)
@@ -52,6 +52,7 @@ def test_the_default_hexapod_keeps_its_feature_layout():
 
 @pytest.mark.parametrize("name, action, expect", [
     ("phantomx", [1.0, 1.0], "forward"), ("phantomx", [1.0, -0.6], "right"), ("phantomx", [-0.6, 1.0], "left"),
+    ("sts_hexapod", [1.0, 1.0], "forward"), ("sts_hexapod", [1.0, -0.6], "right"), ("sts_hexapod", [-0.6, 1.0], "left"),
     ("quadruped", [1.0, 1.0], "forward"), ("quadruped", [1.0, -0.6], "right"), ("quadruped", [-0.6, 1.0], "left"),
     ("quadruped", [-1.0, -1.0], "backward"),
 ])

@@ -23,7 +23,7 @@ class RobotConfig(_Section):
 
     description: str = Field(
         "hexapod", min_length=1, max_length=4096,
-        description="The robot: a shipped description (hexapod, phantomx, quadruped) or the path of a description YAML "
+        description="The robot: a shipped description (hexapod, phantomx, sts_hexapod, quadruped) or the path of a description YAML "
         "(configs/robots/*.yaml; README, 'Describe your own robot'). Legs, joints, geometry, servos and bus IDs come from it.")
 
     backend: Literal["sim", "serial"] = Field(

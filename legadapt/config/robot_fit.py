@@ -2,7 +2,7 @@
 
 ``robot.description`` names the robot (``legadapt.robot``). Before validation, every value the config leaves
 unset that the description defines is taken from it: the gait shape, the torso mass, the foot friction,
-the servo gains, the bus IDs and rate. After validation, every leg and joint a config names (perturbations, serial
+the servo gains, the bus IDs and rate, the model (``models/<robot>.pt`` where one is shipped). After validation, every leg and joint a config names (perturbations, serial
 directions and offsets) must be one of the robot's, and the bus must have one servo ID per joint.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from legadapt.resources import find_shipped
 from legadapt.robot.description import DEFAULT_ROBOT, RobotDescription, load_description
 
 GAIT_KEYS = ("frequency", "stride_length", "lift_height", "stance_radius", "body_height")
@@ -48,6 +49,10 @@ def with_robot_defaults(data: Any) -> Any:
         if isinstance(servo, dict):
             fitted["servo"] = {**{k: getattr(desc.servo, k) for k in SERVO_KEYS}, **servo}
         out["robot"] = fitted
+    controller = _section(out, "controller")
+    if controller is not None and "model" not in controller and desc.name != DEFAULT_ROBOT \
+            and find_shipped("models", f"{desc.name}.pt") is not None:
+        out["controller"] = {**controller, "model": f"models/{desc.name}.pt"}  # the robot's own shipped model
     sim = _section(out, "sim")
     if sim is not None and desc.servo_rate is not None:
         out["sim"] = {"servo_rate": desc.servo_rate, **sim}

@@ -58,7 +58,8 @@ class LegFile(_Strict):
 
 
 class ServoFile(_Strict):
-    model: str = Field(description="Servo model (documentation; the bus protocol is the serial section's).")
+    model: str = Field(description="Servo model: on the serial backend it picks the control table, units and bus "
+                                   "protocol (XM430-W350, AX-12A, AX-18A, MX-28, MX-64, STS3215: hardware/servo_types.py).")
     kp: Positive = Field(description="Position gain at the joint, N·m/rad.")
     kv: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(description="Velocity gain, N·m·s/rad.")
     stall_torque: Positive = Field(description="Torque limit, N·m.")
