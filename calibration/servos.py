@@ -229,12 +229,23 @@ def _nudger(bus: ServoBus, ids: list[int], hold: np.ndarray, lo: np.ndarray, hi:
     return nudge
 
 
-def random_mounting(seed: int, n_joints: int, max_offset: float = 0.3,
-                    flip_prob: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """Random true mounting for an emulated robot: directions [joints] (±1) and offsets [joints] (rad, |o| <= max_offset)."""
+def random_mounting(seed: int, n_joints: int, max_offset: float = 0.3, flip_prob: float = 0.3,
+                    fit: tuple[np.ndarray, np.ndarray, ServoType] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Random true mounting for an emulated robot: directions [joints] (±1) and offsets [joints] (rad, |o| <= max_offset).
+
+    ``fit = (q_lower, q_upper, servo)``: offsets are narrowed so that every joint's range (rad) stays inside the
+    servo's readable range, as a real robot is built (an AX reads 300°: a PhantomX tibia's 3 rad leaves it 0.02 rad).
+    """
     rng = np.random.default_rng(seed)
     directions = np.where(rng.random(n_joints) < flip_prob, -1.0, 1.0)
-    return directions, rng.uniform(-max_offset, max_offset, n_joints)
+    offsets = rng.uniform(-max_offset, max_offset, n_joints)
+    if fit is not None:
+        q_lower, q_upper, servo = fit
+        u = servo.units
+        lowest, highest = -u.center * u.rad_per_position, (u.position_max - u.center) * u.rad_per_position  # rad
+        a, b = directions * np.asarray(q_lower), directions * np.asarray(q_upper)  # servo angle = these + offset
+        offsets = np.clip(offsets, lowest - np.minimum(a, b), highest - np.maximum(a, b))
+    return directions, offsets
 
 
 # ---------------------------------------------------------------- command line
@@ -258,7 +269,9 @@ def _main(args: argparse.Namespace) -> int:
         return _report(result, args.out, None)
     from legadapt.sim.fake_robot import FakeRobot
 
-    dirs, offs = random_mounting(args.mounting_error, len(joints)) if args.mounting_error is not None else (None, None)
+    desc = cfg.robot_description
+    fit = (desc.lower_limits(), desc.upper_limits(), K.servo_type_of(cfg))
+    dirs, offs = random_mounting(args.mounting_error, len(joints), fit=fit) if args.mounting_error is not None else (None, None)
     with FakeRobot(cfg, directions=dirs, zero_offsets=offs) as fake, K.bus_for(cfg, fake.path) as bus:
         result = calibrate_servos(bus, ids, EmulatorWitness(fake), joints, args.nudge, servo=K.servo_type_of(cfg))
         return _report(result, args.out, fake.mapping)

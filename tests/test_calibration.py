@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from legadapt.calibration import cli
-from legadapt.calibration.common import CalibrationError
+from legadapt.calibration.common import CalibrationError, bus_for, servo_type_of
 from legadapt.calibration.excitation import excitation_commands, record_excitation
 from legadapt.calibration.imu import ImuBias, calibrate_imu, estimate_bias
 from legadapt.calibration.latency import measure_latency, summarize
@@ -40,14 +40,18 @@ def serve(cfg, **kwargs) -> FakeRobot:
 
 
 # ---------------------------------------------------------------- servos
-def test_servo_calibration_recovers_a_wrong_mounting(tmp_path):
-    cfg = parse_config({})  # the config believes: every direction +1, every offset 0
-    directions, offsets = random_mounting(seed=7, n_joints=len(cfg.serial.servo_ids), max_offset=0.3, flip_prob=0.3)
+@pytest.mark.parametrize("robot", ["hexapod", "phantomx", "sts_hexapod"])  # Dynamixel 2.0, 1.0 (AX), Feetech
+def test_servo_calibration_recovers_a_wrong_mounting(tmp_path, robot):
+    cfg = parse_config({"robot": {"description": robot}})  # the config believes: every direction +1, every offset 0
+    desc = cfg.robot_description
+    directions, offsets = random_mounting(seed=7, n_joints=len(cfg.serial.servo_ids), max_offset=0.3, flip_prob=0.3,
+                                          fit=(desc.lower_limits(), desc.upper_limits(), servo_type_of(cfg)))
     assert (directions < 0).sum() >= 3 and np.abs(offsets).max() > 0.25, "a real test: flipped signs and large offsets"
     fake = serve(cfg, directions=directions, zero_offsets=offsets)
     try:
-        with DynamixelBus(fake.path) as bus:
-            result = calibrate_servos(bus, cfg.serial.servo_ids, EmulatorWitness(fake), cfg.robot_description.joint_names)
+        with bus_for(cfg, fake.path) as bus:
+            result = calibrate_servos(bus, cfg.serial.servo_ids, EmulatorWitness(fake), cfg.robot_description.joint_names,
+                                      servo=servo_type_of(cfg))
         np.testing.assert_array_equal(result.directions, directions)
         err = np.abs(result.zero_offsets - offsets)
         print(f"servo offsets: max error {err.max():.5f} rad, mean {err.mean():.5f} rad")
@@ -57,8 +61,9 @@ def test_servo_calibration_recovers_a_wrong_mounting(tmp_path):
         path = result.write(tmp_path / "servos.yaml")
         overlay = read_overlay(path)
         assert set(overlay) == {"serial"} and set(overlay["serial"]["directions"]) == set(JOINT_NAMES)
-        calibrated = apply_overlay_files(parse_config({"serial": {"port": fake.path}}), [path])
-        for c, expect_ok in ((parse_config({"serial": {"port": fake.path}}), False), (calibrated, True)):
+        plain = parse_config({"robot": {"description": robot}, "serial": {"port": fake.path}})
+        calibrated = apply_overlay_files(plain, [path])
+        for c, expect_ok in ((plain, False), (calibrated, True)):
             robot = SerialRobot(c)
             try:
                 assert robot.configure() is CallbackReturn.SUCCESS
