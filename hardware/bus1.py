@@ -45,6 +45,12 @@ class OneByteBus(ServoBus):
         self.family = family
         self._hardware_bits = P1.HARDWARE_BITS[family.maker]
         self._instructions = P1.FAMILY_INSTRUCTIONS[family.name]
+        #: Whether the line echoes our requests (a half-duplex adapter without echo suppression): None until a
+        #: transaction shows it. A reply can equal its request byte for byte (PING 2 and servo 2's input-voltage
+        #: alert are both FF FF 02 02 01 FA): where the line is known not to echo such a frame is the reply at once;
+        #: while unknown, a frame without parameters (PING, REBOOT) is the reply if nothing else comes before the
+        #: timeout (a dead servo on an echoing line then reads as an input-voltage alert until the bus has learned).
+        self.echoes: bool | None = None
         super().__init__(url, baudrate, timeout, retries, raise_on_alert)
 
     # ------------------------------------------------------------ operations
@@ -118,18 +124,24 @@ class OneByteBus(ServoBus):
         deadline = time.monotonic() + budget
         got: dict[int, P1.Frame] = {}
         corrupt = malformed = 0
+        echo: P1.Frame | None = None  # a frame equal to our request: its echo, or a reply that happens to equal it
         garbage_before = self._parser.garbage_bytes
         while True:
             before = self._parser.crc_errors
             for frame in self._receive(deadline):
-                if frame.raw == tx or frame.id not in ids or frame.id in got:
-                    continue  # our own echo, another device's frame, a repeat
-                if len(frame.params) != length and (frame.params or not frame.code & ~self._hardware_bits & 0x7F):
-                    malformed += 1  # the servo asked, the length not asked for (a refusal may come without data)
-                    continue
-                got[frame.id] = frame
+                if frame.raw == tx and echo is None and self.echoes is not False:
+                    echo = frame  # the line's echo of our request (see echoes)
+                elif frame.id in ids and frame.id not in got:
+                    if self._well_formed(frame, length):
+                        got[frame.id] = frame
+                    else:
+                        malformed += 1  # the servo asked, the length not asked for
             corrupt += self._parser.crc_errors - before
+            if self.echoes is None and echo is not None and not echo.params and len(got) < len(ids) == 1 \
+                    and time.monotonic() >= deadline and self._well_formed(echo, length):
+                got[echo.id], echo = echo, None  # nothing else came: it was the reply (a PING's alert), not an echo
             if len(got) == len(ids):
+                self.echoes = echo is not None
                 for f in got.values():
                     if self.family.maker == "ROBOTIS" and f.code & P1.CHECKSUM_BIT:
                         raise Retry(BusError(f"servo {f.id} received a corrupt instruction", f.id))
@@ -143,6 +155,10 @@ class OneByteBus(ServoBus):
             if time.monotonic() >= deadline:
                 raise Retry(self._timeout_error(ids, got, budget, corrupt, malformed, garbage_before,
                                                 "status packet(s) of the wrong length", self._chain_break(ids, got)))
+
+    def _well_formed(self, frame: P1.Frame, length: int) -> bool:
+        """The length asked for, or a refusal that comes without data."""
+        return len(frame.params) == length or (not frame.params and bool(frame.code & ~self._hardware_bits & 0x7F))
 
     @staticmethod
     def _chain_break(ids: list[int], got: Mapping[int, object]):
