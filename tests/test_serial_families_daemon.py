@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: first torque on; every fault is over (or the robot reconnected) before the next
 FAULTS = [
     ("3:garbage:1.5", "checksum|timeout|garbage|malformed"),
-    ("9:corrupt:40", "checksum"),
+    ("9:corrupt:200", "checksum"),  # more than 5 attempts of a Sync Read of 18 servos + the IMU take
     ("15:silent:5:1.5", r"servo\(s\) 5 .*\[ID 5 is \w+\]"),  # STS: the Sync Read's replies stop at servo 5
     ("21:alert:7", "overload"),
     ("27:disconnect", "port lost|read failed|write failed"),
@@ -54,7 +54,9 @@ def _config(tmp_path: Path, robot: str, link: Path) -> Path:
                        "planner": {"samples": 150}, "preflight_margin": 5.0, "reconnect_backoff": 0.3,
                        "reconnect_attempts": 12, "status_interval": 1.0, "safety": {"stale_plan": 1.0}},
         "task": {"path": "straight", "duration": 34.0},
-        "serial": {"port": str(link)}}))
+        # a patient bus (50 ms, 4 retries): on a busy machine the emulator answers late, and only the injected faults
+        # should fault the robot; each of them outlasts 5 attempts
+        "serial": {"port": str(link), "timeout": 0.05, "retries": 4}}))
     return cfg
 
 
@@ -88,10 +90,14 @@ def test_every_bus_fault_is_made_safe_and_the_walk_goes_on(tmp_path, robot):
     faults = [e for e in events if e["kind"] == "robot_fault"]
     reconnects = [e for e in events if e["kind"] == "reconnected"]
     print(f"{robot}: " + "; ".join(f"t={e['t']:.1f} {e['message']}" for e in faults))
-    assert len(faults) == len(FAULTS) and len(reconnects) == len(FAULTS), [(e["kind"], e["message"]) for e in events]
-    for (fault, cause), event in zip(FAULTS, faults):
-        assert re.search(cause, event["message"]), (fault, event["message"])
+    # each injected fault, in order, made a robot fault naming its cause (a machine starved by other jobs may add
+    # a stray timeout between them: allowed, and shown above)
+    matched = iter(faults)
+    for fault, cause in FAULTS:
+        event = next((e for e in matched if re.search(cause, e["message"])), None)
+        assert event is not None, (fault, [e["message"] for e in faults])
         assert event["data"]["torque_off_sent"] or "disconnect" in fault, (fault, event)
+    assert len(faults) <= len(FAULTS) + 3 and len(reconnects) >= len(FAULTS), [(e["kind"], e["message"]) for e in events]
     assert events[-1]["kind"] == "safe_stop" and events[-1]["message"] == "task complete", events[-1]
     # the emulated robot's own account: torque went off after every fault it injected
     torque = [(float(m[1]), m[2]) for m in re.finditer(r"t=([\d.]+) torque (on|off)", first_out)]
