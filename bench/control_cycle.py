@@ -5,7 +5,8 @@ gradient step from θ* on the last M transitions, then MPPI over the adapted mod
 path cost. Two configurations, in one run:
 
 * anchor (design.md, "Anchors and their numbers"): 3×512 ReLU MLP, M = 16, MPPI 500 samples,
-  horizon 10, 1 iteration;
+  horizon 10, 1 iteration, at the default rollout precision (``planner.precision: auto``: bf16
+  matrices where the CPU has AMX / AVX-512 BF16), and the same with ``precision: fp32``;
 * default: ``legadapt/config.py`` defaults with the train section of
   ``configs/train/default.yaml`` (hidden sizes, M, inner rate), read from the config objects.
 
@@ -22,11 +23,12 @@ background load falls on all alike):
    ``--cycles`` cycles after warm-up, with the adapt / plan medians;
 2. the FLOP-bound limit = (3 × M × 2 × weights  [inner step: forward + backward ≈ 3 forwards]
    + iterations × samples × horizon × 2 × weights) / GEMM throughput measured in the same
-   rounds (``bench/planner_speed.py``'s W×W @ W×5000 fp32 GEMM, W the widest hidden layer);
-   ours / limit;
-3. planning alone against ``pytorch_mppi.MPPI.command`` on the same adapted model, samples
-   and horizon, one iteration, with planner_speed's cheap squared-norm cost on both sides
-   (the controller's own planner with the path cost is timed in the same rounds).
+   rounds (``bench/planner_speed.py``'s W×W @ W×5000 GEMM, W the widest hidden layer, in the
+   rollout's dtype for the planning part; the adaptation step is fp32); ours / limit;
+3. planning alone against ``pytorch_mppi.MPPI.command`` on the same adapted model (called as a
+   PyTorch function, fp32, as one would plug it into pytorch-mppi), samples and horizon, one
+   iteration, with planner_speed's cheap squared-norm cost on both sides (the controller's own
+   planner with the path cost is timed in the same rounds).
 
 Usage: ``python bench/control_cycle.py [--cycles 100] [--plan-repeats 20] [--model PATH]``.
 """
@@ -34,6 +36,7 @@ Usage: ``python bench/control_cycle.py [--cycles 100] [--plan-repeats 20] [--mod
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import statistics
 import sys
@@ -60,13 +63,13 @@ from legadapt.paths import task_path
 DEFAULT_TRAIN_CONFIG = REPO / "configs" / "train" / "default.yaml"
 
 
-def anchor_config() -> C.LegadaptConfig:
+def anchor_config(precision: str = "auto") -> C.LegadaptConfig:
     """design.md's anchor: 3×512, M = K = 16, inner lr 1e-3; MPPI 500 samples, horizon 10, 1 iteration."""
     base = C.LegadaptConfig()
     train = base.train.model_copy(update={"method": "grbal", "hidden": [512, 512, 512], "M": 16, "K": 16,
                                           "inner_lr": 1e-3, "inner_steps": 1})
     planner = base.controller.planner.model_copy(update={"kind": "mppi", "samples": 500, "horizon": 10,
-                                                         "iterations": 1})
+                                                         "iterations": 1, "precision": precision})
     controller = base.controller.model_copy(update={"planner": planner, "adapter": "grbal"})
     return base.model_copy(update={"train": train, "controller": controller})
 
@@ -175,7 +178,8 @@ def main() -> None:
     if args.cycles < 30:
         ap.error("--cycles must be >= 30")
     t_start = time.perf_counter()
-    setups = [make_setup("anchor", anchor_config(), args.model, 1), make_setup("default", default_config(), args.model, 2)]
+    setups = [make_setup("anchor", anchor_config(), args.model, 1), make_setup("anchor fp32", anchor_config("fp32"), args.model, 1),
+              make_setup("default", default_config(), args.model, 2)]
     threads = {s.cfg.controller.threads for s in setups} - {0}
     if len(threads) == 1:
         torch.set_num_threads(threads.pop())  # as the daemon does; 0 = torch's default
@@ -185,11 +189,11 @@ def main() -> None:
     for s in setups:
         print(f"  {s.label()}")
     same = [s.label().split(": ", 1)[1] for s in setups]
-    if same[0] == same[1]:
+    if same[0] == same[-1]:
         print("  (the default configuration coincides with the anchor: both are timed, as independent controllers)")
 
     # 1 + 2: cycles of both configurations and the GEMM throughput, in the same rounds.
-    gemms = {w: gemm_fn(w) for w in sorted({s.width for s in setups})}
+    gemms = {(w, d): gemm_fn(w, dtype=d) for w in sorted({s.width for s in setups}) for d in (torch.float32, torch.bfloat16)}
     for s in setups:
         for _ in range(args.warmup):
             s.cycle()
@@ -210,7 +214,7 @@ def main() -> None:
             t = time.perf_counter()
             g()
             gemm_ms[w].append(1e3 * (time.perf_counter() - t))
-    gflops = {w: gemms[w][1] / (statistics.median(gemm_ms[w]) * 1e-3) / 1e9 for w in gemms}
+    gflops = {k: gemms[k][1] / (statistics.median(gemm_ms[k]) * 1e-3) / 1e9 for k in gemms}
 
     # 3: planning alone, ours vs pytorch-mppi on the same adapted model, samples, horizon (1 iteration).
     compare: dict[str, dict[str, float]] = {}
@@ -219,14 +223,16 @@ def main() -> None:
         z0 = torch.as_tensor(np.concatenate([[1.0, 0.0, 0.0], s.rng.normal(size=s.spec.state_dim)]), dtype=torch.float32)
         ours = make_planner(p.model_copy(update={"iterations": 1}), s.mpc._step, sq_cost, s.spec.action_dim)
         fns = {"ours": lambda o=ours, z=z0: o.plan(z), "ours_path": lambda m=s.mpc, z=z0: m.planner.plan(z)}
-        theirs = theirs_fn(s.mpc._step, p.samples, p.horizon, state=z0, action_dim=s.spec.action_dim)
+        plain = copy.copy(s.mpc)  # the same adapted model as a plain PyTorch function (fp32), for pytorch-mppi
+        plain.predict = s.mpc.adapter.dynamics(s.mpc.ctx)
+        theirs = theirs_fn(plain._step, p.samples, p.horizon, state=z0, action_dim=s.spec.action_dim)
         if theirs is not None:
             fns["theirs"] = theirs
         compare[s.name] = {k: statistics.median(v) for k, v in interleaved_times(fns, args.plan_repeats).items()}
 
     # Report.
-    print(f"\nGEMM fp32 (median of {args.cycles}, same rounds as the cycles): "
-          + ", ".join(f"{w}x{w} @ {w}x5000 {gflops[w]:.0f} GFLOP/s" for w in gemms))
+    print(f"\nGEMM (median of {args.cycles}, same rounds as the cycles): "
+          + ", ".join(f"{w}x{w} @ {w}x5000 {str(d).split('.')[-1]} {gflops[(w, d)]:.0f} GFLOP/s" for w, d in gemms))
     hdr = f"{'':22s}" + "".join(f"{s.name:>14s}" for s in setups)
     print(f"\n1-2. slow-loop cycle (adapt + plan), ms\n{hdr}")
 
@@ -236,8 +242,9 @@ def main() -> None:
     limits = {}
     for s in setups:
         fa, fp = s.flops()
-        g = gflops[s.width] * 1e9
-        limits[s.name] = (1e3 * fa / g, 1e3 * fp / g)
+        limits[s.name] = (1e3 * fa / (gflops[(s.width, torch.float32)] * 1e9),
+                          1e3 * fp / (gflops[(s.width, s.mpc.rollout_dtype)] * 1e9))
+    row("rollout dtype", [str(s.mpc.rollout_dtype).split(".")[-1] for s in setups])
     row("adapt median", [f"{statistics.median(adapt[s.name]):.2f}" for s in setups])
     row("plan median", [f"{statistics.median(plan[s.name]):.2f}" for s in setups])
     row("cycle median", [f"{statistics.median(cyc[s.name]):.2f}" for s in setups])

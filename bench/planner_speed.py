@@ -68,9 +68,9 @@ def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int, warmup: i
     return {k: statistics.median(v) for k, v in interleaved_times(fns, repeats, warmup).items()}
 
 
-def gemm_fn(width: int, cols: int = 5000) -> tuple[Callable[[], torch.Tensor], float]:
-    """A fp32 GEMM [W, W] @ [W, cols] and its FLOP count."""
-    a, b = torch.randn(width, width), torch.randn(width, cols)
+def gemm_fn(width: int, cols: int = 5000, dtype: torch.dtype = torch.float32) -> tuple[Callable[[], torch.Tensor], float]:
+    """A GEMM [W, W] @ [W, cols] in ``dtype`` (fp32; bf16 on the CPU's matrix units) and its FLOP count."""
+    a, b = torch.randn(width, width, dtype=dtype), torch.randn(width, cols, dtype=dtype)
     return (lambda: torch.matmul(a, b)), 2.0 * width * width * cols
 
 

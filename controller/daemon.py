@@ -96,7 +96,10 @@ def run(cfg: C.LegadaptConfig, backend: str = "sim", duration: float | None = No
     notifier = Notifier()
     watchdog = Watchdog(notifier)
     info = {"model": str(pre.model), "adapter": ctrl.adapter, "backend": backend, "mode": ctrl.mode, "command": " ".join(sys.argv),
-            "timing_check_p50": pre.p50, "timing_check_max": pre.worst, "threads": pre.threads}
+            "timing_check_p50": pre.p50, "timing_check_max": pre.worst, "threads": pre.threads,
+            "rollout_dtype": str(pre.mpc.rollout_dtype).removeprefix("torch.")}
+    status(f"pre-flight: adapt + plan {1e3 * pre.p50:.0f} ms median on {pre.threads} thread(s), rollouts in "
+           f"{info['rollout_dtype']} (controller.planner.precision: {ctrl.planner.precision})")
     writer = LogWriter(log_path, pre.spec, config=cfg.model_dump(mode="json"), info=info)
     summary.log_path, summary.powered = log_path, False
     daemon = _Daemon(cfg, backend, pre, writer, notifier, watchdog, stop, status, summary)

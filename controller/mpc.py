@@ -23,12 +23,14 @@ import torch
 from legadapt.controller.loop import SlowPolicy
 from legadapt.dynamics.adaptation import Adapter, Gate, make_adapter
 from legadapt.dynamics.checkpoint import LoadedCheckpoint
+from legadapt.dynamics.rollout_model import rollout_dtype
 from legadapt import config as C
 from legadapt.features import FeatureSpec, target_vector
 from legadapt.paths import Path, ProgressTracker
 from legadapt.planners.base import Planner
 from legadapt.planners.cem import CEM
 from legadapt.planners.costs import PathCost
+from legadapt.planners.icem import ICEM
 from legadapt.planners.mppi import MPPI
 from legadapt.planners.random_shooting import RandomShooting
 
@@ -61,7 +63,12 @@ def make_planner(cfg: C.PlannerConfig, dynamics, cost, action_dim: int) -> Plann
     common = dict(horizon=cfg.horizon, action_low=-1.0, action_high=1.0, seed=cfg.seed, action_dim=action_dim)
     if cfg.kind == "mppi":
         return MPPI(dynamics, cost, num_samples=cfg.samples, temperature=cfg.temperature, noise_sigma=cfg.noise,
-                    iterations=cfg.iterations, smoothing_window=cfg.smoothing_window, **common)
+                    iterations=cfg.iterations, smoothing_window=cfg.smoothing_window,
+                    noise_beta=cfg.noise_beta or 0.0, **common)
+    if cfg.kind == "icem":
+        return ICEM(dynamics, cost, num_samples=cfg.samples, num_elites=min(cfg.elites, cfg.samples),
+                    iterations=cfg.iterations, beta=2.0 if cfg.noise_beta is None else cfg.noise_beta,
+                    keep_elites=cfg.keep_elites, decay=cfg.population_decay, alpha=cfg.alpha, **common)
     if cfg.kind == "cem":
         return CEM(dynamics, cost, num_samples=cfg.samples, num_elites=min(cfg.elites, cfg.samples),
                    iterations=cfg.iterations, alpha=cfg.alpha, **common)
@@ -94,15 +101,24 @@ class AdaptiveMPC(SlowPolicy):
                                    "smoothness": w.smoothness}, target_speed=target_speed, dt=spec.control_period,
                              terminal_weight=w.terminal, approach_gain=w.approach_gain)
         self.planner = make_planner(ctrl.planner, self._step, self.cost, spec.action_dim)
-        self.ctx = adapter.adapt(np.zeros((0, self.S + spec.action_dim), np.float32), np.zeros((0, spec.target_dim), np.float32))
+        self.rollout_dtype = rollout_dtype(ctrl.planner.precision)
+        self.planner_samples = ctrl.planner.samples
+        self._set_context(adapter.adapt(np.zeros((0, self.S + spec.action_dim), np.float32),
+                                        np.zeros((0, spec.target_dim), np.float32)))
         self.stats = CycleStats()
         self.fallbacks = 0
         self.truth = ProgressTracker(path, self.cost.window)  # the simulator's true pose, tracked on its own
 
+    def _set_context(self, ctx) -> None:
+        """Adopt the adapted parameters ``ctx``; the planner's rollouts use them unpacked once, in its precision."""
+        self.ctx = ctx
+        self.predict = (self.adapter.rollout_model(ctx, self.rollout_dtype, self.planner_samples)
+                        or self.adapter.dynamics(ctx))
+
     def _step(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Batched dynamics for the planner: z [N, 3+S], a [N, A] -> z' [N, 3+S]."""
         s = z[:, 3:]
-        d = self.adapter.predict(self.ctx, s, a)  # [N, S+3]
+        d = self.predict(s, a)  # [N, S+3]
         return torch.cat([integrate_pose(z[:, :3], d[:, self.S:self.S + 3]), s + d[:, :self.S]], dim=1)
 
     def observe(self, state: np.ndarray, action: np.ndarray, next_state: np.ndarray, displacement: np.ndarray) -> None:
@@ -115,7 +131,7 @@ class AdaptiveMPC(SlowPolicy):
         st = CycleStats(window=len(self.window_x))
         t0 = time.perf_counter()
         if self.window_x:
-            self.ctx = self.adapter.adapt(np.stack(self.window_x), np.stack(self.window_y))
+            self._set_context(self.adapter.adapt(np.stack(self.window_x), np.stack(self.window_y)))
         st.loss_before, st.loss_after = float(self.adapter.last_loss_before), float(self.adapter.last_loss_after)
         st.fallback = bool(self.adapter.last_fallback)
         self.fallbacks += st.fallback

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from legadapt.dynamics.maml import InnerLR, adapt_window_with_loss, restrict_rates
 from legadapt.dynamics.mlp import DeltaMLP, detached_params, params, predict, window_loss
+from legadapt.dynamics.rollout_model import RolloutModel
 
 #: What :meth:`Adapter.adapt` returns and :meth:`Adapter.predict` consumes: tensors by name.
 Context = dict[str, Tensor]
@@ -66,6 +67,12 @@ class Adapter(ABC):
 
     def reset(self) -> None:
         """Forget per-episode state (a new run starts). Stateless adapters do nothing."""
+
+    def rollout_model(self, ctx: Context, dtype: torch.dtype = torch.float32,
+                      batch: int = 500) -> Callable[[Tensor, Tensor], Tensor] | None:
+        """A fast predictor for the planner's rollouts with ``ctx`` (matrices in ``dtype``), or None where this
+        adapter has none (the planner then calls :meth:`predict`)."""
+        return None
 
     def dynamics(self, ctx: Context) -> Callable[[Tensor, Tensor], Tensor]:
         """``ctx`` bound: the batched callable ``f(states [B, S], actions [B, A]) -> targets [B, T]``."""
@@ -153,6 +160,17 @@ class MLPAdapter(Adapter):
             raise ValueError(f"{type(self).__name__}.predict: expected states [B, {m.state_dim}] and actions "
                              f"[B, {m.action_dim}], got {tuple(states.shape)} and {tuple(actions.shape)}")
         return predict(m, ctx, torch.cat([states, actions], dim=-1))
+
+
+    def rollout_model(self, ctx: Context, dtype: torch.dtype = torch.float32, batch: int = 500) -> RolloutModel:
+        """:class:`dynamics.rollout_model.RolloutModel` of the model with parameters ``ctx`` (``batch``: the usual one)."""
+        m = self.model
+        theta = dict(m.named_parameters())
+        names = [name for name, mod in m.net.named_children() if isinstance(mod, torch.nn.Linear)]
+        weights = [(ctx.get(f"net.{n}.weight", theta[f"net.{n}.weight"]), ctx.get(f"net.{n}.bias", theta[f"net.{n}.bias"]))
+                   for n in names]
+        return RolloutModel(weights, m.in_norm.mean, m.in_norm.std, m.out_norm.mean, m.out_norm.std, m.input_clip, dtype,
+                            batch)
 
 
 class GrBALAdapter(MLPAdapter):

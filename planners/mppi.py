@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Cost, Dynamics, PlanInfo, Planner, TensorLike
+from .colored_noise import colored_noise
 
 
 class MPPI(Planner):
@@ -36,12 +37,14 @@ class MPPI(Planner):
         iterations: MPPI updates per plan (pytorch_mppi does 1 per control step).
         smoothing_window: odd width (steps) of the moving average applied to each update
             over the horizon; 1 disables it.
+        noise_beta: colour of the exploration noise along the horizon, PSD 1/f^β
+            (:mod:`planners.colored_noise`): 0 white (the classic MPPI), 2 smooth strokes.
     """
 
     def __init__(self, dynamics: Dynamics, cost: Cost, horizon: int, action_low: TensorLike,
                  action_high: TensorLike, num_samples: int = 500, temperature: float = 1.0,
                  noise_sigma: TensorLike | None = None, iterations: int = 1,
-                 smoothing_window: int = 3, seed: int = 0, **kwargs) -> None:
+                 smoothing_window: int = 3, noise_beta: float = 0.0, seed: int = 0, **kwargs) -> None:
         super().__init__(dynamics, cost, horizon, action_low, action_high, seed=seed, **kwargs)
         if num_samples < 2:
             raise ValueError(f"num_samples must be >= 2, got {num_samples}")
@@ -57,6 +60,9 @@ class MPPI(Planner):
         self.noise_sigma = self._per_dim(sigma, "noise_sigma")  # [A]
         self.iterations = int(iterations)
         self.smoothing_window = int(smoothing_window)
+        if noise_beta < 0:
+            raise ValueError(f"noise_beta must be >= 0, got {noise_beta}")
+        self.noise_beta = float(noise_beta)
         # Row 0 of the noise is zeroed: the nominal is always one of the samples.
         self._noise_mask = torch.ones(self.num_samples, 1, 1, dtype=self.dtype, device=self.device)
         self._noise_mask[0] = 0.0
@@ -75,7 +81,8 @@ class MPPI(Planner):
         best_cost = torch.tensor(float("inf"), dtype=self.dtype, device=self.device)
         costs = best_cost
         for _ in range(self.iterations):
-            noise = self._randn(n, h, a) * self.noise_sigma * self._noise_mask
+            noise = colored_noise(self.noise_beta, (n, h, a), self.generator, self.dtype, self.device)
+            noise = noise * self.noise_sigma * self._noise_mask
             samples = self.clamp(mean + noise)  # [N, H, A]
             _, costs = self.rollout(state, samples)
             weights = torch.softmax(-(costs - costs.min()) / self.temperature, dim=0)  # [N]

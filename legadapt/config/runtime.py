@@ -120,7 +120,7 @@ MAX_MODEL_EVALUATIONS = 200_000
 class PlannerConfig(_Section):
     """The sampling MPC planner over the adapted model."""
 
-    kind: Literal["mppi", "cem", "random_shooting"] = Field("mppi", description="Planner.")
+    kind: Literal["mppi", "cem", "icem", "random_shooting"] = Field("mppi", description="Planner.")
     samples: int = Field(500, ge=4, le=100000, description="Candidate action sequences per iteration.")
     horizon: int = Field(10, ge=1, le=200, description="Planning horizon, control periods.")
     iterations: int = Field(1, ge=1, le=50, description="Optimiser iterations per cycle (CEM refits, MPPI updates).")
@@ -128,8 +128,15 @@ class PlannerConfig(_Section):
     noise: float = Field(0.4, gt=0, le=2, description="MPPI noise standard deviation, action units.")
     smoothing_window: int = Field(3, ge=1, le=50, description="MPPI update smoothing over the horizon, steps.")
     elites: int = Field(50, ge=1, description="CEM elites per iteration.")
-    alpha: float = Field(0.1, ge=0, lt=1, description="CEM weight kept on the previous mean/std.")
+    alpha: float = Field(0.1, ge=0, lt=1, description="CEM / iCEM weight kept on the previous mean/std.")
+    noise_beta: float | None = Field(None, ge=0, le=4, description="Colour of the sampling noise along the horizon, "
+                                     "PSD 1/f^beta (0 white, 2 smooth): MPPI and iCEM; unset: MPPI 0, iCEM 2.")
+    keep_elites: float = Field(0.3, ge=0, le=1, description="iCEM: fraction of the elites kept for the next iteration and plan.")
+    population_decay: float = Field(1.25, ge=1, le=10, description="iCEM: each iteration samples this factor fewer sequences.")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Planner noise seed (deterministic runs).")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Matrix precision of the planner's model rollouts: bf16 multiplies on the CPU's matrix units "
+                            "(AMX, AVX-512 BF16), costs and poses stay fp32; auto = bf16 where the CPU has them, else fp32.")
 
     @model_validator(mode="after")
     def _fits_a_control_cycle(self) -> "PlannerConfig":
@@ -139,7 +146,7 @@ class PlannerConfig(_Section):
                 f"samples × horizon × iterations = {self.samples} × {self.horizon} × {self.iterations} = {work:,} model "
                 f"evaluations per control period, more than the {MAX_MODEL_EVALUATIONS:,} that fit in memory and time "
                 f"(the default 500 × 10 × 1 = 5,000 takes ~40 ms on 2 cores): lower samples, horizon or iterations")
-        if self.kind == "cem" and not 2 <= self.elites <= self.samples:
+        if self.kind in ("cem", "icem") and not 2 <= self.elites <= self.samples:
             raise ValueError(f"CEM refits to 2 <= elites <= samples; got elites {self.elites}, samples {self.samples}")
         return self
 

@@ -1,0 +1,92 @@
+"""Quality per millisecond: planners and rollout precisions compared by the closed-loop task score.
+
+Each contender is a ``controller.planner`` override at about the same compute per cycle (model
+evaluations = samples × horizon × iterations ≈ 5000, the default's): MPPI in fp32 and in bf16,
+MPPI with coloured noise (β = 2), iCEM (coloured noise, kept elites, a shrinking population). Every
+contender runs the same scenarios and seeds through ``legadapt perturb`` (GrBAL, the shipped model,
+the simulator's true state), and the report gives, over all runs: the median slow-cycle time (ms, as
+logged), the mean task score (m made good within the corridor), the mean cross-track (cm), and the
+task score per cycle-millisecond.
+
+Usage: ``python bench/planner_quality.py [--scenarios limp_LF intact_figure8 ...] [--out runs/bench/planner_quality]
+[--contenders mppi_fp32 mppi_bf16 ...] [--suite held-out-true-state] [--workers 2]``. A contender's runs are
+kept in ``--out/<contender>`` (``--rescore`` there re-reads them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from legadapt.resources import shipped
+
+CONTENDERS: dict[str, dict] = {
+    "mppi_fp32": {"kind": "mppi", "samples": 500, "precision": "fp32"},
+    "mppi_bf16": {"kind": "mppi", "samples": 500, "precision": "bf16"},
+    "mppi_colored": {"kind": "mppi", "samples": 500, "precision": "bf16", "noise_beta": 2.0},
+    "icem": {"kind": "icem", "samples": 200, "elites": 20, "iterations": 3, "precision": "bf16"},
+}
+DEFAULT_SCENARIOS = ["intact_straight", "intact_figure8", "limp_LF", "limp_LF_left_turn", "weak_LF", "cross_slope_12"]
+
+
+def suite_for(base: dict, scenarios: list[str], planner: dict, name: str) -> dict:
+    """``base`` suite with only ``scenarios``, the GrBAL variant and ``planner`` as the controller's planner."""
+    picked = [s for s in base["scenarios"] if s["name"] in scenarios]
+    missing = set(scenarios) - {s["name"] for s in picked}
+    if missing:
+        raise SystemExit(f"no scenario {sorted(missing)} in suite {base['name']}")
+    controller = dict(base.get("controller", {}))
+    controller["planner"] = {**controller.get("planner", {}), **planner}
+    return {**base, "name": name, "variants": ["grbal"], "scenarios": picked, "controller": controller}
+
+
+def run_contender(name: str, suite: dict, out: Path, workers: int) -> list[dict]:
+    """Run ``suite`` with ``legadapt perturb`` into ``out``; its results."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    cmd = [sys.executable, "-m", "legadapt.controller.cli", "perturb", "--suite", str(path), "--out", str(out),
+           "--workers", str(workers), "--quiet"]
+    print(f"{name}: {' '.join(cmd[2:])}", flush=True)
+    subprocess.run(cmd, check=True)
+    return json.loads((out / "results.json").read_text())["results"]
+
+
+def summary(results: list[dict]) -> dict:
+    ok = [r for r in results if not r.get("error")]
+    score = statistics.mean(r["task_score"] for r in ok)
+    cycle = statistics.median(r["cycle_ms"] for r in ok)
+    return {"runs": len(ok), "errors": len(results) - len(ok), "cycle_ms": cycle, "score": score,
+            "xt_cm": 100 * statistics.mean(r["mean_cross_track"] for r in ok), "score_per_ms": score / cycle}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--suite", default="held-out-true-state")
+    ap.add_argument("--scenarios", nargs="+", default=DEFAULT_SCENARIOS)
+    ap.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=list(CONTENDERS))
+    ap.add_argument("--out", type=Path, default=Path("runs/bench/planner_quality"))
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    base = yaml.safe_load(shipped("configs", f"suites/{args.suite}.yaml").read_text())
+    rows = {}
+    for name in args.contenders:
+        suite = suite_for(base, args.scenarios, CONTENDERS[name], f"quality-{name}")
+        rows[name] = summary(run_contender(name, suite, args.out / name, args.workers))
+    ref = rows[args.contenders[0]]
+    print(f"\nGrBAL, {args.suite}: {', '.join(args.scenarios)}; seeds as the suite's; ratios against {args.contenders[0]}")
+    print(f"{'contender':14s} {'runs':>5s} {'cycle ms':>9s} {'task score m':>13s} {'cross-track cm':>15s} "
+          f"{'score / ms':>11s} {'cycle ratio':>12s}")
+    for name, r in rows.items():
+        print(f"{name:14s} {r['runs']:5d} {r['cycle_ms']:9.1f} {r['score']:13.3f} {r['xt_cm']:15.2f} "
+              f"{r['score_per_ms']:11.4f} {r['cycle_ms'] / ref['cycle_ms']:12.2f}")
+
+
+if __name__ == "__main__":
+    main()

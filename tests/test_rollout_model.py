@@ -1,0 +1,51 @@
+"""The planner's rollout model: the adapted model's own predictions, unpacked once, in fp32 or bfloat16."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from legadapt.dynamics.adaptation import GrBALAdapter
+from legadapt.dynamics.mlp import DeltaMLP
+from legadapt.dynamics.rollout_model import bf16_native, rollout_dtype
+
+S, A, T = 28, 2, 31
+
+
+def _adapted(seed: int = 0) -> tuple[GrBALAdapter, dict, torch.Tensor, torch.Tensor]:
+    """A GrBAL adapter over a random 3x512 model with fitted normalisers, adapted on a random window."""
+    g = torch.Generator().manual_seed(seed)
+    model = DeltaMLP(S, A, T, hidden=(512, 512, 512))
+    x, y = torch.randn(400, S + A, generator=g) * 3 + 1, torch.randn(400, T, generator=g) * 0.2
+    model.fit_normalizers(x, y)
+    adapter = GrBALAdapter(model, lrs=0.01, steps=1)
+    ctx = adapter.adapt(x[:16].numpy(), y[:16].numpy())
+    states, actions = torch.randn(500, S, generator=g) * 3 + 1, torch.rand(500, A, generator=g) * 2 - 1
+    return adapter, ctx, states, actions
+
+
+def test_the_fp32_rollout_model_is_the_adapted_model():
+    adapter, ctx, states, actions = _adapted()
+    want = adapter.predict(ctx, states, actions)
+    got = adapter.rollout_model(ctx, torch.float32)(states, actions)
+    assert got.dtype == torch.float32 and got.shape == (500, T)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    base = adapter.rollout_model(adapter.theta_star(), torch.float32)(states, actions)
+    assert (base - want).abs().max() > 1e-4, "the adapted parameters are used, not θ*"
+
+
+def test_the_bf16_rollout_model_keeps_three_digits_in_normalised_units():
+    adapter, ctx, states, actions = _adapted(1)
+    want = adapter.predict(ctx, states, actions)
+    got = adapter.rollout_model(ctx, torch.bfloat16)(states, actions)
+    assert got.dtype == torch.float32, "poses and costs stay fp32"
+    err = ((got - want) / adapter.model.out_norm.std).abs()  # normalised units (σ of each target)
+    print(f"bf16 rollout: max error {float(err.max()):.4f} σ, mean {float(err.mean()):.5f} σ")
+    assert float(err.mean()) < 0.01 and float(err.max()) < 0.1
+
+
+def test_precision_auto_follows_the_cpu():
+    assert rollout_dtype("fp32") is torch.float32 and rollout_dtype("bf16") is torch.bfloat16
+    assert rollout_dtype("auto") is (torch.bfloat16 if bf16_native() else torch.float32)
+    with pytest.raises(KeyError):
+        rollout_dtype("fp16")
