@@ -216,6 +216,7 @@ def preflight(cfg: C.LegadaptConfig, backend: str, log_path: Path, stop) -> Pref
             f"(at most {100 * ctrl.preflight_margin:.0f} % of it may go to planning): reduce controller.planner.samples "
             f"({ctrl.planner.samples}), horizon ({ctrl.planner.horizon}) or iterations ({ctrl.planner.iterations}), "
             f"or lower task.control_rate; controller.threads ({ctrl.threads or f'0 = automatic: {threads}'}) sets the "
-            f"torch threads -- on a busy or shared computer 1 is often fastest")
+            f"torch threads -- on a busy or shared computer 1 is often fastest; configs/small_computer.yaml is a profile "
+            f"that fits a small onboard computer")
     mpc, spec, window = build_controller(cfg, model)  # fresh: the timing check must not warm-start the run
     return Preflight(model, mpc, spec, window, threads, p50, worst)

@@ -130,7 +130,7 @@ class PlannerConfig(_Section):
     elites: int = Field(50, ge=1, description="CEM elites per iteration.")
     alpha: float = Field(0.1, ge=0, lt=1, description="CEM / iCEM weight kept on the previous mean/std.")
     noise_beta: float | None = Field(None, ge=0, le=4, description="Colour of the sampling noise along the horizon, "
-                                     "PSD 1/f^beta (0 white, 2 smooth): MPPI and iCEM; unset: MPPI 0, iCEM 2.")
+                                     "PSD 1/f^beta (0 white, 2 smooth): MPPI and iCEM; unset: 2.")
     keep_elites: float = Field(0.3, ge=0, le=1, description="iCEM: fraction of the elites kept for the next iteration and plan.")
     population_decay: float = Field(1.25, ge=1, le=10, description="iCEM: each iteration samples this factor fewer sequences.")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Planner noise seed (deterministic runs).")
