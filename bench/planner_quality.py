@@ -3,7 +3,7 @@
 Each contender is a ``controller.planner`` override at about the same compute per cycle (model
 evaluations = samples × horizon × iterations ≈ 5000, the default's): MPPI with white noise in fp32 and
 in bf16, MPPI with coloured noise (β = 2, now the default), iCEM (coloured noise, kept elites, a
-shrinking population); and the small-computer profile's planner (200 samples, fp32), which is cheaper. Every
+shrinking population); and the small-computer profile's planner (128 samples, fp32), which is cheaper. Every
 contender runs the same scenarios and seeds through ``legadapt perturb`` (GrBAL, the shipped model,
 the simulator's true state), and the report gives, over all runs: the median slow-cycle time (ms, as
 logged), the mean task score (m made good within the corridor), the mean cross-track (cm), and the
@@ -33,7 +33,7 @@ CONTENDERS: dict[str, dict] = {
     "mppi_colored": {"kind": "mppi", "samples": 500, "precision": "bf16", "noise_beta": 2.0},
     "icem": {"kind": "icem", "samples": 200, "elites": 20, "iterations": 3, "precision": "bf16"},
     # configs/small_computer.yaml's planner, in fp32 as on a computer without bf16 matrix units (not the same compute)
-    "small_computer": {"kind": "mppi", "samples": 200, "precision": "fp32", "noise_beta": 2.0},
+    "small_computer": {"kind": "mppi", "samples": 128, "precision": "fp32", "noise_beta": 2.0},
 }
 DEFAULT_SCENARIOS = ["intact_straight", "intact_figure8", "limp_LF", "limp_LF_left_turn", "weak_LF", "cross_slope_12"]
 
