@@ -44,18 +44,21 @@ _COMPRESSION = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none"
 
 
 def _arr(desc: str, n: int | None = None) -> dict:
-    s: dict[str, Any] = {"type": "array", "items": {"type": "number"}, "description": desc + " (non-finite: null)"}
+    s: dict[str, Any] = {"type": "array", "items": {"type": ["number", "null"]}, "description": desc + " (non-finite: null)"}
     if n is not None:
         s["minItems"] = s["maxItems"] = n
     return s
 
 
 def _num(desc: str, kind: str = "number") -> dict:
+    """A scalar field; a number may be null (a non-finite value, e.g. no loss before the first window)."""
+    if kind == "number":
+        return {"type": ["number", "null"], "description": desc + " (non-finite: null)"}
     return {"type": kind, "description": desc}
 
 
 def _schema(name: str, props: dict, optional: tuple[str, ...] = ()) -> dict:
-    props = {"t": _num("time, s"), **props}
+    props = {"t": {"type": "number", "description": "time, s"}, **props}
     return {"title": f"legadapt.{name}", "type": "object", "properties": props,
             "required": [k for k in props if k not in optional]}
 
