@@ -28,7 +28,7 @@ if ``raise_on_alert``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from legadapt.hardware import protocol as P
 from legadapt.hardware.servo_bus import (BusError, BusStats, BusTimeout, PortUnavailable, Retry, ServoBus,  # noqa: F401
@@ -42,6 +42,7 @@ class DynamixelBus(ServoBus):
     """A Protocol 2.0 bus master on one serial port."""
 
     family = FAMILIES["dynamixel_p2"]
+    codec = P
 
     # ------------------------------------------------------------ operations
     def ping(self, dxl_id: int) -> tuple[int, int]:
@@ -49,25 +50,9 @@ class DynamixelBus(ServoBus):
         data = self._unicast(P.ping_packet(dxl_id), dxl_id, 3)
         return data[0] | data[1] << 8, data[2]
 
-    def read(self, dxl_id: int, address: int, length: int) -> bytes:
-        """``length`` bytes at ``address`` of ``dxl_id``."""
-        return self._unicast(P.read_packet(dxl_id, address, length), dxl_id, length)
-
-    def write(self, dxl_id: int, address: int, data: bytes) -> None:
-        """Write ``data`` at ``address``; waits for the status (none for broadcast ID 254)."""
-        tx = P.write_packet(dxl_id, address, data)
-        if dxl_id == P.BROADCAST_ID:
-            self._send_only(tx)
-        else:
-            self._unicast(tx, dxl_id, 0)
-
     def reboot(self, dxl_id: int) -> None:
         """Reboot a device (clears its hardware error; torque comes back off)."""
         self._unicast(P.reboot_packet(dxl_id), dxl_id, 0)
-
-    def sync_write(self, address: int, length: int, data: Mapping[int, bytes]) -> None:
-        """One SYNC WRITE of ``length`` bytes at ``address`` to every servo in ``{id: bytes}``."""
-        self._send_only(P.sync_write_packet(address, length, data))
 
     def sync_read(self, address: int, length: int, ids: Iterable[int]) -> dict[int, bytes]:
         """One SYNC READ: ``{id: bytes}``; every servo answers with its own status packet."""
@@ -89,9 +74,6 @@ class DynamixelBus(ServoBus):
 
     def _reply_bytes(self, ids: list[int], length: int, fast: bool = False) -> int:
         return (length + 4) * len(ids) + 9 if fast else (length + 11) * len(ids)
-
-    def _unicast(self, tx: bytes, dxl_id: int, length: int) -> bytes:
-        return self._transact(tx, [dxl_id], length, fast=False)[dxl_id]
 
     def _attempt(self, tx: bytes, ids: list[int], length: int, budget: float, fast: bool = False) -> dict[int, P.Status]:
         self._discard_input()

@@ -38,6 +38,8 @@ STATUS_OVERHEAD = 6  # bytes of a status frame around its data: FF FF ID LEN ERR
 class OneByteBus(ServoBus):
     """A Protocol 1.0 / Feetech SCS-STS bus master on one serial port."""
 
+    codec = P1
+
     def __init__(self, url: str, family: BusFamily, baudrate: int = 1_000_000, timeout: float = 0.02,
                  retries: int = 2, raise_on_alert: bool = True) -> None:
         if family.protocol != 1:
@@ -58,27 +60,11 @@ class OneByteBus(ServoBus):
         """PING ``dxl_id``: it answers (else :class:`BusTimeout`); this protocol's PING returns no model number."""
         self._unicast(P1.ping_packet(dxl_id), dxl_id, 0)
 
-    def read(self, dxl_id: int, address: int, length: int) -> bytes:
-        """``length`` bytes at ``address`` of ``dxl_id``."""
-        return self._unicast(P1.read_packet(dxl_id, address, length), dxl_id, length)
-
-    def write(self, dxl_id: int, address: int, data: bytes) -> None:
-        """Write ``data`` at ``address``; waits for the status (none for broadcast ID 254)."""
-        tx = P1.write_packet(dxl_id, address, data)
-        if dxl_id == P1.BROADCAST_ID:
-            self._send_only(tx)
-        else:
-            self._unicast(tx, dxl_id, 0)
-
     def reboot(self, dxl_id: int) -> None:
         """REBOOT (Dynamixel MX): clears a hardware error; torque comes back off."""
         if not self.family.reboot:
             super().reboot(dxl_id)
         self._unicast(P1.reboot_packet(dxl_id), dxl_id, 0)
-
-    def sync_write(self, address: int, length: int, data: Mapping[int, bytes]) -> None:
-        """One SYNC WRITE of ``length`` bytes at ``address`` to every servo in ``{id: bytes}`` (no reply)."""
-        self._send_only(P1.sync_write_packet(address, length, data))
 
     def group_read(self, address: int, length: int, ids: Iterable[int], fast: bool = True) -> dict[int, bytes]:
         """``{id: bytes}``: one SYNC READ (STS) or BULK READ (MX), else one READ per servo. ``fast`` is ignored
@@ -114,9 +100,6 @@ class OneByteBus(ServoBus):
 
     def _reply_bytes(self, ids: list[int], length: int) -> int:
         return (length + STATUS_OVERHEAD) * len(ids)
-
-    def _unicast(self, tx: bytes, dxl_id: int, length: int) -> bytes:
-        return self._transact(tx, [dxl_id], length)[dxl_id]
 
     def _attempt(self, tx: bytes, ids: list[int], length: int, budget: float) -> dict[int, P1.Frame]:
         self._discard_input()

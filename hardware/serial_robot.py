@@ -46,6 +46,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from legadapt.hardware import protocol1 as P1
 from legadapt.hardware import registers as R
 from legadapt.hardware.servo_bus import BROADCAST_ID, BusError, BusTimeout, ServoBus, ServoError, make_bus
 from legadapt.hardware.servo_types import bus_servo_types
@@ -283,7 +284,7 @@ class SerialRobot(Robot):
                 except ServoError as exc:
                     if not exc.hardware_error:
                         raise
-                    found[dxl_id] = str(exc).split(": ", 1)[-1]
+                    found[dxl_id] = P1.describe_error(exc.hardware_error, self.family.maker)
         finally:
             self.bus.raise_on_alert = False
         return found

@@ -30,6 +30,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Self
 
 import serial
@@ -110,6 +111,7 @@ class ServoBus(ABC):
     """A servo-bus master on one serial port (see the module docstring)."""
 
     family: BusFamily
+    codec: ModuleType  # the framing's packet builders: hardware.protocol or hardware.protocol1
 
     def __init__(self, url: str, baudrate: int = 1_000_000, timeout: float = 0.02, retries: int = 2,
                  raise_on_alert: bool = True) -> None:
@@ -155,17 +157,21 @@ class ServoBus(ABC):
     def ping(self, dxl_id: int) -> tuple[int, int] | None:
         """(model number, firmware) where PING returns them (Protocol 2.0); None where it only answers."""
 
-    @abstractmethod
     def read(self, dxl_id: int, address: int, length: int) -> bytes:
         """``length`` bytes at ``address`` of ``dxl_id``."""
+        return self._unicast(self.codec.read_packet(dxl_id, address, length), dxl_id, length)
 
-    @abstractmethod
     def write(self, dxl_id: int, address: int, data: bytes) -> None:
         """Write ``data`` at ``address``; waits for the status (none for broadcast ID 254)."""
+        tx = self.codec.write_packet(dxl_id, address, data)
+        if dxl_id == BROADCAST_ID:
+            self._send_only(tx)
+        else:
+            self._unicast(tx, dxl_id, 0)
 
-    @abstractmethod
     def sync_write(self, address: int, length: int, data: Mapping[int, bytes]) -> None:
         """One SYNC WRITE of ``length`` bytes at ``address`` to every servo in ``{id: bytes}`` (no reply)."""
+        self._send_only(self.codec.sync_write_packet(address, length, data))
 
     @abstractmethod
     def group_read(self, address: int, length: int, ids: Iterable[int], fast: bool = True) -> dict[int, bytes]:
@@ -199,6 +205,9 @@ class ServoBus(ABC):
     @abstractmethod
     def _reply_bytes(self, ids: list[int], length: int, **kw) -> int:
         """Bytes the replies take on the wire (for the timeout budget)."""
+
+    def _unicast(self, tx: bytes, dxl_id: int, length: int) -> bytes:
+        return self._transact(tx, [dxl_id], length)[dxl_id]
 
     def _transact(self, tx: bytes, ids: list[int], length: int, **kw) -> dict[int, bytes]:
         """One request and its replies, with retries. Raises only :class:`BusError`: anything else going wrong
