@@ -31,7 +31,7 @@ import numpy as np
 from legadapt.hardware.interface import LifecycleState, ReturnType, Robot
 from legadapt import config as C
 from legadapt.features import make_spec
-from legadapt.mcap_log import LogWriter
+from legadapt.mcap_log import LogWriter, quat_xyzw
 from legadapt.robot.description import RobotDescription
 from legadapt.sim.hexapod import make_gait
 
@@ -99,7 +99,7 @@ def record_excitation(robot: Robot, commands: np.ndarray, period: float, log_pat
             clock.tick(robot, q_cmd)
             s = robot.state
             writer.write("command", {"q": q_cmd, "action": []}, t)
-            writer.write("state", {"q": s.q, "qd": s.qd, "effort": s.effort, "imu_quat": s.imu.quat, "gyro": s.imu.gyro,
+            writer.write("state", {"q": s.q, "qd": s.qd, "effort": s.effort, "imu_quat": quat_xyzw(s.imu.quat), "gyro": s.imu.gyro,
                                    "acc": s.imu.acc}, t + period)
     finally:
         writer.finish()

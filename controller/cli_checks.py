@@ -25,6 +25,27 @@ def override(cfg: LegadaptConfig, section: str, **updates: object) -> LegadaptCo
     return parse_config(data, "the command-line options")
 
 
+def live_option(text: str) -> str:
+    """An argparse ``type`` for ``--live``: empty, ``PORT`` or ``HOST:PORT``, else a usage error (exit 2)."""
+    host, sep, port = text.rpartition(":")
+    if text and not (port.isdigit() and int(port) <= 65535 and (host or not sep)):
+        raise argparse.ArgumentTypeError(f"expected PORT or HOST:PORT (port 0-65535), got {text!r}")
+    return text
+
+
+def live_updates(cfg: LegadaptConfig, text: str | None) -> LegadaptConfig:
+    """``cfg`` with the live view switched on by ``--live [HOST:]PORT`` (None: as the config says)."""
+    if text is None:
+        return cfg
+    host, sep, port = text.rpartition(":")
+    live = {**cfg.controller.live.model_dump(mode="json"), "enabled": True}
+    if port:
+        live["port"] = int(port)
+    if sep and host:
+        live["host"] = host
+    return override(cfg, "controller", live=live)
+
+
 def positive_int(text: str) -> int:
     """An argparse ``type``: a whole number >= 1, else a usage error (exit 2)."""
     try:

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from legadapt.controller.foxglove_view import FoxgloveView
+from legadapt.controller.live_view import LiveView, LiveViewError
 from legadapt.controller.loop import Boundary, LoopStats, TwoRateLoop
 from legadapt.controller.preflight import (Preflight, PreflightError, build_controller, check_timing, preflight,  # noqa: F401 (API)
                                   resolve_model)
@@ -41,7 +43,8 @@ from legadapt.controller.stop_request import sleep_unless
 from legadapt.controller.watchdog import Watchdog
 from legadapt.hardware.interface import CallbackReturn, Robot
 from legadapt import config as C
-from legadapt.mcap_log import LogWriter
+from legadapt.mcap_log import LogWriter, quat_xyzw
+from legadapt.paths import task_path
 from legadapt.sim.rotations import rpy_from_quat
 
 RECONNECT_MAX_DELAY = 8.0  # s, longest wait between reconnection attempts
@@ -100,7 +103,9 @@ def run(cfg: C.LegadaptConfig, backend: str = "sim", duration: float | None = No
             "rollout_dtype": str(pre.mpc.rollout_dtype).removeprefix("torch.")}
     status(f"pre-flight: adapt + plan {1e3 * pre.p50:.0f} ms median on {pre.threads} thread(s), rollouts in "
            f"{info['rollout_dtype']} (controller.planner.precision: {ctrl.planner.precision})")
-    writer = LogWriter(log_path, pre.spec, config=cfg.model_dump(mode="json"), info=info)
+    live = start_live_view(ctrl.live, status)
+    writer = LogWriter(log_path, pre.spec, config=cfg.model_dump(mode="json"), info=info, deferred_origin=True,
+                       view=FoxgloveView(cfg.robot_description, task_path(cfg.task).points), mirrors=(live,) if live else ())
     summary.log_path, summary.powered = log_path, False
     daemon = _Daemon(cfg, backend, pre, writer, notifier, watchdog, stop, status, summary)
     try:
@@ -110,8 +115,22 @@ def run(cfg: C.LegadaptConfig, backend: str = "sim", duration: float | None = No
         writer.finish()
         for r in daemon.robots:
             r.shutdown()
+        if live is not None:
+            live.close()
         notifier.stopping()
         watchdog.close()
+
+
+def start_live_view(live_cfg: C.LiveViewConfig, status) -> LiveView | None:
+    """The live view's server when the config asks for it (before anything is powered); refused: PreflightError."""
+    if not live_cfg.enabled:
+        return None
+    try:
+        live = LiveView(live_cfg.host, live_cfg.port)
+    except LiveViewError as e:
+        raise PreflightError(str(e)) from e
+    status(f"live view: {live.url} (Foxglove: Open connection -> Foxglove WebSocket -> {live.url})")
+    return live
 
 
 class _Daemon:
@@ -198,6 +217,7 @@ class _Daemon:
                                        1.0 / self.cfg.task.control_rate, ctrl.mode, on_cycle=self.on_cycle,
                                        on_tick=self.on_tick, should_stop=self.stop.is_set, run_time=self.clock.now)
         self.clock.connect(lambda: robot.time)
+        self._time_origin()
         first = self.clock.run_start is None
         self.walking = False
         stood = loop.start(resume=not first)
@@ -212,12 +232,18 @@ class _Daemon:
     def _standing(self, first: bool) -> None:
         if first:
             self.clock.mark_run_start()
+            self._time_origin()
             self.notifier.ready()  # READY=1 once the robot stands; systemd arms its watchdog here
             self.watchdog.ping_now()
             self.event("running", "standing: the walk starts", {"run_start": self.clock.run_start})
         else:
             self.summary.away += self.clock.now() - self._away_from
             self.event("running", "standing again: the walk carries on", {"pose": self.source.pose().tolist()})
+
+    def _time_origin(self) -> None:
+        """Once run time 0 has a wall-clock instant, the log stamps its messages from it."""
+        if self.clock.origin_unix_ns is not None:
+            self.writer.set_time_origin(self.clock.origin_unix_ns)
 
     def _reconnect(self) -> Robot | None:
         """A fresh robot after a fault, with exponential back-off; None when out of attempts or stopped."""
@@ -287,7 +313,7 @@ class _Daemon:
             return
         s = self.robots[-1].state
         self.writer.write("command", {"t": t, "q": q_cmd, "action": self.current_action}, t)
-        msg = {"t": t, "q": s.q, "qd": s.qd, "effort": s.effort, "imu_quat": s.imu.quat, "gyro": s.imu.gyro, "acc": s.imu.acc}
+        msg = {"t": t, "q": s.q, "qd": s.qd, "effort": s.effort, "imu_quat": quat_xyzw(s.imu.quat), "gyro": s.imu.gyro, "acc": s.imu.acc}
         if self.walking:
             msg["model_state"] = self.source.model_state()
         self.writer.write("state", msg, t)
@@ -360,6 +386,8 @@ class _Daemon:
         mpc = self.mpc
         msg = {"t": b.t, "cost": st.cost, "plan_time": st.plan_time, "iterations": self.ctrl.planner.iterations,
                "pose": b.pose, "cross_track": ct, "progress": float(mpc.cost.s_hint or 0.0)}
+        if st.plan_poses is not None:
+            msg.update(plan_poses=st.plan_poses, candidate_poses=st.candidate_poses)
         slip = self.source.slip()
         if slip is not None:
             msg["slip_mismatch"] = slip.mismatch  # rad/s, the estimator's slip check (controller.slip)

@@ -48,6 +48,12 @@ class CycleStats:
     fallback: bool = False
     cost: float = math.nan
     window: int = 0
+    plan_poses: np.ndarray | None = None  # [H+1, 3] predicted world poses (x m, y m, yaw rad) of the best candidate
+    candidate_poses: np.ndarray | None = None  # [K, H+1, 3] the same for K candidates spread over the cost ranking
+
+
+#: Candidates whose predicted poses are kept each cycle (the log's and the live view's plan lines).
+SHOWN_CANDIDATES = 8
 
 
 def integrate_pose(pose: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
@@ -149,6 +155,7 @@ class AdaptiveMPC(SlowPolicy):
             plan = self.planner.plan(z0)
         st.adapt_time, st.plan_time = t1 - t0, time.perf_counter() - t1
         st.cost = float(self.planner.last_info.best_cost)
+        st.plan_poses, st.candidate_poses = _predicted_poses(self.planner.last_rollout)
         self.stats = st
         return plan.numpy().astype(float)
 
@@ -169,3 +176,15 @@ class AdaptiveMPC(SlowPolicy):
         s, e, _ = self.cost.path.project(torch.as_tensor(pose[:2], dtype=torch.float32).reshape(1, 2),
                                          self.cost.s_hint, self.cost.window)
         return float(s[0]), float(e[0])
+
+
+def _predicted_poses(rollout: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Predicted poses of the last iteration's best candidate [H+1, 3] and of SHOWN_CANDIDATES
+    candidates spread evenly over the cost ranking [K, H+1, 3] (x m, y m, yaw rad)."""
+    if rollout is None:
+        return None, None
+    traj, costs = rollout
+    order = torch.argsort(costs)
+    picks = order[torch.linspace(1, len(order) - 1, min(SHOWN_CANDIDATES, len(order) - 1)).round().long()]
+    poses = traj[..., :3].float()
+    return poses[order[0]].numpy().copy(), poses[picks].numpy().copy()

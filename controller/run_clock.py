@@ -28,6 +28,7 @@ class RunClock:
         self._offset = 0.0  # lockstep: run time at ``_robot_t0``, s
         self._away: tuple[float, float] | None = None  # (run time, time.monotonic()) when the robot went away
         self.run_start: float | None = None  # run time at which the walk started, s
+        self.origin_unix_ns: int | None = None  # wall-clock instant of run time 0, ns since 1970 (the log's time origin)
 
     def now(self) -> float:
         """Run time (s); negative only in lockstep before the run starts."""
@@ -43,7 +44,7 @@ class RunClock:
         """A robot is about to stand up; ``robot_time()`` is its clock (s, simulated in lockstep)."""
         if self.realtime:
             if self._origin is None:
-                self._origin = time.perf_counter()
+                self._origin, self.origin_unix_ns = time.perf_counter(), time.time_ns()
             return
         if self._away is not None:  # a reconnection: carry on from the fault plus the time away
             self._offset, self._robot_t0 = self.now(), robot_time()
@@ -56,6 +57,8 @@ class RunClock:
             if not self.realtime and self._robot_time is not None:
                 self._offset, self._robot_t0 = 0.0, self._robot_time()
             self.run_start = self.now()
+            if self.origin_unix_ns is None:  # lockstep: run time 0 is now
+                self.origin_unix_ns = time.time_ns()
         return self.run_start
 
     def robot_lost(self) -> None:

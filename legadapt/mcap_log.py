@@ -3,12 +3,22 @@
 Format (design.md, "Logs"): one MCAP file per run, chunked (small chunks, zstd), one
 channel per kind of record, each with a JSON Schema (schema encoding ``jsonschema``) and
 JSON messages, so Foxglove opens the file as it is. Message fields are listed in
-:data:`CHANNELS`; every message carries ``t`` (s), which is also its MCAP log time (ns).
+:data:`CHANNELS`; every message carries ``t`` (s, run time). Its MCAP log time is wall-clock
+time: ``time_origin_unix_ns + t`` (ns since 1970), where the origin -- the wall-clock instant of
+run time 0 -- is in the metadata record ``legadapt.clock`` (``time_origin_unix_ns``, and the
+same instant as UTC text).
 Non-finite floats (NaN, ±inf) are written as JSON ``null`` (JSON has no NaN); numpy turns
 them back into NaN with ``np.asarray(values, dtype=float)``.
 
 A metadata record named ``legadapt`` holds the feature spec, its fingerprint, the config,
 free-form run info and the log format version, each a JSON string.
+
+A :class:`LogView` adds channels derived from the JSON messages (the Foxglove scene,
+:mod:`legadapt.controller.foxglove_view`): the writer thread asks it for derived messages
+after each JSON one and writes them too, with their own schemas and encodings; its
+attachments (the robot's URDF) are written at the start. A :class:`LogMirror` (the live
+view) receives every message written, JSON and derived, as the same bytes and log time.
+Views and mirrors run on the writer thread only, never on the caller's.
 
 :class:`LogWriter` never blocks its caller: messages go to a bounded queue and a daemon
 thread serialises and writes them; each chunk is handed to the OS in one write as soon as
@@ -28,8 +38,11 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from mcap.writer import CompressionType, Writer
@@ -37,8 +50,9 @@ from mcap.writer import CompressionType, Writer
 from legadapt import __version__
 from legadapt.features import FeatureSpec
 
-LOG_FORMAT_VERSION = 1
+LOG_FORMAT_VERSION = 2  # 2: imu_quat x,y,z,w (was w,x,y,z); wall-clock log times
 METADATA_NAME = "legadapt"
+CLOCK_METADATA_NAME = "legadapt.clock"
 MAGIC = b"\x89MCAP0\r\n"
 _COMPRESSION = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
 
@@ -67,7 +81,7 @@ def _schema(name: str, props: dict, optional: tuple[str, ...] = ()) -> dict:
 CHANNELS: dict[str, dict] = {
     "state": _schema("state", {
         "q": _arr("joint positions [J], rad"), "qd": _arr("joint velocities [J], rad/s"),
-        "effort": _arr("joint efforts [J], N·m"), "imu_quat": _arr("IMU orientation quaternion w,x,y,z", 4),
+        "effort": _arr("joint efforts [J], N·m"), "imu_quat": _arr("IMU orientation quaternion x,y,z,w (the order of Foxglove and ROS; logs of format 1 held w,x,y,z)", 4),
         "gyro": _arr("IMU angular velocity, rad/s", 3), "acc": _arr("IMU acceleration, m/s²", 3),
         "model_state": _arr("model state [S]")}, optional=("model_state",)),
     "command": _schema("command", {"q": _arr("joint targets [J], rad"), "action": _arr("gait action [A], 1")}),
@@ -86,10 +100,12 @@ CHANNELS: dict[str, dict] = {
                                    "cross_track": _num("signed distance from the path, m (+ = left)"),
                                    "progress": _num("arc length reached along the path, m"),
                                    "plan": {"type": "array", "description": "planned gait actions [H][A]"},
+                                   "plan_poses": {"type": "array", "description": "[H+1][3] predicted world poses (x m, y m, yaw rad) of the best candidate of the last planner iteration"},
+                                   "candidate_poses": {"type": "array", "description": "[K][H+1][3] the same for K candidates spread over the cost ranking"},
                                    "true_pose": _arr("simulation only: true world pose x m, y m, yaw rad", 3),
                                    "true_cross_track": _num("simulation only: true signed distance from the path, m"),
                                    "true_progress": _num("simulation only: true arc length reached, m")},
-                       optional=("pose", "cross_track", "progress", "plan", "true_pose", "true_cross_track", "true_progress")),
+                       optional=("pose", "cross_track", "progress", "plan", "plan_poses", "candidate_poses", "true_pose", "true_cross_track", "true_progress")),
     "timing": _schema("timing", {
         "read": _num("read phase, s"), "adapt": _num("adapt phase, s"), "plan": _num("plan phase, s"),
         "write": _num("write phase, s"), "cycle": _num("whole cycle, s"),
@@ -98,6 +114,50 @@ CHANNELS: dict[str, dict] = {
                                  "data": {"type": "object", "description": "free-form details"}}),
 }
 _REQUIRED = {name: frozenset(s["required"]) - {"t"} for name, s in CHANNELS.items()}
+
+
+@dataclass(frozen=True)
+class ChannelDef:
+    """A channel of the log: topic, schema (name, encoding, data) and message encoding."""
+
+    topic: str
+    schema_name: str
+    schema_encoding: str
+    schema_data: bytes
+    message_encoding: str
+
+
+#: The JSON channels as :class:`ChannelDef`.
+JSON_CHANNELS: tuple[ChannelDef, ...] = tuple(
+    ChannelDef(name, s["title"], "jsonschema", json.dumps(s).encode(), "json") for name, s in CHANNELS.items())
+
+
+class LogView(Protocol):
+    """Channels derived from the JSON messages, made on the writer thread."""
+
+    channels: tuple[ChannelDef, ...]
+
+    def attachments(self) -> Iterable[tuple[str, str, bytes]]:
+        """(name, media type, data) of each file attached at the start of the log."""
+
+    def derive(self, channel: str, log_time_ns: int, msg: dict) -> Iterable[tuple[str, bytes]]:
+        """(topic, encoded message) pairs derived from ``msg`` of ``channel`` (its log time: ns since 1970)."""
+
+
+class LogMirror(Protocol):
+    """Something that also receives every message written (the live view)."""
+
+    def open(self, channels: tuple[ChannelDef, ...]) -> None:
+        """The channels that :meth:`publish` will name, before the first message."""
+
+    def publish(self, topic: str, log_time_ns: int, data: bytes) -> None:
+        """One message as written to the file; must not block."""
+
+
+def quat_xyzw(wxyz: np.ndarray) -> np.ndarray:
+    """A quaternion w,x,y,z (MuJoCo's order, the robot state's) as x,y,z,w (the log's, Foxglove's, ROS's)."""
+    q = np.asarray(wxyz, dtype=float)
+    return np.concatenate([q[1:4], q[:1]])
 
 
 class LogError(Exception):
@@ -162,22 +222,35 @@ class LogWriter:
     ``queue_size`` messages may wait; beyond that new ones are dropped and counted in
     ``dropped``. A file error stops the writer thread and is kept in ``error`` (later
     messages are dropped); a message that cannot be serialised is dropped and its error
-    kept in ``message_error``.
+    kept in ``message_error`` (a view's or mirror's failure too, counted in ``view_errors``).
+
+    ``time_origin_unix_ns``: wall-clock instant of run time 0 (ns since 1970); ``None`` = now.
+    With ``deferred_origin`` the origin is given later by :meth:`set_time_origin` (the daemon's
+    run clock starts at the first stand-up); messages wait in the queue until then (or until
+    :meth:`finish`, which takes the time the writer was made).
     """
 
     def __init__(self, path: str | os.PathLike, spec: FeatureSpec, config: dict | None = None,
                  info: dict | None = None, chunk_size: int = 32 * 1024, *, flush_interval: float = 0.5,
-                 queue_size: int = 20000, compression: str = "zstd", overwrite: bool = False) -> None:
+                 queue_size: int = 20000, compression: str = "zstd", overwrite: bool = False,
+                 time_origin_unix_ns: int | None = None, deferred_origin: bool = False,
+                 view: LogView | None = None, mirrors: Iterable[LogMirror] = ()) -> None:
         if compression not in _COMPRESSION:
             raise ValueError(f"unknown compression {compression!r}; allowed: {', '.join(_COMPRESSION)}")
         self.path = Path(path)
         self.spec = spec
+        self._chunk_size, self._compression = int(chunk_size), compression
         self.queue_size = int(queue_size)
         self.flush_interval = float(flush_interval)
         self.dropped = 0
         self.messages_written = 0
+        self.view_errors = 0
         self.error: BaseException | None = None
         self.message_error: Exception | None = None
+        self.created_unix_ns = time.time_ns()
+        self.time_origin_unix_ns: int | None = None if deferred_origin else (time_origin_unix_ns or self.created_unix_ns)
+        self._origin_written = False
+        self.view, self.mirrors = view, tuple(mirrors)
         self._queue: collections.deque = collections.deque()
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
@@ -185,27 +258,44 @@ class LogWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._sink = _Sink(self.path, overwrite)
         try:
-            self._writer = Writer(self._sink, chunk_size=int(chunk_size), compression=_COMPRESSION[compression])
-            self._writer.start(profile="", library=f"legadapt/{__version__}")
-            self._writer.add_metadata(METADATA_NAME, {
-                "format_version": str(LOG_FORMAT_VERSION),
-                "feature_spec": json.dumps(spec.to_dict()),
-                "spec_fingerprint": spec.fingerprint(),
-                "config": json.dumps(_jsonable(config), default=str),
-                "info": json.dumps(_jsonable(info), default=str),
-            })
-            self._channel_ids = {}
-            for name, schema in CHANNELS.items():
-                sid = self._writer.register_schema(schema["title"], "jsonschema", json.dumps(schema).encode())
-                self._channel_ids[name] = self._writer.register_channel(name, "json", sid)
+            self._start_file(config, info)
         except BaseException:
             self._sink.close()
             raise
-        self._sequence = dict.fromkeys(CHANNELS, 0)
         self._thread = threading.Thread(target=self._run, name=f"LogWriter({self.path.name})", daemon=True)
         self._thread.start()
         self._atexit = functools.partial(_finish_ref, weakref.ref(self))
         atexit.register(self._atexit)
+
+    def _start_file(self, config: dict | None, info: dict | None) -> None:
+        """Header, metadata, the view's attachments and every channel (JSON and derived)."""
+        self._writer = Writer(self._sink, chunk_size=self._chunk_size, compression=_COMPRESSION[self._compression])
+        self._writer.start(profile="", library=f"legadapt/{__version__}")
+        self._writer.add_metadata(METADATA_NAME, {
+            "format_version": str(LOG_FORMAT_VERSION),
+            "feature_spec": json.dumps(self.spec.to_dict()),
+            "spec_fingerprint": self.spec.fingerprint(),
+            "config": json.dumps(_jsonable(config), default=str),
+            "info": json.dumps(_jsonable(info), default=str),
+        })
+        channels = JSON_CHANNELS + (tuple(self.view.channels) if self.view is not None else ())
+        if self.view is not None:
+            for name, media_type, data in self.view.attachments():
+                self._writer.add_attachment(self.created_unix_ns, self.created_unix_ns, name, media_type, data)
+        self._channel_ids, self._sequence, schema_ids = {}, {}, {}
+        for ch in channels:
+            key = (ch.schema_name, ch.schema_encoding, ch.schema_data)
+            if key not in schema_ids:
+                schema_ids[key] = self._writer.register_schema(*key)
+            self._channel_ids[ch.topic] = self._writer.register_channel(ch.topic, ch.message_encoding, schema_ids[key])
+            self._sequence[ch.topic] = 0
+        for mirror in self.mirrors:
+            mirror.open(channels)
+
+    def set_time_origin(self, unix_ns: int) -> None:
+        """The wall-clock instant (ns since 1970) of run time 0; the first call wins."""
+        if self.time_origin_unix_ns is None:
+            self.time_origin_unix_ns = int(unix_ns)
 
     def write(self, channel: str, msg: dict, t: float) -> bool:
         """Queue ``msg`` (``t`` in s overrides any ``t`` in it); False if it was dropped.
@@ -239,6 +329,9 @@ class LogWriter:
         last_flush, unflushed = time.monotonic(), 0
         try:
             while True:
+                if not self._origin_ready():
+                    self._stop.wait(0.02)
+                    continue
                 try:
                     channel, t, msg = self._queue.popleft()
                 except IndexError:
@@ -262,6 +355,22 @@ class LogWriter:
             except OSError as e:
                 self.error = self.error or e
 
+    def _origin_ready(self) -> bool:
+        """True once run time 0 has a wall-clock instant (written to the metadata once)."""
+        if self._origin_written:
+            return True
+        if self.time_origin_unix_ns is None:
+            if not self._closing:
+                return False
+            self.time_origin_unix_ns = self.created_unix_ns
+        origin = self.time_origin_unix_ns
+        utc = datetime.fromtimestamp(origin // 1_000_000_000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        self._writer.add_metadata(CLOCK_METADATA_NAME, {
+            "time_origin_unix_ns": str(origin), "time_origin_utc": f"{utc}.{origin % 1_000_000_000:09d}Z",
+            "log_time": "time_origin_unix_ns + t (run time, s) in ns"})
+        self._origin_written = True
+        return True
+
     def _write_one(self, channel: str, t: float, msg: dict) -> int:
         try:
             data = json.dumps(_jsonable(msg), separators=(",", ":"), allow_nan=False, default=str).encode()
@@ -270,10 +379,29 @@ class LogWriter:
                 self.dropped += 1
             self.message_error = e
             return 0
-        ns = int(round(t * 1e9))
-        self._writer.add_message(self._channel_ids[channel], ns, data, ns, self._sequence[channel])
-        self._sequence[channel] += 1
+        ns = self.time_origin_unix_ns + int(round(t * 1e9))
+        written = self._add(channel, ns, data)
+        if self.view is not None:
+            try:
+                derived = list(self.view.derive(channel, ns, msg))
+            except Exception as e:  # noqa: BLE001 - a view must never stop the log
+                self.view_errors += 1
+                self.message_error = e
+                derived = []
+            for topic, payload in derived:
+                written += self._add(topic, ns, payload)
+        return written
+
+    def _add(self, topic: str, ns: int, data: bytes) -> int:
+        self._writer.add_message(self._channel_ids[topic], ns, data, ns, self._sequence[topic])
+        self._sequence[topic] += 1
         self.messages_written += 1
+        for mirror in self.mirrors:
+            try:
+                mirror.publish(topic, ns, data)
+            except Exception as e:  # noqa: BLE001 - the live view must never stop the log
+                self.view_errors += 1
+                self.message_error = e
         return 1
 
     def finish(self, timeout: float = 10.0) -> None:

@@ -22,7 +22,7 @@ from mcap.records import Channel, Chunk, Message, Metadata
 from mcap.stream_reader import breakup_chunk
 
 from legadapt.features import FeatureSpec
-from legadapt.mcap_log import CHANNELS, LOG_FORMAT_VERSION, MAGIC, METADATA_NAME, LogError
+from legadapt.mcap_log import CHANNELS, CLOCK_METADATA_NAME, LOG_FORMAT_VERSION, MAGIC, METADATA_NAME, LogError
 
 @dataclass
 class Recovery:
@@ -122,6 +122,11 @@ def _walk(f: io.BufferedReader, path: Path, size: int, wanted: set[str] | None) 
             break
     recovery = Recovery(complete, size, pos, size - pos, n_messages, reason)
     spec, config, info, version = _parse_meta(path, meta)
+    if version is not None and version < 2:  # format 1 logged imu_quat as w,x,y,z
+        for msg in messages.get("state", []):
+            q = msg.get("imu_quat")
+            if isinstance(q, list) and len(q) == 4:
+                msg["imu_quat"] = q[1:] + q[:1]
     return LogContents(str(path), spec, config, info, messages, recovery, version, meta)
 
 
@@ -131,7 +136,7 @@ def _records(opcode: int, body: bytes, channels: dict[int, tuple[str, str]], wan
     stream = ReadDataStream(io.BytesIO(body))
     if opcode == Opcode.METADATA:
         md = Metadata.read(stream)
-        if md.name == METADATA_NAME:
+        if md.name in (METADATA_NAME, CLOCK_METADATA_NAME):
             meta.update(md.metadata)
         return 0, []
     if opcode == Opcode.CHANNEL:
@@ -155,7 +160,7 @@ def _records(opcode: int, body: bytes, channels: dict[int, tuple[str, str]], wan
                 msg = json.loads(rec.data)
                 if not isinstance(msg, dict):
                     raise ValueError(f"message on {topic!r} is not a JSON object")
-                msg.setdefault("t", rec.log_time * 1e-9)
+                msg.setdefault("t", (rec.log_time - int(meta.get("time_origin_unix_ns", 0))) * 1e-9)
                 out.append((topic, msg))
     return count, out
 

@@ -98,6 +98,7 @@ class Planner(ABC):
         self.seed = int(seed)
         self.generator = torch.Generator(device=self.device)
         self.last_info = PlanInfo()
+        self.last_rollout: tuple[torch.Tensor, torch.Tensor] | None = None
         self._solution: torch.Tensor | None = None  # [H, A], the last plan
         self.reset()
 
@@ -152,7 +153,8 @@ class Planner(ABC):
 
         Returns:
             ``(states [N, H+1, D], costs [N])``; ``states[:, 0] == state``; non-finite costs
-            are replaced by ``COST_CEILING``.
+            are replaced by ``COST_CEILING``. The last pair is kept in ``last_rollout`` (not
+            copied) for whoever wants to see the candidates of the last iteration.
         """
         n, h, _ = actions.shape
         x = state.reshape(1, -1).expand(n, -1)
@@ -163,6 +165,7 @@ class Planner(ABC):
         traj = torch.stack(states, dim=1)  # [N, H+1, D]
         costs = self.cost(traj, actions).reshape(n)
         costs = torch.nan_to_num(costs, nan=COST_CEILING, posinf=COST_CEILING, neginf=-COST_CEILING)
+        self.last_rollout = (traj, costs)
         return traj, costs
 
     def clamp(self, actions: torch.Tensor) -> torch.Tensor:

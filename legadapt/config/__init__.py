@@ -15,13 +15,13 @@ from legadapt.config.perturbations import (PERTURBATION_KINDS, ActionLatency, Ca
                                            LimpLeg, LockedJoint, Payload, Perturbation, PerturbationBase, Slope,
                                            WeakMotor)
 from legadapt.config.robot import GaitConfig, RobotConfig, SerialConfig, ServoConfig, SimConfig, TaskConfig
-from legadapt.config.runtime import (AdaptationConfig, CollectConfig, ConditionSpec, ControllerConfig, CostConfig, PlannerConfig,
+from legadapt.config.runtime import (AdaptationConfig, CollectConfig, ConditionSpec, ControllerConfig, CostConfig, LiveViewConfig, PlannerConfig,
                                      RandomPolicyConfig, SafetyConfig, TrainConfig)
 from legadapt.config.suites import ScenarioConfig, SuiteConfig, Variant
 
 __all__ = [
     "ActionLatency", "AdaptationConfig", "CalibrationError", "CollectConfig", "ConditionSpec", "ConfigError", "ControllerConfig", "CostConfig",
-    "FloorFriction", "GaitConfig", "ImuError", "JointName", "LegName", "LegadaptConfig", "LimpLeg", "LockedJoint", "MocapConfig",
+    "FloorFriction", "GaitConfig", "ImuError", "JointName", "LegName", "LegadaptConfig", "LimpLeg", "LiveViewConfig", "LockedJoint", "MocapConfig",
     "PERTURBATION_KINDS", "PathName", "Payload", "Perturbation", "PerturbationBase", "PlannerConfig",
     "RandomPolicyConfig", "RobotConfig", "SafetyConfig", "ScenarioConfig", "SerialConfig", "ServoConfig", "SimConfig",
     "Slope", "SuiteConfig", "TaskConfig", "TrainConfig", "Variant", "Vec3", "WeakMotor", "_Section", "config_doc",

@@ -188,6 +188,14 @@ class AdaptationConfig(_Section):
     lr_scale: float = Field(1.0, gt=0, le=10, description="Factor on the checkpoint's inner learning rate(s).")
 
 
+class LiveViewConfig(_Section):
+    """The live view: the log's channels served over Foxglove's WebSocket protocol while the daemon runs."""
+
+    enabled: bool = Field(False, description="Serve the live view (also: legadapt run --live).")
+    host: str = Field("127.0.0.1", min_length=1, description="Address to listen on; 0.0.0.0 to let other machines watch (no authentication: a trusted network only).")
+    port: int = Field(8765, ge=0, le=65535, description="TCP port (Foxglove's default 8765); 0 = any free port, printed at start.")
+
+
 class ControllerConfig(_Section):
     """``legadapt run``: the adaptive controller daemon."""
 
@@ -202,6 +210,7 @@ class ControllerConfig(_Section):
     cost: CostConfig = Field(default_factory=CostConfig, description="Path cost weights.")
     safety: SafetyConfig = Field(default_factory=SafetyConfig, description="Safety filter and stop.")
     log_dir: str = Field("runs/logs", description="Where the MCAP run logs go.")
+    live: LiveViewConfig = Field(default_factory=LiveViewConfig, description="Live view in Foxglove (foxglove.websocket.v1).")
     status_interval: float = Field(1.0, gt=0, le=60, description="Seconds between live status lines.")
     threads: int = Field(0, ge=0, le=256, description="torch CPU threads for adapt+plan; 0 = automatic: half the CPUs the daemon may use, 1 to 4 (on a busy or shared computer 1 is often fastest).")
     slip_threshold: float = Field(0.075, gt=0, le=10, description="Estimated state: a slip_suspected event is logged when the stance feet's yaw rate differs from the gyro's by more than this (rad/s, RMS of the per-stance means over 2 s) for 0.5 s. Measured: <= 0.058 walking intact, >= 0.080 with a limp leg (a foot slides or a leg no longer carries: the pose estimate drifts).")
