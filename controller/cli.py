@@ -9,6 +9,7 @@ Subcommands:
   calibrate    servo offsets and directions, IMU bias, bus latency, simulator system identification
   fake-robot   an emulated serial robot on a pseudo-terminal (the same Dynamixel bus, MuJoCo behind it)
   perturb      sim-to-real perturbation suites: GrBAL, ReBAL, MB, MB+DE (and an oracle) side by side
+  export       a run's MCAP log as a rosbag2 (--ros2) that ``ros2 bag play`` replays
   check-config validate a config file and print it
   config-doc   print every config option with its default and meaning
 
@@ -43,7 +44,8 @@ EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_SAFETY_STOP = 0, 1, 2, 3
 #: Error types that mean 'the input is unusable' (exit 2), not 'legadapt broke' (exit 1): module, class.
 #: Looked up only in modules already imported, so that refusing a config never waits for torch to load.
 BAD_INPUT_ERRORS = (("legadapt.dynamics.datasets", "DatasetError"), ("legadapt.dynamics.checkpoint", "CheckpointError"),
-                    ("legadapt.mcap_log", "LogError"), ("legadapt.calibration.common", "CalibrationError"))
+                    ("legadapt.mcap_log", "LogError"), ("legadapt.calibration.common", "CalibrationError"),
+                    ("legadapt.controller.ros2_export", "ExportError"))
 
 
 def _bad_input_errors() -> tuple[type[Exception], ...]:
@@ -279,6 +281,23 @@ def _cmd_perturb(args: argparse.Namespace) -> int:
     return EXIT_OK if not failed else EXIT_INTERNAL
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from legadapt.controller.ros2_export import export_ros2
+
+    summary = export_ros2(args.log, args.out)  # --ros2 is the only format (required by the parser)
+    if summary.log_note:
+        print(f"note: {summary.log_note}", file=sys.stderr)
+    print(summary.text())
+    return EXIT_OK
+
+
+def _cmd_scene(args: argparse.Namespace) -> int:
+    from legadapt.controller.scene_picture import draw_scene
+
+    print(f"scene: {draw_scene(args.log, args.out, args.at)}")
+    return EXIT_OK
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     checks.check_log_target(cfg, None, create=False)
@@ -376,6 +395,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("calibrate", help="servo offsets/directions, IMU bias, bus latency, simulator system identification; "
                    "see legadapt calibrate --help")
+
+    ex = sub.add_parser("export", help="export a run's MCAP log for other tools: --ros2 writes a rosbag2 (ros2 bag play OUT)")
+    ex.add_argument("--ros2", action="store_true", required=True,
+                    help="write a rosbag2 (MCAP storage): joint states, IMU, poses, /tf, plans, URDF (the only format)")
+    ex.add_argument("log", type=Path, help="the run's MCAP log (legadapt run --log)")
+    ex.add_argument("out", type=Path, help="rosbag2 directory to create (must not exist, or be empty)")
+    ex.set_defaults(func=_cmd_export)
+
+    sc = sub.add_parser("scene", help="draw the 3D scene of a run at one instant (robot, path, plans) as a PNG, from its log")
+    sc.add_argument("log", type=Path, help="the run's MCAP log")
+    sc.add_argument("--at", type=float, help="run time, s (default: 60 %% of the run)")
+    sc.add_argument("--out", type=Path, help="PNG path (default: the log with .scene.png)")
+    sc.set_defaults(func=_cmd_scene)
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path)

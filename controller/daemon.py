@@ -105,7 +105,8 @@ def run(cfg: C.LegadaptConfig, backend: str = "sim", duration: float | None = No
            f"{info['rollout_dtype']} (controller.planner.precision: {ctrl.planner.precision})")
     live = start_live_view(ctrl.live, status)
     writer = LogWriter(log_path, pre.spec, config=cfg.model_dump(mode="json"), info=info, deferred_origin=True,
-                       view=FoxgloveView(cfg.robot_description, task_path(cfg.task).points), mirrors=(live,) if live else ())
+                       view=FoxgloveView(cfg.robot_description, task_path(cfg.task).points) if ctrl.foxglove_scene else None,
+                       mirrors=(live,) if live else ())
     summary.log_path, summary.powered = log_path, False
     daemon = _Daemon(cfg, backend, pre, writer, notifier, watchdog, stop, status, summary)
     try:

@@ -11,13 +11,17 @@ topic              schema                        what, when
                                                  estimate x, y, yaw at the standing height,
                                                  roll and pitch from the IMU); in
                                                  simulation also world -> ``base_true``;
-                                                 each planner cycle
+                                                 each planner cycle; in the same message
+                                                 ``base`` -> each link (``LF_coxa``, ...)
+                                                 from the latest joint angles (Foxglove
+                                                 interpolates transforms between cycles)
 ``/pose``          ``foxglove.PoseInFrame``      the pose estimate, each planner cycle
 ``/pose_true``     ``foxglove.PoseInFrame``      simulation only: the true pose
 ``/joint_states``  ``foxglove.JointStates``      joint angles, speeds, efforts, each fast tick
-``/scene/robot``   ``foxglove.SceneUpdate``      the robot's geometry posed by its joint angles
-                                                 (:mod:`legadapt.sim.robot_shapes`), in
-                                                 ``base``, each planner cycle
+``/scene/robot``   ``foxglove.SceneUpdate``      the robot's geometry, one entity per link in
+                                                 the link's frame (fixed; the transforms move
+                                                 it; :mod:`legadapt.sim.robot_shapes`), at the
+                                                 first cycle and every ``PATH_REPEAT`` s
 ``/scene/path``    ``foxglove.SceneUpdate``      the reference path as a line, in ``world``,
                                                  at the first cycle and every
                                                  ``PATH_REPEAT`` s (for live viewers who join)
@@ -32,11 +36,11 @@ cross-track and adaptation-loss plots.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -90,11 +94,16 @@ def _line(points: np.ndarray, z: float, rgba, thickness: float) -> fm.LinePrimit
 
 
 def body_rotation(yaw: float, imu_quat_xyzw: np.ndarray | None) -> np.ndarray:
-    """The body's orientation x,y,z,w: ``yaw`` rad (the pose), roll and pitch from the IMU when known."""
-    if imu_quat_xyzw is None or not np.all(np.isfinite(imu_quat_xyzw)):
-        return Rotation.from_euler("z", yaw).as_quat()
-    _, pitch, roll = Rotation.from_quat(imu_quat_xyzw).as_euler("ZYX")
-    return Rotation.from_euler("ZYX", [yaw, pitch, roll]).as_quat()
+    """The body's orientation x,y,z,w: ``yaw`` rad (the pose), roll and pitch from the IMU when known (Z-Y-X Euler angles)."""
+    roll = pitch = 0.0
+    if imu_quat_xyzw is not None and np.all(np.isfinite(imu_quat_xyzw)):
+        x, y, z, w = (float(v) for v in imu_quat_xyzw)
+        pitch = math.asin(max(-1.0, min(1.0, 2.0 * (w * y - z * x))))
+        roll = math.atan2(2.0 * (w * x + y * z), 1.0 - 2.0 * (x * x + y * y))
+    cy, sy = math.cos(0.5 * yaw), math.sin(0.5 * yaw)
+    cp, sp = math.cos(0.5 * pitch), math.sin(0.5 * pitch)
+    cr, sr = math.cos(0.5 * roll), math.sin(0.5 * roll)
+    return np.array([sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy, cr * cp * sy - sr * sp * cy, cr * cp * cy + sr * sp * sy])
 
 
 def shape_primitives(shapes: Iterable[Shape]) -> dict[str, list]:
@@ -126,9 +135,13 @@ class FoxgloveView:
         self.path_points = None if path_points is None else np.asarray(path_points, dtype=float)
         self.shapes = RobotShapes(desc)
         self.channels: tuple[ChannelDef, ...] = tuple(_channel(t, k) for t, k in TOPICS.items())
-        self._q = np.zeros(len(self.joint_names))
         self._imu: np.ndarray | None = None
+        self._q = np.zeros(len(self.joint_names))
         self._path_sent_at = -np.inf
+        links = self.shapes.link_shapes()
+        entities = [fm.SceneEntity(frame_id=BASE if name == self.shapes.torso_name else name, id=name, frame_locked=True,
+                                   **shape_primitives(shapes)) for name, shapes in links.items()]
+        self._robot = fm.SceneUpdate(entities=entities).encode()  # fixed: each link's shapes in its own frame
 
     def attachments(self) -> Iterable[tuple[str, str, bytes]]:
         yield "robot.urdf", "application/xml", build_urdf(self.desc).encode()
@@ -142,12 +155,20 @@ class FoxgloveView:
 
     def _state(self, ns: int, msg: dict) -> list[tuple[str, bytes]]:
         q, qd, eff = (np.asarray(msg.get(k), dtype=float) for k in ("q", "qd", "effort"))
-        self._q = q
         imu = msg.get("imu_quat")
         self._imu = None if imu is None else np.asarray(imu, dtype=float)
+        self._q = q
         joints = [fm.JointState(name=n, position=float(q[i]), velocity=float(qd[i]), effort=float(eff[i]))
                   for i, n in enumerate(self.joint_names)]
         return [("/joint_states", fm.JointStates(timestamp=stamp(ns), joints=joints).encode())]
+
+    def _links(self, ts: fm.Timestamp) -> list[fm.FrameTransform]:
+        """``base`` -> each link frame for the latest joint angles."""
+        pos, quat = self.shapes.link_frames(self._q)
+        return [fm.FrameTransform(timestamp=ts, parent_frame_id=BASE, child_frame_id=name,
+                                  translation=fm.Vector3(x=float(p[0]), y=float(p[1]), z=float(p[2])),
+                                  rotation=fm.Quaternion(x=float(r[0]), y=float(r[1]), z=float(r[2]), w=float(r[3])))
+                for name, p, r in zip(self.shapes.link_names, pos, quat)]
 
     def _planner(self, ns: int, msg: dict) -> list[tuple[str, bytes]]:
         ts = stamp(ns)
@@ -161,16 +182,15 @@ class FoxgloveView:
             true_rot = body_rotation(tp[2], self._imu)
             transforms.append(self._transform(ts, BASE_TRUE, tp, true_rot))
             out.append(("/pose_true", fm.PoseInFrame(timestamp=ts, frame_id=WORLD, pose=_pose((*tp[:2], self.height), true_rot)).encode()))
-        out.insert(0, ("/tf", fm.FrameTransforms(transforms=transforms).encode()))
-        robot = fm.SceneEntity(timestamp=ts, frame_id=BASE, id="robot", frame_locked=True,
-                               **shape_primitives(self.shapes.shapes(self._q)))
-        out.append(("/scene/robot", fm.SceneUpdate(entities=[robot]).encode()))
+        out.insert(0, ("/tf", fm.FrameTransforms(transforms=transforms + self._links(ts)).encode()))
         out.extend(self._plan(ts, msg))
         t = float(msg.get("t", 0.0))
-        if self.path_points is not None and t - self._path_sent_at >= PATH_REPEAT:
+        if t - self._path_sent_at >= PATH_REPEAT:  # the fixed parts, again for live viewers who join later
             self._path_sent_at = t
-            path = fm.SceneEntity(timestamp=ts, frame_id=WORLD, id="path", lines=[_line(self.path_points, 0.0, PATH_COLOR, 3.0)])
-            out.append(("/scene/path", fm.SceneUpdate(entities=[path]).encode()))
+            out.append(("/scene/robot", self._robot))
+            if self.path_points is not None:
+                path = fm.SceneEntity(timestamp=ts, frame_id=WORLD, id="path", lines=[_line(self.path_points, 0.0, PATH_COLOR, 3.0)])
+                out.append(("/scene/path", fm.SceneUpdate(entities=[path]).encode()))
         return out
 
     def _transform(self, ts: fm.Timestamp, child: str, pose: np.ndarray, rot: np.ndarray) -> fm.FrameTransform:

@@ -26,7 +26,8 @@ class Shape:
     """One primitive in the body frame.
 
     kind: ``"cube"``, ``"cylinder"`` (axis along its local z) or ``"sphere"``; pos [3] m;
-    quat [4] x,y,z,w; size [3] m (the primitive's bounding box: full lengths); rgba [4] 0-1.
+    quat [4] x,y,z,w; size [3] m (the primitive's bounding box: full lengths); rgba [4] 0-1; cap: a sphere
+    that closes one end of a capsule.
     """
 
     kind: str
@@ -34,10 +35,17 @@ class Shape:
     quat: np.ndarray
     size: np.ndarray
     rgba: np.ndarray
+    cap: bool = False
 
 
 class RobotShapes:
-    """Forward kinematics of the robot's geoms: joint angles [J] rad -> shapes in the body frame."""
+    """Forward kinematics of the robot's geoms: joint angles [J] rad -> shapes in the body frame.
+
+    Two views of the same geometry: :meth:`shapes` poses every shape in the body (torso) frame;
+    :meth:`link_shapes` gives each link's shapes in the link's own frame (constant) and
+    :meth:`link_frames` each link frame in the body frame (what a transform tree needs, as a URDF
+    viewer draws a robot: fixed geometry per link, moving frames).
+    """
 
     def __init__(self, desc: RobotDescription) -> None:
         self.model = mujoco.MjModel.from_xml_string(build_mjcf(desc))
@@ -49,14 +57,40 @@ class RobotShapes:
         self._root_adr = m.jnt_qposadr[m.body_jntadr[torso]]
         self._geoms = [g for g in range(m.ngeom) if _under(m, m.geom_bodyid[g], torso)
                        and int(m.geom_type[g]) in (_BOX, _CAPSULE, _SPHERE)]
+        self._links = sorted({int(m.geom_bodyid[g]) for g in self._geoms} - {torso})
+        self.torso_name = TORSO_BODY
+        self.link_names = tuple(m.body(b).name for b in self._links)
 
-    def shapes(self, q: np.ndarray) -> list[Shape]:
-        """The shapes for joint angles ``q`` [J] (rad, the description's joint order), torso at the origin."""
-        d, m, g = self.data, self.model, self._geoms
+    def _pose_joints(self, q: np.ndarray) -> None:
+        d, m = self.data, self.model
         d.qpos[:] = m.qpos0
         d.qpos[self._root_adr:self._root_adr + 7] = (0, 0, 0, 1, 0, 0, 0)
         d.qpos[self._qpos_adr] = np.nan_to_num(np.asarray(q, dtype=float))
         mujoco.mj_kinematics(m, d)
+
+    def link_frames(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each link's frame in the body frame for joint angles ``q`` [J] rad: positions [L, 3] m, quaternions [L, 4] x,y,z,w
+        (links in the order of ``link_names``)."""
+        self._pose_joints(q)
+        wxyz = self.data.xquat[self._links]
+        return self.data.xpos[self._links].copy(), np.concatenate([wxyz[:, 1:], wxyz[:, :1]], axis=1)
+
+    def link_shapes(self) -> dict[str, list[Shape]]:
+        """Each link's shapes in its own frame (constant; the torso's under ``torso_name``)."""
+        m = self.model
+        out: dict[str, list[Shape]] = {}
+        for gi in self._geoms:
+            mat = np.zeros(9)
+            mujoco.mju_quat2Mat(mat, m.geom_quat[gi])
+            mat = mat.reshape(3, 3)
+            out.setdefault(m.body(int(m.geom_bodyid[gi])).name, []).extend(self._geom_shapes(
+                int(m.geom_type[gi]), m.geom_pos[gi].copy(), mat[:, 2], _quats_xyzw(mat[None])[0], m.geom_size[gi], m.geom_rgba[gi]))
+        return out
+
+    def shapes(self, q: np.ndarray) -> list[Shape]:
+        """The shapes for joint angles ``q`` [J] (rad, the description's joint order), torso at the origin."""
+        d, m, g = self.data, self.model, self._geoms
+        self._pose_joints(q)
         pos, mats = d.geom_xpos[g], d.geom_xmat[g].reshape(-1, 3, 3)
         quats = _quats_xyzw(mats)
         out: list[Shape] = []
@@ -74,7 +108,8 @@ class RobotShapes:
         r, half = size[0], size[1]
         ball = np.full(3, 2.0 * r)
         return [Shape("cylinder", pos, quat, np.array([2.0 * r, 2.0 * r, 2.0 * half]), rgba),
-                Shape("sphere", pos + half * axis, quat, ball, rgba), Shape("sphere", pos - half * axis, quat, ball, rgba)]
+                Shape("sphere", pos + half * axis, quat, ball, rgba, cap=True),
+                Shape("sphere", pos - half * axis, quat, ball, rgba, cap=True)]
 
 
 def _under(m: mujoco.MjModel, body: int, root: int) -> bool:

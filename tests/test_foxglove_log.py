@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 import yaml
 from mcap.reader import make_reader
+from scipy.spatial.transform import Rotation
 
 from legadapt.robot.description import load_description
+from legadapt.sim.robot_shapes import RobotShapes
 from legadapt.sim.urdf import build_urdf
 
 with warnings.catch_warnings():
@@ -124,10 +126,13 @@ def _json(items, topic):
 def test_the_scene_says_what_the_json_channels_say(lockstep_run) -> None:
     items, _, _ = read_all(lockstep_run[0])
     desc = load_description()
+    links = RobotShapes(desc).link_names
     planner = dict(_json(items, "planner"))
     for ns, tf in _decoded(items, "/tf"):
         frames = {t.child_frame_id: t for t in tf.transforms}
-        assert set(frames) == {"base", "base_true"} and all(t.parent_frame_id == "world" for t in tf.transforms)
+        assert set(frames) == {"base", "base_true", *links}
+        assert all(frames[f].parent_frame_id == "world" for f in ("base", "base_true"))
+        assert all(frames[f].parent_frame_id == "base" for f in links)
         pose, true_pose = planner[ns]["pose"], planner[ns]["true_pose"]
         assert frames["base"].translation.x == pytest.approx(pose[0]) and frames["base"].translation.y == pytest.approx(pose[1])
         assert frames["base_true"].translation.x == pytest.approx(true_pose[0])
@@ -142,11 +147,56 @@ def test_the_scene_says_what_the_json_channels_say(lockstep_run) -> None:
         best = [(p.x, p.y) for p in plan.lines[-1].points]
         assert np.allclose(best, np.asarray(planner[ns]["plan_poses"])[:, :2])
         assert len(plan.lines) == 1 + len(planner[ns]["candidate_poses"]) > 1
+
+
+def test_the_robot_in_the_scene_is_the_model_posed_by_the_logged_joint_angles(lockstep_run) -> None:
+    """Each link's primitives (/scene/robot, in the link's frame) moved by the link transforms of /tf land where
+    the robot's kinematics put its geoms for the last logged joint angles; the primitives are the model's geoms."""
+    items, _, _ = read_all(lockstep_run[0])
+    desc = load_description()
     n_legs = len(desc.leg_names)
-    for _, upd in _decoded(items, "/scene/robot")[:3]:
-        (robot,) = upd.entities
-        assert (robot.frame_id, robot.frame_locked) == ("base", True)
-        assert (len(robot.cubes), len(robot.cylinders), len(robot.spheres)) == (1, 3 * n_legs, 2 * 3 * n_legs + n_legs)
+    robot_updates = _decoded(items, "/scene/robot")
+    assert len(robot_updates) >= 2, "repeated for viewers who join later"
+    entities = {e.id: e for e in robot_updates[0][1].entities}
+    assert sum(len(e.cubes) for e in entities.values()) == 1
+    assert sum(len(e.cylinders) for e in entities.values()) == 3 * n_legs
+    assert sum(len(e.spheres) for e in entities.values()) == 2 * 3 * n_legs + n_legs
+    assert all(e.frame_locked and e.frame_id == ("base" if name == "torso" else name) for name, e in entities.items())
+    from mcap_protobuf.decoder import DecoderFactory
+
+    decode, q, checked = DecoderFactory().decoder_for, np.zeros(len(desc.joint_names)), 0
+    for schema, channel, message in items:  # file order: the view poses the links with the last state it was given
+        if channel.topic == "state":
+            q = np.asarray(json.loads(message.data)["q"])
+        if channel.topic != "/tf" or message.sequence % 7:
+            continue
+        checked += 1
+        frames = {t.child_frame_id: t for t in decode("protobuf", schema)(message.data).transforms}
+        placed = []
+        for e in entities.values():
+            rot, origin = Rotation.identity(), np.zeros(3)
+            if e.frame_id != "base":
+                f = frames[e.frame_id]
+                rot = Rotation.from_quat([f.rotation.x, f.rotation.y, f.rotation.z, f.rotation.w])
+                origin = np.array([f.translation.x, f.translation.y, f.translation.z])
+            for prim in [*e.cubes, *e.cylinders, *e.spheres]:
+                placed.append(rot.apply([prim.pose.position.x, prim.pose.position.y, prim.pose.position.z]) + origin)
+        expected = [s.pos for s in RobotShapes(desc).shapes(q)]
+        assert np.allclose(sorted(map(tuple, np.round(placed, 6))), sorted(map(tuple, np.round(expected, 6))), atol=2e-6)
+    assert checked >= 4
+
+
+def test_the_body_orientation_is_yaw_from_the_pose_with_roll_and_pitch_from_the_imu() -> None:
+    from legadapt.controller.foxglove_view import body_rotation
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        imu = Rotation.from_euler("ZYX", [rng.uniform(-3, 3), rng.uniform(-1.4, 1.4), rng.uniform(-3, 3)]).as_quat()
+        yaw = rng.uniform(-3, 3)
+        _, pitch, roll = Rotation.from_quat(imu).as_euler("ZYX")
+        expected = Rotation.from_euler("ZYX", [yaw, pitch, roll]).as_quat()
+        assert abs(np.dot(expected, body_rotation(yaw, imu))) == pytest.approx(1.0, abs=1e-12)
+    assert np.allclose(body_rotation(0.3, None), Rotation.from_euler("z", 0.3).as_quat())
 
 
 def test_log_times_are_wall_clock_from_the_run_start_in_the_metadata(lockstep_run) -> None:
@@ -190,3 +240,39 @@ def test_a_format_1_log_still_reads_with_its_quaternion_reordered(tmp_path) -> N
     old, new = read_log(tmp_path / "old.mcap"), read_log(tmp_path / "new.mcap")
     assert old.format_version == 1 and new.format_version == 2
     assert old.messages["state"][0]["imu_quat"] == new.messages["state"][0]["imu_quat"] == pytest.approx([0.1, 0.2, 0.3, 0.9])
+
+
+def test_the_shipped_layout_is_what_foxglove_sdk_builds_and_names_topics_of_a_real_log(lockstep_run) -> None:
+    from legadapt.controller.foxglove_layout import layout_json
+    from legadapt.resources import shipped
+
+    shipped_text = Path(shipped("deploy", "foxglove_layout.json")).read_text()
+    assert shipped_text == layout_json(), "regenerate deploy/foxglove_layout.json from controller/foxglove_layout.py"
+    layout = json.loads(shipped_text)
+    items, _, _ = read_all(lockstep_run[0])
+    topics = {c.topic for _, c, _ in items}
+    planner = json.loads(next(m.data for _, c, m in items if c.topic == "planner" and b"true_cross_track" in m.data))
+    adaptation = json.loads(next(m.data for _, c, m in items if c.topic == "adaptation"))
+
+    def panels(node):
+        if node.get("type") == "panel":
+            yield node
+        for item in node.get("items", []):
+            yield from panels(item["content"])
+
+    found = list(panels(layout["content"]))
+    assert {p["panelType"] for p in found} == {"ThreeDee", "Plot"}
+    scene = next(p for p in found if p["panelType"] == "ThreeDee")
+    assert set(scene["config"]["topics"]) <= topics and scene["config"]["followTf"] == "base"
+    for plot in (p for p in found if p["panelType"] == "Plot"):
+        for series in plot["config"]["paths"]:
+            topic, field = series["value"].split(".")
+            assert topic in topics and field in {"planner": planner, "adaptation": adaptation}[topic], series
+
+
+def test_the_scene_picture_is_drawn_from_the_log(lockstep_run, tmp_path) -> None:
+    from legadapt.controller.scene_picture import draw_scene
+
+    out = draw_scene(lockstep_run[0], tmp_path / "scene.png", at=2.0)
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

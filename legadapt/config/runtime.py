@@ -211,6 +211,7 @@ class ControllerConfig(_Section):
     safety: SafetyConfig = Field(default_factory=SafetyConfig, description="Safety filter and stop.")
     log_dir: str = Field("runs/logs", description="Where the MCAP run logs go.")
     live: LiveViewConfig = Field(default_factory=LiveViewConfig, description="Live view in Foxglove (foxglove.websocket.v1).")
+    foxglove_scene: bool = Field(True, description="Log the Foxglove channels (transforms, joint states, the 3D scene) beside the JSON ones; they are derived on the log's writer thread.")
     status_interval: float = Field(1.0, gt=0, le=60, description="Seconds between live status lines.")
     threads: int = Field(0, ge=0, le=256, description="torch CPU threads for adapt+plan; 0 = automatic: half the CPUs the daemon may use, 1 to 4 (on a busy or shared computer 1 is often fastest).")
     slip_threshold: float = Field(0.075, gt=0, le=10, description="Estimated state: a slip_suspected event is logged when the stance feet's yaw rate differs from the gyro's by more than this (rad/s, RMS of the per-stance means over 2 s) for 0.5 s. Measured: <= 0.058 walking intact, >= 0.080 with a limp leg (a foot slides or a leg no longer carries: the pose estimate drifts).")
