@@ -114,6 +114,9 @@ def run(cfg: C.LegadaptConfig, backend: str = "sim", duration: float | None = No
     finally:
         watchdog.beat(expect=FINISH_BOUND)
         writer.finish()
+        if writer.view_errors:  # the JSON channels are whole; a Foxglove or live-view message was not made
+            status(f"log: {writer.view_errors} Foxglove/live-view message(s) not made (last: {writer.message_error!r}); "
+                   f"the JSON channels are complete")
         for r in daemon.robots:
             r.shutdown()
         if live is not None:
