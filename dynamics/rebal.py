@@ -34,6 +34,7 @@ from legadapt.dynamics.adaptation import Adapter, Context
 from legadapt.dynamics.checkpoint import register_model_class
 from legadapt.dynamics.maml import TaskBatch, as_task_batch
 from legadapt.dynamics.normalizer import Normalizer
+from legadapt.dynamics.rollout_model import RolloutModel
 from legadapt.features import FeatureSpec
 
 
@@ -249,6 +250,17 @@ class RebalAdapter(Adapter):
             raise ValueError(f"RebalAdapter.predict: expected states [B, {m.state_dim}] and actions "
                              f"[B, {m.action_dim}], got {tuple(states.shape)} and {tuple(actions.shape)}")
         return m.predict(torch.cat([states, actions], dim=-1), ctx["h"])
+
+    def rollout_model(self, ctx: Context, dtype: torch.dtype = torch.float32, batch: int = 500) -> RolloutModel:
+        """The decoder with the context folded into its first layer's bias, ``b1 + W1[:, S+A:] h``, as a
+        :class:`~legadapt.dynamics.rollout_model.RolloutModel` (``batch``: the usual one): the planner's rollouts
+        run the same matrix path as the MLP adapters' (bf16 where native)."""
+        m = self.model
+        linears = [mod for mod in m.decoder if isinstance(mod, nn.Linear)]
+        w1, d = linears[0].weight.detach(), m.input_dim
+        b1 = linears[0].bias.detach() + w1[:, d:] @ ctx["h"].detach().to(w1.dtype)
+        weights = [(w1[:, :d].contiguous(), b1)] + [(lin.weight.detach(), lin.bias.detach()) for lin in linears[1:]]
+        return RolloutModel(weights, m.in_norm.mean, m.in_norm.std, m.out_norm.mean, m.out_norm.std, m.input_clip, dtype, batch)
 
 
 class RebalObjective(nn.Module):

@@ -49,3 +49,38 @@ def test_precision_auto_follows_the_cpu():
     assert rollout_dtype("auto") is (torch.bfloat16 if bf16_native() else torch.float32)
     with pytest.raises(KeyError):
         rollout_dtype("fp16")
+
+
+def _context_adapted(kind: str, seed: int = 0):
+    """A ReBAL / PEARL / attention adapter over a random 3x512 decoder with fitted normalisers, adapted on a window."""
+    from legadapt.dynamics.context import ContextAdapter, ContextDynamics
+    from legadapt.dynamics.rebal import RebalAdapter, RecurrentDynamics
+
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    if kind == "rebal":
+        model = RecurrentDynamics(S, A, T, hidden=(512, 512, 512), gru_hidden=64)
+        adapter = RebalAdapter(model)
+    else:
+        model = ContextDynamics(S, A, T, encoder=kind, hidden=(512, 512, 512), context_dim=32)
+        adapter = ContextAdapter(model)
+    x, y = torch.randn(400, S + A, generator=g) * 3 + 1, torch.randn(400, T, generator=g) * 0.2
+    model.fit_normalizers(x, y)
+    model.eval()
+    ctx = adapter.adapt(x[:16].numpy(), y[:16].numpy())
+    states, actions = torch.randn(500, S, generator=g) * 3 + 1, torch.rand(500, A, generator=g) * 2 - 1
+    return adapter, ctx, states, actions
+
+
+@pytest.mark.parametrize("kind", ["rebal", "pearl", "attention"])
+def test_the_context_adapters_roll_out_their_decoder_with_the_context_in_the_first_bias(kind):
+    adapter, ctx, states, actions = _context_adapted(kind)
+    assert ctx["h"].abs().max() > 1e-3, "a non-trivial context (else folding it proves nothing)"
+    want = adapter.predict(ctx, states, actions)
+    got = adapter.rollout_model(ctx, torch.float32)(states, actions)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    zero = adapter.rollout_model({"h": torch.zeros_like(ctx["h"])}, torch.float32)(states, actions)
+    assert (zero - want).abs().max() > 1e-4, "the context is used"
+    scale = adapter.model.out_norm.std
+    bf16 = adapter.rollout_model(ctx, torch.bfloat16)(states, actions)
+    assert ((bf16 - want) / scale).abs().mean() < 0.01
