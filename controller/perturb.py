@@ -129,7 +129,7 @@ def run_job(job: Job) -> RunResult:
         summary = run(_config(job), log_path=log, status=lambda line: None)
         res.stop_reason, res.fell = summary.stop_reason, bool(summary.stop_reason and summary.stop_reason.startswith("tilt"))
         res.cycle_ms, res.loss_before, res.loss_after = 1e3 * summary.cycle_p50, summary.loss_before, summary.loss_after
-        score(res, read_log(log).messages["planner"], job.scenario)
+        score(res, read_log(log, channels={"planner"}).messages["planner"], job.scenario)
     except Exception as exc:  # noqa: BLE001 - one failed run is a result, not the end of the suite
         res.error = f"{type(exc).__name__}: {exc}"
     res.log = str(log)
@@ -200,7 +200,7 @@ def rescore(suite: C.SuiteConfig, out: Path) -> list[RunResult]:
     for entry in saved["results"]:
         res = RunResult(**{k: v for k, v in entry.items() if k in RunResult.__dataclass_fields__})
         if res.scenario in scenarios and res.log and Path(res.log).exists() and not res.error:
-            score(res, read_log(res.log).messages["planner"], scenarios[res.scenario])
+            score(res, read_log(res.log, channels={"planner"}).messages["planner"], scenarios[res.scenario])
         results.append(res)
     _write_results(out, suite, results, saved.get("wall_time"))
     return results

@@ -171,7 +171,7 @@ def plot_scenario(sc: C.ScenarioConfig, results: list[RunResult], out: Path) -> 
     seed = sc.seeds[0]
     longest = 2.0
     for i, r in enumerate(r for r in results if r.scenario == sc.name and r.seed == seed and not r.error):
-        msgs = read_log(r.log).messages
+        msgs = read_log(r.log, channels={"planner", "adaptation"}).messages
         pl = [m for m in msgs["planner"] if "true_pose" in m]
         if not pl:
             continue
