@@ -16,8 +16,11 @@ around a freshly initialised ``DeltaMLP`` (normalisers fitted on random data) in
 configuration's planner). The window is full (M transitions); every cycle observes a new
 random transition and plans from a new state and pose.
 
-Printed, each measured in interleaved rounds (every round runs each contender once, so
-background load falls on all alike):
+Printed, each measured in interleaved rounds (every round runs each contender, so background load
+falls on all alike). In a round each contender runs ``--block`` timed cycles after an untimed one, as the
+daemon runs its own cycles back to back with its weights in cache; ``--block 1`` alternates every cycle
+(each then finds the caches filled by the other contenders' 2 MB weights and the 10 MB GEMM operands, which
+made the cycle about twice the daemon's):
 
 1. cycle = ``stats.adapt_time + stats.plan_time`` (what the daemon logs), median and p99 over
    ``--cycles`` cycles after warm-up, with the adapt / plan medians;
@@ -172,6 +175,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cycles", type=int, default=100, help="timed cycles per configuration (>= 30)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed cycles per configuration first")
+    ap.add_argument("--block", type=int, default=10,
+                    help="consecutive timed cycles of a contender per round, after one untimed (1: strict alternation, "
+                         "every cycle finds caches filled by the other contenders and the GEMMs)")
     ap.add_argument("--plan-repeats", type=int, default=20, help="interleaved rounds of the planner comparison")
     ap.add_argument("--model", type=Path, default=None, help="checkpoint to use instead of fresh models")
     args = ap.parse_args()
@@ -185,7 +191,7 @@ def main() -> None:
         torch.set_num_threads(threads.pop())  # as the daemon does; 0 = torch's default
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model: "
           f"{args.model or 'fresh DeltaMLP (random init, normalisers fitted on random data)'}; "
-          f"{args.cycles} cycles after {args.warmup} warm-up, interleaved")
+          f"{args.cycles} cycles after {args.warmup} warm-up, interleaved in blocks of {args.block}")
     for s in setups:
         print(f"  {s.label()}")
     same = [s.label().split(": ", 1)[1] for s in setups]
@@ -203,13 +209,15 @@ def main() -> None:
     adapt: dict[str, list[float]] = {s.name: [] for s in setups}
     plan: dict[str, list[float]] = {s.name: [] for s in setups}
     gemm_ms: dict[int, list[float]] = {w: [] for w in gemms}
-    for _ in range(args.cycles):
+    for _ in range(math.ceil(args.cycles / args.block)):
         for s in setups:
-            s.cycle()
-            st = s.mpc.stats
-            adapt[s.name].append(1e3 * st.adapt_time)
-            plan[s.name].append(1e3 * st.plan_time)
-            cyc[s.name].append(1e3 * (st.adapt_time + st.plan_time))
+            s.cycle()  # the first cycle of a block finds the caches holding the other contenders' weights
+            for _ in range(args.block):
+                s.cycle()
+                st = s.mpc.stats
+                adapt[s.name].append(1e3 * st.adapt_time)
+                plan[s.name].append(1e3 * st.plan_time)
+                cyc[s.name].append(1e3 * (st.adapt_time + st.plan_time))
         for w, (g, _) in gemms.items():
             t = time.perf_counter()
             g()
