@@ -18,9 +18,9 @@ random transition and plans from a new state and pose.
 
 Printed, each measured in interleaved rounds (every round runs each contender, so background load
 falls on all alike). In a round each contender runs ``--block`` timed cycles after an untimed one, as the
-daemon runs its own cycles back to back with its weights in cache; ``--block 1`` alternates every cycle
-(each then finds the caches filled by the other contenders' 2 MB weights and the 10 MB GEMM operands, which
-made the cycle about twice the daemon's):
+daemon runs its own cycles back to back; ``--block 1`` alternates every cycle (measured: no difference beyond
+this VM's hour-to-hour swings, which move every figure 2-3x; the ratios to the bound measured in the same
+run are what to compare):
 
 1. cycle = ``stats.adapt_time + stats.plan_time`` (what the daemon logs), median and p99 over
    ``--cycles`` cycles after warm-up, with the adapt / plan medians;
@@ -176,8 +176,7 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=100, help="timed cycles per configuration (>= 30)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed cycles per configuration first")
     ap.add_argument("--block", type=int, default=10,
-                    help="consecutive timed cycles of a contender per round, after one untimed (1: strict alternation, "
-                         "every cycle finds caches filled by the other contenders and the GEMMs)")
+                    help="consecutive timed cycles of a contender per round, after one untimed (1: strict alternation)")
     ap.add_argument("--plan-repeats", type=int, default=20, help="interleaved rounds of the planner comparison")
     ap.add_argument("--model", type=Path, default=None, help="checkpoint to use instead of fresh models")
     args = ap.parse_args()

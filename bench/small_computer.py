@@ -12,6 +12,7 @@ Usage: ``python bench/small_computer.py [--cycles 60]``.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -42,6 +43,8 @@ def setup(name: str, cfg: C.LegadaptConfig, seed: int) -> Setup:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cycles", type=int, default=60)
+    ap.add_argument("--block", type=int, default=10, help="consecutive timed cycles per contender and round, as the "
+                    "daemon runs them (1: alternate every cycle)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     profile = C.load_config(shipped("configs", "small_computer.yaml"))
@@ -52,12 +55,15 @@ def main() -> None:
     for s in setups:
         for _ in range(5):
             s.cycle()
-    for _ in range(args.cycles):
+    for _ in range(math.ceil(args.cycles / args.block)):
         for s in setups:
-            s.cycle()
-            times[s.name].append(1e3 * (s.mpc.stats.adapt_time + s.mpc.stats.plan_time))
+            s.cycle()  # untimed: the first cycle of a block
+            for _ in range(args.block):
+                s.cycle()
+                times[s.name].append(1e3 * (s.mpc.stats.adapt_time + s.mpc.stats.plan_time))
     period = 1e3 / profile.task.control_rate
-    print(f"adapt + plan on 1 thread, {args.cycles} interleaved cycles, shipped default model; period {period:.0f} ms")
+    print(f"adapt + plan on 1 thread, {args.cycles} cycles interleaved in blocks of {args.block}, shipped default model; "
+          f"period {period:.0f} ms")
     for s in setups:
         t = times[s.name]
         p = s.planner
