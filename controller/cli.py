@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--mode", choices=["lockstep", "realtime"], help="override controller.mode")
     rn.add_argument("--duration", type=float, help="run length, s (default: task.duration)")
     rn.add_argument("--log", type=Path, help="MCAP log path (default: controller.log_dir/run-<time>.mcap)")
-    rn.add_argument("--live", nargs="?", const="", type=checks.live_option, metavar="[HOST:]PORT",
+    rn.add_argument("--live", nargs="?", const=(None, None), type=checks.live_option, metavar="[HOST:]PORT",
                     help="serve the live view to Foxglove over WebSocket (default 127.0.0.1:8765, controller.live)")
     rn.add_argument("--calibration", type=Path, nargs="+", help="calibration YAML overlays (legadapt calibrate) applied to the config")
     rn.set_defaults(func=_cmd_run)

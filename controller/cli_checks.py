@@ -25,24 +25,22 @@ def override(cfg: LegadaptConfig, section: str, **updates: object) -> LegadaptCo
     return parse_config(data, "the command-line options")
 
 
-def live_option(text: str) -> str:
-    """An argparse ``type`` for ``--live``: empty, ``PORT`` or ``HOST:PORT``, else a usage error (exit 2)."""
+def live_option(text: str) -> tuple[str | None, int | None]:
+    """An argparse ``type`` for ``--live``: empty, ``PORT`` or ``HOST:PORT`` -> (host or None, port or None); else a
+    usage error (exit 2)."""
     host, sep, port = text.rpartition(":")
     if text and not (port.isdigit() and int(port) <= 65535 and (host or not sep)):
         raise argparse.ArgumentTypeError(f"expected PORT or HOST:PORT (port 0-65535), got {text!r}")
-    return text
+    return (host or None), (int(port) if port else None)
 
 
-def live_updates(cfg: LegadaptConfig, text: str | None) -> LegadaptConfig:
+def live_updates(cfg: LegadaptConfig, live_arg: tuple[str | None, int | None] | None) -> LegadaptConfig:
     """``cfg`` with the live view switched on by ``--live [HOST:]PORT`` (None: as the config says)."""
-    if text is None:
+    if live_arg is None:
         return cfg
-    host, sep, port = text.rpartition(":")
+    host, port = live_arg
     live = {**cfg.controller.live.model_dump(mode="json"), "enabled": True}
-    if port:
-        live["port"] = int(port)
-    if sep and host:
-        live["host"] = host
+    live.update({k: v for k, v in (("host", host), ("port", port)) if v is not None})
     return override(cfg, "controller", live=live)
 
 

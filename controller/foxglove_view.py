@@ -86,6 +86,14 @@ def _pose(pos, quat_xyzw) -> fm.Pose:
     return fm.Pose(position=fm.Vector3(x=x, y=y, z=z), orientation=fm.Quaternion(x=qx, y=qy, z=qz, w=qw))
 
 
+def _frame(ts: fm.Timestamp, parent: str, child: str, pos, quat_xyzw) -> fm.FrameTransform:
+    """parent -> child: translation [3] m, rotation x,y,z,w."""
+    x, y, z = (float(v) for v in pos)
+    qx, qy, qz, qw = (float(v) for v in quat_xyzw)
+    return fm.FrameTransform(timestamp=ts, parent_frame_id=parent, child_frame_id=child,
+                             translation=fm.Vector3(x=x, y=y, z=z), rotation=fm.Quaternion(x=qx, y=qy, z=qz, w=qw))
+
+
 def _line(points: np.ndarray, z: float, rgba, thickness: float) -> fm.LinePrimitive:
     """A line strip through world points [P, 2+] (x, y m) at height ``z`` m; ``thickness`` in px."""
     pts = [fm.Point3(x=float(p[0]), y=float(p[1]), z=z) for p in points]
@@ -165,22 +173,19 @@ class FoxgloveView:
     def _links(self, ts: fm.Timestamp) -> list[fm.FrameTransform]:
         """``base`` -> each link frame for the latest joint angles."""
         pos, quat = self.shapes.link_frames(self._q)
-        return [fm.FrameTransform(timestamp=ts, parent_frame_id=BASE, child_frame_id=name,
-                                  translation=fm.Vector3(x=float(p[0]), y=float(p[1]), z=float(p[2])),
-                                  rotation=fm.Quaternion(x=float(r[0]), y=float(r[1]), z=float(r[2]), w=float(r[3])))
-                for name, p, r in zip(self.shapes.link_names, pos, quat)]
+        return [_frame(ts, BASE, name, p, r) for name, p, r in zip(self.shapes.link_names, pos, quat)]
 
     def _planner(self, ns: int, msg: dict) -> list[tuple[str, bytes]]:
         ts = stamp(ns)
         pose = np.asarray(msg["pose"], dtype=float)
         rot = body_rotation(pose[2], self._imu)
-        transforms = [self._transform(ts, BASE, pose, rot)]
+        transforms = [_frame(ts, WORLD, BASE, (*pose[:2], self.height), rot)]
         out = [("/pose", fm.PoseInFrame(timestamp=ts, frame_id=WORLD, pose=_pose((*pose[:2], self.height), rot)).encode())]
         true_pose = msg.get("true_pose")
         if true_pose is not None:
             tp = np.asarray(true_pose, dtype=float)
             true_rot = body_rotation(tp[2], self._imu)
-            transforms.append(self._transform(ts, BASE_TRUE, tp, true_rot))
+            transforms.append(_frame(ts, WORLD, BASE_TRUE, (*tp[:2], self.height), true_rot))
             out.append(("/pose_true", fm.PoseInFrame(timestamp=ts, frame_id=WORLD, pose=_pose((*tp[:2], self.height), true_rot)).encode()))
         out.insert(0, ("/tf", fm.FrameTransforms(transforms=transforms + self._links(ts)).encode()))
         out.extend(self._plan(ts, msg))
@@ -192,12 +197,6 @@ class FoxgloveView:
                 path = fm.SceneEntity(timestamp=ts, frame_id=WORLD, id="path", lines=[_line(self.path_points, 0.0, PATH_COLOR, 3.0)])
                 out.append(("/scene/path", fm.SceneUpdate(entities=[path]).encode()))
         return out
-
-    def _transform(self, ts: fm.Timestamp, child: str, pose: np.ndarray, rot: np.ndarray) -> fm.FrameTransform:
-        qx, qy, qz, qw = (float(v) for v in rot)
-        return fm.FrameTransform(timestamp=ts, parent_frame_id=WORLD, child_frame_id=child,
-                                 translation=fm.Vector3(x=float(pose[0]), y=float(pose[1]), z=self.height),
-                                 rotation=fm.Quaternion(x=qx, y=qy, z=qz, w=qw))
 
     def _plan(self, ts: fm.Timestamp, msg: dict) -> list[tuple[str, bytes]]:
         best, others = msg.get("plan_poses"), msg.get("candidate_poses")

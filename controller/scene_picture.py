@@ -98,6 +98,11 @@ def _body_to_world(pose: np.ndarray, imu_quat, height: float):
     return lambda p: rot.apply(p) + origin
 
 
+def _axis_ends(s: Shape, rot: Rotation) -> np.ndarray:
+    """The two ends [2, 3] (m, body frame) of a cylinder's axis (its local z)."""
+    return np.array([s.pos + rot.apply([0, 0, h]) for h in (-0.5 * s.size[2], 0.5 * s.size[2])])
+
+
 def _draw_robot_top(ax, shapes: list[Shape], world) -> None:
     """The robot seen from above: the body's outline, the links as lines, the feet as dots (faint, under the plans)."""
     for s in shapes:
@@ -107,7 +112,7 @@ def _draw_robot_top(ax, shapes: list[Shape], world) -> None:
             pts = world(rot.apply(corners) + s.pos)
             ax.fill(pts[:, 0], pts[:, 1], color=tuple(s.rgba[:3]), alpha=0.2)
         elif s.kind == "cylinder":
-            ends = world(np.array([s.pos + rot.apply([0, 0, h]) for h in (-0.5 * s.size[2], 0.5 * s.size[2])]))
+            ends = world(_axis_ends(s, rot))
             ax.plot(ends[:, 0], ends[:, 1], color="0.6", lw=2, alpha=0.6)
         elif not s.cap:
             p = world(s.pos[None])[0]
@@ -124,7 +129,7 @@ def _draw_robot(ax, shapes: list[Shape], world) -> None:
             faces = [[0, 1, 3, 2], [4, 5, 7, 6], [0, 1, 5, 4], [2, 3, 7, 6], [0, 2, 6, 4], [1, 3, 7, 5]]
             ax.add_collection3d(Poly3DCollection([pts[f] for f in faces], facecolor=color, edgecolor="k", alpha=0.3, lw=0.5))
         elif s.kind == "cylinder":
-            ends = world(np.array([s.pos + rot.apply([0, 0, h]) for h in (-0.5 * s.size[2], 0.5 * s.size[2])]))
+            ends = world(_axis_ends(s, rot))
             ax.plot(ends[:, 0], ends[:, 1], ends[:, 2], color=color, lw=PT_PER_M * s.size[0], solid_capstyle="round")
         elif not s.cap:  # a capsule's end spheres: the round line caps draw them
             p = world(s.pos[None])[0]

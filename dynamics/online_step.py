@@ -22,9 +22,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from legadapt.dynamics.maml import InnerLR
 from legadapt.dynamics.mlp import DeltaMLP, Params
-
-InnerLR = float | Tensor | Mapping[str, Tensor]
 
 
 def linear_names(model: DeltaMLP) -> list[str]:
