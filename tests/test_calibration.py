@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,18 @@ def serve(cfg, **kwargs) -> FakeRobot:
 
 
 # ---------------------------------------------------------------- servos
+def _settled(fake, timeout: float = 3.0) -> None:
+    """Wait until the unpowered legs have come to rest (no joint moves 1e-4 rad in 0.1 s), at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last = fake.joint_state()[0].copy()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = fake.joint_state()[0].copy()
+        if np.abs(now - last).max() < 1e-4:
+            return
+        last = now
+
+
 @pytest.mark.parametrize("robot", ["hexapod", "phantomx", "sts_hexapod"])  # Dynamixel 2.0, 1.0 (AX), Feetech
 def test_servo_calibration_recovers_a_wrong_mounting(tmp_path, robot):
     cfg = parse_config({"robot": {"description": robot}})  # the config believes: every direction +1, every offset 0
@@ -67,6 +80,7 @@ def test_servo_calibration_recovers_a_wrong_mounting(tmp_path, robot):
             robot = SerialRobot(c)
             try:
                 assert robot.configure() is CallbackReturn.SUCCESS
+                _settled(fake)  # a servo's position register is sampled at the servo rate (20 Hz on the PhantomX)
                 # the unpowered legs settle under gravity while the bus is read: compare with the true
                 # angles bracketing the read (distance to the interval between them)
                 before = fake.joint_state()[0].copy()
