@@ -158,6 +158,7 @@ class _Daemon:
         self.totals = LoopStats()  # summed over connections
         self.last_status = -math.inf
         self.slipping = False
+        self.adapted = False  # with a plain model: the adaptive model is planning
         self.mocap_streaming = True  # the stream was checked before power (preflight)
         hang = os.environ.get(HANG_ENV)
         self.hang_after = float(hang) if hang else None
@@ -304,6 +305,18 @@ class _Daemon:
         return s
 
     # ------------------------------------------------------------ loop callbacks
+    def _switch_fields(self, st) -> dict:
+        """With a plain model: which model planned this cycle and the plain model's window loss, and an event
+        when the adaptive model engages or hands back."""
+        if st.adapted is None:
+            return {}
+        if st.adapted != self.adapted:
+            self.adapted = st.adapted
+            self.event("adaptation_engaged" if st.adapted else "adaptation_released",
+                       f"the plain model's window loss is {st.plain_loss:.2f} (normalised MSE): "
+                       + ("the adaptive model plans" if st.adapted else "it plans again"), {"plain_loss": st.plain_loss})
+        return {"adapted": st.adapted, "plain_loss": st.plain_loss}
+
     def event(self, kind: str, message: str, data: dict) -> None:
         t = max(self.clock.now(), 0.0)
         self.writer.write("events", {"t": t, "kind": kind, "message": message, "data": data}, t)
@@ -338,7 +351,7 @@ class _Daemon:
             w.write("transition", {"t": b.t, "episode": 0, "condition": "run", "state": s0, "action": a0,
                                    "next_state": s1, "displacement": d}, b.t)
         w.write("adaptation", {"t": b.t, "loss_before": st.loss_before, "loss_after": st.loss_after,
-                               "fallback": st.fallback}, b.t)
+                               "fallback": st.fallback, **self._switch_fields(st)}, b.t)
         w.write("planner", self._planner_message(b, ct, st), b.t)
         stats = self.loop.stats
         w.write("timing", {"t": b.t, "read": _last(stats.tick_read), "adapt": st.adapt_time, "plan": st.plan_time,

@@ -24,6 +24,7 @@ from legadapt.controller.loop import SlowPolicy
 from legadapt.dynamics.adaptation import Adapter, Gate, make_adapter
 from legadapt.dynamics.checkpoint import LoadedCheckpoint
 from legadapt.dynamics.rollout_model import rollout_dtype
+from legadapt.dynamics.switching import SwitchingAdapter
 from legadapt import config as C
 from legadapt.features import FeatureSpec, target_vector
 from legadapt.paths import Path, ProgressTracker
@@ -48,6 +49,8 @@ class CycleStats:
     fallback: bool = False
     cost: float = math.nan
     window: int = 0
+    adapted: bool | None = None  # with a plain model: the adaptive model planned this cycle (None: no plain model)
+    plain_loss: float = math.nan  # with a plain model: its window loss (normalised MSE)
     plan_poses: np.ndarray | None = None  # [H+1, 3] predicted world poses (x m, y m, yaw rad) of the best candidate
     candidate_poses: np.ndarray | None = None  # [K, H+1, 3] the same for K candidates spread over the cost ranking
 
@@ -87,14 +90,22 @@ def make_planner(cfg: C.PlannerConfig, dynamics, cost, action_dim: int) -> Plann
     return RandomShooting(dynamics, cost, num_samples=cfg.samples, **common)
 
 
+def runtime_settings(ck: LoadedCheckpoint) -> dict:
+    """How the checkpoint is meant to run, as measured when it was shipped (``adaptation.runtime`` in its
+    metadata: ``lr_scale``, ``plain_model`` relative to the checkpoint's folder); {} when it says nothing."""
+    runtime = (ck.meta.get("adaptation") or {}).get("runtime") or {}
+    return dict(runtime) if isinstance(runtime, dict) else {}
+
+
 def make_adapter_from(ck: LoadedCheckpoint, kind: str, acfg: C.AdaptationConfig | None = None) -> Adapter:
     """The adapter of ``kind`` ('auto' = the checkpoint's own) over a loaded checkpoint, with the
-    run-time adaptation settings ``acfg`` (gate, rate scale)."""
+    run-time adaptation settings ``acfg`` (gate, rate scale: unset = the checkpoint's own, else 1)."""
     kind = ck.adapter_kind if kind == "auto" else kind
     steps = ck.maml.inner_steps if ck.maml else 1
     lr = ck.lrs if (ck.lrs is not None and kind == "grbal") else (ck.maml.inner_lr if ck.maml else 1e-2)
     acfg = acfg or C.AdaptationConfig()
-    return make_adapter(kind, ck.model, lr, steps, gate=Gate(acfg.gate_holdout, acfg.gate_min_gain), lr_scale=acfg.lr_scale,
+    lr_scale = acfg.lr_scale if acfg.lr_scale is not None else float(runtime_settings(ck).get("lr_scale", 1.0))
+    return make_adapter(kind, ck.model, lr, steps, gate=Gate(acfg.gate_holdout, acfg.gate_min_gain), lr_scale=lr_scale,
                         adapt_layers=ck.maml.adapt_layers if ck.maml else 0)
 
 
@@ -146,6 +157,8 @@ class AdaptiveMPC(SlowPolicy):
             self._set_context(self.adapter.adapt(np.stack(self.window_x), np.stack(self.window_y)))
         st.loss_before, st.loss_after = float(self.adapter.last_loss_before), float(self.adapter.last_loss_after)
         st.fallback = bool(self.adapter.last_fallback)
+        if isinstance(self.adapter, SwitchingAdapter):
+            st.adapted, st.plain_loss = self.adapter.engaged, self.adapter.last_plain_loss
         self.fallbacks += st.fallback
         t1 = time.perf_counter()
         self.cost.advance(torch.as_tensor(pose[:2], dtype=torch.float32))

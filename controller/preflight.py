@@ -19,9 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from legadapt.controller.mpc import AdaptiveMPC, make_adapter_from
+from legadapt.controller.mpc import AdaptiveMPC, make_adapter_from, runtime_settings
 from legadapt.hardware.servo_types import UnknownServo, bus_servo_types
-from legadapt.dynamics.checkpoint import load_checkpoint
+from legadapt.dynamics.adaptation import Adapter, MBAdapter
+from legadapt.dynamics.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+from legadapt.dynamics.mlp import DeltaMLP
+from legadapt.dynamics.switching import Surprise, SwitchingAdapter
 from legadapt import config as C
 from legadapt import resources
 from legadapt.features import FeatureSpec, spec_of
@@ -60,8 +63,37 @@ def build_controller(cfg: C.LegadaptConfig, model: Path) -> tuple[AdaptiveMPC, F
     check_state_source(model, ck.meta.get("training", {}).get("state_source"), cfg.controller.state_source)
     window = ck.maml.M if ck.maml else cfg.train.M
     task = cfg.task
-    return AdaptiveMPC(make_adapter_from(ck, cfg.controller.adapter, cfg.controller.adaptation), spec, task_path(task), cfg.controller,
-                       task.target_speed, window), spec, window
+    adapter = make_adapter_from(ck, cfg.controller.adapter, cfg.controller.adaptation)
+    plain = plain_model_path(cfg.controller, ck, model)
+    if plain is not None and adapter.kind != "mb":
+        adapter = with_plain_model(adapter, plain, spec, cfg.controller)
+    return AdaptiveMPC(adapter, spec, task_path(task), cfg.controller, task.target_speed, window), spec, window
+
+
+def plain_model_path(ctrl: C.ControllerConfig, ck: LoadedCheckpoint, model: Path) -> Path | None:
+    """The plain model that plans until it is surprised: the config's ``adaptation.plain_model`` ('none' = off),
+    else the one the checkpoint names (next to it), else None."""
+    name = ctrl.adaptation.plain_model
+    if name is not None:
+        return None if name.strip().lower() in ("none", "") else resolve_model(name)
+    paired = runtime_settings(ck).get("plain_model")
+    return (Path(model).parent / paired) if paired else None
+
+
+def with_plain_model(adapter: Adapter, path: Path, spec: FeatureSpec, ctrl: C.ControllerConfig) -> SwitchingAdapter:
+    """``adapter`` behind a surprise switch from the plain (MB) model at ``path``; a bad plain model is a PreflightError."""
+    try:
+        plain_ck = load_checkpoint(path, spec)
+    except CheckpointError as e:
+        raise PreflightError(f"controller.adaptation.plain_model: {e} (or set plain_model: none to plan with the "
+                             "adaptive model alone)") from e
+    check_state_source(path, plain_ck.meta.get("training", {}).get("state_source"), ctrl.state_source)
+    if not isinstance(plain_ck.model, DeltaMLP):
+        raise PreflightError(f"controller.adaptation.plain_model: {path} is a {type(plain_ck.model).__name__}, not a "
+                             "plainly trained MLP; give an MB model (legadapt train --config configs/train/mb.yaml)")
+    hold = max(1, round(ctrl.adaptation.surprise_hold / spec.control_period))
+    surprise = Surprise(threshold=ctrl.adaptation.surprise, release=0.5 * ctrl.adaptation.surprise, hold=hold)
+    return SwitchingAdapter(MBAdapter(plain_ck.model), adapter, surprise)
 
 
 def check_state_source(model: Path, trained_on: str | None, running_on: str) -> None:
@@ -76,11 +108,14 @@ def check_state_source(model: Path, trained_on: str | None, running_on: str) -> 
 
 def check_timing(mpc: AdaptiveMPC, spec: FeatureSpec, window: int, runs: int = 5, give_up: float = math.inf,
                  stop=None) -> tuple[float, float]:
-    """Median and max time (s) of adapt + plan on a full window of typical transitions.
+    """Median and max time (s) of adapt + plan on a full window of typical transitions (behind a plain model: with
+    the adaptive model engaged, the costlier side).
 
     Stops early once a cycle takes longer than ``give_up`` s (the verdict is already clear)
     or ``stop.is_set()`` (a stop request).
     """
+    if isinstance(mpc.adapter, SwitchingAdapter):
+        mpc.adapter.engaged = True  # time the costlier side: the adaptive model's step (the controller is rebuilt after)
     rng = np.random.default_rng(0)
     s = np.zeros(spec.state_dim)
     s[9] = 1.0  # cos of phase 0

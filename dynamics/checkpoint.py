@@ -139,7 +139,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping, lrs: Inne
         "action_dim": spec.action_dim,
         "architecture": _plain(arch, "architecture"),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "adaptation": {"kind": kind, "maml": _plain(maml.to_dict() if isinstance(maml, MamlConfig) else maml, "maml")},
+        "adaptation": {"kind": kind, "maml": _plain(maml.to_dict() if isinstance(maml, MamlConfig) else maml, "maml"),
+                       "runtime": _plain(dict(meta.get("runtime") or {}), "runtime")},
         "lrs": _plain(lrs, "lrs"),
         "training": _plain(dict(meta.get("training") or {}), "training"),
         "optimizer_state": _plain(optimizer_state, "optimizer_state"),
@@ -147,6 +148,11 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping, lrs: Inne
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    return _write_atomic(payload, path)
+
+
+def _write_atomic(payload: dict, path: Path) -> Path:
+    """``torch.save`` to a temporary file next to ``path``, then rename over it."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         torch.save(payload, tmp)
@@ -154,6 +160,15 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping, lrs: Inne
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def set_runtime(path: str | Path, runtime: Mapping) -> Path:
+    """Record in an existing checkpoint how it is meant to run (``adaptation.runtime``: ``lr_scale``, ``plain_model``
+    relative to the checkpoint's folder), measured after training; everything else is kept. Atomic."""
+    path = Path(path)
+    data = _read(path, "cpu")
+    data["adaptation"] = {**data.get("adaptation", {}), "runtime": _plain(dict(runtime), "runtime")}
+    return _write_atomic(data, path)
 
 
 #: What torch's weights-only unpickler names when a file asks for a callable or class it does not allow:

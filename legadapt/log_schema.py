@@ -57,7 +57,10 @@ CHANNELS: dict[str, dict] = {
     "adaptation": _schema("adaptation", {
         "loss_before": _num("loss on the window before the inner step"),
         "loss_after": _num("loss on the window after the inner step"),
-        "fallback": _num("adapted model rejected, meta-trained one used", "boolean")}),
+        "fallback": _num("adapted model rejected, meta-trained one used", "boolean"),
+        "adapted": _num("with a plain model (adaptation.plain_model): the adaptive model planned this cycle", "boolean"),
+        "plain_loss": _num("with a plain model: its loss on the window (normalised MSE)")},
+        optional=("adapted", "plain_loss")),
     "planner": _schema("planner", {"cost": _num("best plan cost"), "plan_time": _num("planning time, s"),
                                    "iterations": _num("optimiser iterations", "integer"),
                                    "pose": _arr("estimated world pose x m, y m, yaw rad", 3),

@@ -98,14 +98,17 @@ def config_path(path: str | Path) -> Path:
 
 
 def _models_next_to(cfg: LegadaptConfig, config_dir: Path) -> LegadaptConfig:
-    """``controller.model`` and ``collect.model`` found next to the config file, made absolute there."""
+    """``controller.model``, ``controller.adaptation.plain_model`` and ``collect.model`` found next to the config
+    file, made absolute there."""
     def near(model: str | None) -> str | None:
         if model is None or Path(model).expanduser().is_absolute() or not (config_dir / model).exists():
             return model
         return str((config_dir / model).resolve())
 
+    ctrl = cfg.controller
+    adaptation = ctrl.adaptation.model_copy(update={"plain_model": near(ctrl.adaptation.plain_model)})
     return cfg.model_copy(update={
-        "controller": cfg.controller.model_copy(update={"model": near(cfg.controller.model)}),
+        "controller": ctrl.model_copy(update={"model": near(ctrl.model), "adaptation": adaptation}),
         "collect": cfg.collect.model_copy(update={"model": near(cfg.collect.model)})})
 
 

@@ -185,7 +185,17 @@ class AdaptationConfig(_Section):
         "Gate: fit the step on the window without its last N transitions and take it only if it lowers the error on "
         "those N (transitions the step has not seen); 0 = always take the step."))
     gate_min_gain: float = Field(0.0, ge=0, lt=1, description="Gate: the held-back error must fall by at least this share.")
-    lr_scale: float = Field(1.0, gt=0, le=10, description="Factor on the checkpoint's inner learning rate(s).")
+    lr_scale: float | None = Field(None, gt=0, le=10, description=(
+        "Factor on the checkpoint's inner learning rate(s); unset = the checkpoint's own run-time setting (the shipped "
+        "GrBAL: 0.3), else 1."))
+    plain_model: str | None = Field(None, description=(
+        "A plainly trained model (MB) that plans until it stops predicting the robot; the adaptive model takes over "
+        "while it is surprised (dynamics/switching.py). Unset = the checkpoint's own pairing (the shipped GrBAL: "
+        "models/mb.pt); 'none' = always the adaptive model."))
+    surprise: float = Field(1.0, gt=0, le=100, description=(
+        "Engage the adaptive model when the plain model's error on the 4 newest transitions exceeds this (normalised "
+        "MSE: 1.0 = no better than predicting its training mean); released after surprise_hold s below half of it."))
+    surprise_hold: float = Field(2.0, gt=0, le=60, description="Seconds the plain model must predict the window well again before it takes back over.")
 
 
 class LiveViewConfig(_Section):
