@@ -30,6 +30,9 @@ from legadapt.controller import stop_request
 
 if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "legadapt":  # the program itself, not an import
     stop_request.install()  # before the heavy imports: SIGINT/SIGTERM while loading only set a flag, no traceback
+    # No command renders with MuJoCo: without this, `import mujoco` loads GLFW, whose library probe starts Python
+    # child processes; a stop request during that probe left a child printing a BrokenPipeError traceback.
+    os.environ.setdefault("MUJOCO_GL", "disable")
 
 import numpy as np  # noqa: E402
 
