@@ -313,8 +313,10 @@ class _Daemon:
         if st.adapted != self.adapted:
             self.adapted = st.adapted
             self.event("adaptation_engaged" if st.adapted else "adaptation_released",
-                       f"the plain model's window loss is {st.plain_loss:.2f} (normalised MSE): "
-                       + ("the adaptive model plans" if st.adapted else "it plans again"), {"plain_loss": st.plain_loss})
+                       f"the plain model's error is {st.plain_recent_loss:.2f} on the newest transitions, "
+                       f"{st.plain_loss:.2f} on the window (normalised MSE): "
+                       + ("the adaptive model plans" if st.adapted else "it plans again"),
+                       {"plain_loss": st.plain_loss, "plain_recent_loss": st.plain_recent_loss})
         return {"adapted": st.adapted, "plain_loss": st.plain_loss}
 
     def event(self, kind: str, message: str, data: dict) -> None:

@@ -51,6 +51,7 @@ class CycleStats:
     window: int = 0
     adapted: bool | None = None  # with a plain model: the adaptive model planned this cycle (None: no plain model)
     plain_loss: float = math.nan  # with a plain model: its window loss (normalised MSE)
+    plain_recent_loss: float = math.nan  # the same over the newest transitions (what engages the adaptive model)
     plan_poses: np.ndarray | None = None  # [H+1, 3] predicted world poses (x m, y m, yaw rad) of the best candidate
     candidate_poses: np.ndarray | None = None  # [K, H+1, 3] the same for K candidates spread over the cost ranking
 
@@ -159,6 +160,7 @@ class AdaptiveMPC(SlowPolicy):
         st.fallback = bool(self.adapter.last_fallback)
         if isinstance(self.adapter, SwitchingAdapter):
             st.adapted, st.plain_loss = self.adapter.engaged, self.adapter.last_plain_loss
+            st.plain_recent_loss = self.adapter.last_recent_loss
         self.fallbacks += st.fallback
         t1 = time.perf_counter()
         self.cost.advance(torch.as_tensor(pose[:2], dtype=torch.float32))
