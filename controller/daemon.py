@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from legadapt.controller.change_events import ChangeEvents
 from legadapt.controller.foxglove_view import FoxgloveView
 from legadapt.controller.live_view import LiveView, LiveViewError
 from legadapt.controller.loop import Boundary, LoopStats, TwoRateLoop
@@ -157,9 +158,7 @@ class _Daemon:
         self.losses = (RunningStats(), RunningStats())  # adaptation loss before, after (full windows)
         self.totals = LoopStats()  # summed over connections
         self.last_status = -math.inf
-        self.slipping = False
-        self.adapted = False  # with a plain model: the adaptive model is planning
-        self.mocap_streaming = True  # the stream was checked before power (preflight)
+        self.changes = ChangeEvents(self.event)  # slip, mocap stream, which model plans: an event when one changes
         hang = os.environ.get(HANG_ENV)
         self.hang_after = float(hang) if hang else None
 
@@ -305,20 +304,6 @@ class _Daemon:
         return s
 
     # ------------------------------------------------------------ loop callbacks
-    def _switch_fields(self, st) -> dict:
-        """With a plain model: which model planned this cycle and the plain model's window loss, and an event
-        when the adaptive model engages or hands back."""
-        if st.adapted is None:
-            return {}
-        if st.adapted != self.adapted:
-            self.adapted = st.adapted
-            self.event("adaptation_engaged" if st.adapted else "adaptation_released",
-                       f"the plain model's error is {st.plain_recent_loss:.2f} on the newest transitions, "
-                       f"{st.plain_loss:.2f} on the window (normalised MSE): "
-                       + ("the adaptive model plans" if st.adapted else "it plans again"),
-                       {"plain_loss": st.plain_loss, "plain_recent_loss": st.plain_recent_loss})
-        return {"adapted": st.adapted, "plain_loss": st.plain_loss}
-
     def event(self, kind: str, message: str, data: dict) -> None:
         t = max(self.clock.now(), 0.0)
         self.writer.write("events", {"t": t, "kind": kind, "message": message, "data": data}, t)
@@ -353,7 +338,7 @@ class _Daemon:
             w.write("transition", {"t": b.t, "episode": 0, "condition": "run", "state": s0, "action": a0,
                                    "next_state": s1, "displacement": d}, b.t)
         w.write("adaptation", {"t": b.t, "loss_before": st.loss_before, "loss_after": st.loss_after,
-                               "fallback": st.fallback, **self._switch_fields(st)}, b.t)
+                               "fallback": st.fallback, **self.changes.switch(st)}, b.t)
         w.write("planner", self._planner_message(b, ct, st), b.t)
         stats = self.loop.stats
         w.write("timing", {"t": b.t, "read": _last(stats.tick_read), "adapt": st.adapt_time, "plan": st.plan_time,
@@ -361,8 +346,8 @@ class _Daemon:
                            "missed": self.totals.missed_plans + stats.missed_plans,
                            "missed_periods": self.totals.missed_periods + stats.missed_periods}, b.t)
         self.current_action = b.action
-        self._check_slip(b.t)
-        self._check_mocap(b.t)
+        self.changes.slip(self.source)
+        self.changes.mocap(self.source)
         if st.fallback:
             w.write("events", {"t": b.t, "kind": "adaptation_fallback", "message": "non-finite or exploding loss: θ* used",
                                "data": {"loss_before": st.loss_before, "loss_after": st.loss_after}}, b.t)
@@ -372,34 +357,6 @@ class _Daemon:
                                self.totals.missed_periods + stats.missed_periods, ct, st)
             self.notifier.status(line)
             self.status(line)
-
-    def _check_slip(self, t: float) -> None:
-        """An event when the estimator's consistency check starts (or stops) suspecting a slip."""
-        slip = self.source.slip()
-        if slip is None or slip.suspected == self.slipping:
-            return
-        self.slipping = slip.suspected
-        data = {"mismatch": slip.mismatch, "threshold": slip.threshold}
-        if slip.suspected:
-            self.event("slip_suspected", f"the stance feet turn {slip.mismatch:.3f} rad/s RMS off the gyro (limit "
-                       f"{slip.threshold:.3f}): a foot slides or a leg no longer carries, and the pose estimate may drift "
-                       f"from the truth", data)
-        else:
-            self.event("slip_cleared", f"the stance feet turn with the gyro again ({slip.mismatch:.3f} rad/s RMS)", data)
-
-    def _check_mocap(self, t: float) -> None:
-        """An event when the motion-capture stream goes quiet (the estimate carries on onboard) or comes back."""
-        mocap = getattr(self.source, "mocap", None)
-        if mocap is None or mocap.streaming == self.mocap_streaming:
-            return
-        self.mocap_streaming = mocap.streaming
-        data = dict(vars(mocap.stats))
-        if mocap.streaming:
-            self.event("mocap_restored", "motion-capture frames arrive again: the estimate is corrected by them", data)
-        else:
-            mocap.stats.lost += 1
-            self.event("mocap_lost", f"no motion-capture frame for {mocap.cfg.timeout:g} s: the estimate carries on from "
-                       f"the onboard sensors (IMU, legs{', flow' if self.source.flow else ''}) until frames come back", data)
 
     def _planner_message(self, b: Boundary, ct: float, st) -> dict:
         mpc = self.mpc
