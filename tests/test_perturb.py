@@ -13,6 +13,7 @@ import pytest
 
 from legadapt.controller.perturb import recovery_time
 from legadapt.config import ConfigError, load_scenario, load_suite
+from legadapt.mcap_read import read_log
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,6 +71,12 @@ def test_ci_suite_runs_and_reports(tmp_path):
         assert 0.0 <= r["task_score"] <= r["progress"] + 1e-6
     report = (tmp_path / "report.md").read_text()
     assert "| GrBAL |" in report and "| MB |" in report and "## Verdicts" in report
+    # The shipped GrBAL plans with MB until the leg goes limp at 4 s: the two runs are the same run until then.
+    logs = {r["variant"]: read_log(r["log"], channels={"planner", "adaptation"}).messages for r in results}
+    before = [(g["true_pose"], m["true_pose"]) for g, m in zip(logs["grbal"]["planner"], logs["mb"]["planner"]) if g["t"] < 4.0]
+    assert len(before) >= 35 and all(g == m for g, m in before), "GrBAL's run left MB's before anything was wrong"
+    adapted = [(a["t"], a["adapted"]) for a in logs["grbal"]["adaptation"]]
+    assert not any(on for t, on in adapted if t < 4.0) and all(on for t, on in adapted if t > 5.0), adapted
     png = tmp_path / "limp_LF_midrun_ci.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     # scoring again from the logs, nothing run: the same figures
