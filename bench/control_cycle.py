@@ -8,7 +8,10 @@ path cost. Two configurations, in one run:
   horizon 10, 1 iteration, at the default rollout precision (``planner.precision: auto``: bf16
   matrices where the CPU has AMX / AVX-512 BF16), and the same with ``precision: fp32``;
 * default: ``legadapt/config.py`` defaults with the train section of
-  ``configs/train/default.yaml`` (hidden sizes, M, inner rate), read from the config objects.
+  ``configs/train/default.yaml`` (hidden sizes, M, inner rate), read from the config objects;
+* MB plans: the anchor as the shipped controller runs it while nothing surprises its plain model
+  (``dynamics/switching.py``): the plain model's error on the window (one forward), no step, and θ*'s
+  unpacked weights reused from cycle to cycle (fresh models here, ``--model`` aside).
 
 Each is built like ``controller.daemon.build_controller`` (feature spec, path, AdaptiveMPC)
 around a freshly initialised ``DeltaMLP`` (normalisers fitted on random data) in a
@@ -56,9 +59,10 @@ sys.path.insert(0, str(REPO / "bench"))
 from planner_speed import gemm_fn, interleaved_times, sq_cost, theirs_fn, weight_count
 
 from legadapt.controller.mpc import AdaptiveMPC, make_adapter_from, make_planner
-from legadapt.dynamics.adaptation import Adapter, GrBALAdapter
+from legadapt.dynamics.adaptation import Adapter, GrBALAdapter, MBAdapter
 from legadapt.dynamics.checkpoint import load_checkpoint
 from legadapt.dynamics.mlp import DeltaMLP
+from legadapt.dynamics.switching import Surprise, SwitchingAdapter
 from legadapt import config as C
 from legadapt.features import FeatureSpec, spec_of
 from legadapt.paths import task_path
@@ -92,10 +96,16 @@ def fresh_adapter(cfg: C.LegadaptConfig, spec: FeatureSpec, seed: int = 0) -> tu
     return GrBALAdapter(model, cfg.train.inner_lr, cfg.train.inner_steps), cfg.train.M
 
 
-def build_mpc(cfg: C.LegadaptConfig, model_path: Path | None) -> tuple[AdaptiveMPC, FeatureSpec, int]:
-    """The adaptive MPC for ``cfg``'s task, put together as ``controller.daemon.build_controller`` does."""
+def build_mpc(cfg: C.LegadaptConfig, model_path: Path | None,
+              plain: bool = False) -> tuple[AdaptiveMPC, FeatureSpec, int]:
+    """The adaptive MPC for ``cfg``'s task, put together as ``controller.daemon.build_controller`` does. ``plain``: the
+    shipped pairing on a cycle where nothing surprises the plain model (MB plans, no step; never engaged here)."""
     spec = spec_of(cfg)
-    if model_path is None:
+    if plain:
+        adaptive, window = fresh_adapter(cfg, spec, seed=1)
+        mb, _ = fresh_adapter(cfg, spec, seed=3)
+        adapter = SwitchingAdapter(MBAdapter(mb.model), adaptive, Surprise(threshold=math.inf))
+    elif model_path is None:
         adapter, window = fresh_adapter(cfg, spec)
     else:
         ck = load_checkpoint(model_path, spec)
@@ -123,11 +133,16 @@ class Setup:
     fallbacks: int = 0
 
     @property
+    def steps(self) -> bool:
+        """Whether the cycle takes the adaptation step (not behind a plain model that plans)."""
+        return not isinstance(self.mpc.adapter, SwitchingAdapter) or self.mpc.adapter.engaged
+
+    @property
     def planner(self) -> C.PlannerConfig:
         return self.cfg.controller.planner
 
     def label(self) -> str:
-        p, hidden = self.planner, "x".join(map(str, self.mpc.adapter.model.hidden))
+        p, hidden = self.planner, "x".join(map(str, _model(self.mpc.adapter).hidden))
         return (f"{self.name}: MLP {hidden} ({self.weights / 1e3:.0f}k weights), M={self.M}, {p.kind} {p.samples} "
                 f"samples x H{p.horizon} x {p.iterations} it")
 
@@ -154,14 +169,20 @@ class Setup:
         self.fallbacks += self.mpc.stats.fallback
 
     def flops(self) -> tuple[float, float]:
-        """(inner-step FLOPs on M transitions, planning FLOPs) of one cycle at the bound."""
+        """(inner-step FLOPs on M transitions -- one forward without a step --, planning FLOPs) of one cycle at the bound."""
         p = self.planner
-        return 3.0 * self.M * 2 * self.weights, float(p.iterations * p.samples * p.horizon * 2 * self.weights)
+        return ((3.0 if self.steps else 1.0) * self.M * 2 * self.weights,
+                float(p.iterations * p.samples * p.horizon * 2 * self.weights))
 
 
-def make_setup(name: str, cfg: C.LegadaptConfig, model_path: Path | None, seed: int) -> Setup:
-    mpc, spec, window = build_mpc(cfg, model_path)
-    model = mpc.adapter.model
+def _model(adapter: Adapter) -> DeltaMLP:
+    """The model that plans (behind a plain model: the plain one)."""
+    return adapter.plain.model if isinstance(adapter, SwitchingAdapter) else adapter.model
+
+
+def make_setup(name: str, cfg: C.LegadaptConfig, model_path: Path | None, seed: int, plain: bool = False) -> Setup:
+    mpc, spec, window = build_mpc(cfg, model_path, plain)
+    model = _model(mpc.adapter)
     setup = Setup(name, cfg, mpc, spec, window, weight_count(model), max(model.hidden), np.random.default_rng(seed))
     setup.fill_window()
     return setup
@@ -184,7 +205,8 @@ def main() -> None:
         ap.error("--cycles must be >= 30")
     t_start = time.perf_counter()
     setups = [make_setup("anchor", anchor_config(), args.model, 1), make_setup("anchor fp32", anchor_config("fp32"), args.model, 1),
-              make_setup("default", default_config(), args.model, 2)]
+              make_setup("default", default_config(), args.model, 2),
+              make_setup("MB plans", anchor_config(), None, 3, plain=True)]
     threads = {s.cfg.controller.threads for s in setups} - {0}
     if len(threads) == 1:
         torch.set_num_threads(threads.pop())  # as the daemon does; 0 = torch's default
@@ -194,7 +216,7 @@ def main() -> None:
     for s in setups:
         print(f"  {s.label()}")
     same = [s.label().split(": ", 1)[1] for s in setups]
-    if same[0] == same[-1]:
+    if same[0] == same[2]:
         print("  (the default configuration coincides with the anchor: both are timed, as independent controllers)")
 
     # 1 + 2: cycles of both configurations and the GEMM throughput, in the same rounds.

@@ -100,6 +100,7 @@ class MLPAdapter(Adapter):
                              else lrs.detach() if isinstance(lrs, Tensor) else float(lrs))
         self.steps = int(steps)
         self.max_loss_ratio = float(max_loss_ratio)
+        self._theta_rollout: tuple[tuple, RolloutModel] | None = None  # (key, θ* unpacked for the planner)
 
     def theta_star(self) -> Context:
         """The model's own parameters, detached (shared storage: treat as read-only)."""
@@ -163,9 +164,22 @@ class MLPAdapter(Adapter):
 
 
     def rollout_model(self, ctx: Context, dtype: torch.dtype = torch.float32, batch: int = 500) -> RolloutModel:
-        """:class:`dynamics.rollout_model.RolloutModel` of the model with parameters ``ctx`` (``batch``: the usual one)."""
+        """:class:`dynamics.rollout_model.RolloutModel` of the model with parameters ``ctx`` (``batch``: the usual one).
+
+        θ* itself (the context of a cycle without a step: MB, or a gated or switched-off GrBAL) is unpacked once and
+        reused until the model's parameters or normalisers change (their version counters and storage say so)."""
         m = self.model
         theta = dict(m.named_parameters())
+        if all(k not in ctx or ctx[k].data_ptr() == p.data_ptr() for k, p in theta.items()):
+            key = (dtype, batch, tuple(p._version for p in theta.values()),
+                   tuple((b.data_ptr(), b._version) for b in m.buffers()))
+            if self._theta_rollout is None or self._theta_rollout[0] != key:
+                self._theta_rollout = (key, self._unpack(theta, theta, dtype, batch))
+            return self._theta_rollout[1]
+        return self._unpack(ctx, theta, dtype, batch)
+
+    def _unpack(self, ctx: Context, theta: Context, dtype: torch.dtype, batch: int) -> RolloutModel:
+        m = self.model
         names = [name for name, mod in m.net.named_children() if isinstance(mod, torch.nn.Linear)]
         weights = [(ctx.get(f"net.{n}.weight", theta[f"net.{n}.weight"]), ctx.get(f"net.{n}.bias", theta[f"net.{n}.bias"]))
                    for n in names]

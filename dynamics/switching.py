@@ -89,11 +89,11 @@ class SwitchingAdapter(Adapter):
             self.last_plain_loss = float(err.mean())
             self.last_recent_loss = float(err[-self.surprise.recent:].mean())
             self._update(self.last_plain_loss, self.last_recent_loss)
-        if not self.engaged:
-            ctx = self.plain.adapt(window_x, window_y)
-            self.last_loss_before, self.last_loss_after, self.last_fallback = (
-                self.plain.last_loss_before, self.plain.last_loss_after, self.plain.last_fallback)
-            return ctx
+        if not self.engaged:  # the plain model's θ*; its window loss is the one just measured (no second forward)
+            loss = float(err.mean()) if err.numel() else math.nan
+            self.last_loss_before = self.last_loss_after = loss
+            self.last_fallback = bool(err.numel()) and not math.isfinite(loss)
+            return self.plain.theta_star()
         ctx = dict(self.adaptive.adapt(window_x, window_y))
         self.last_loss_before, self.last_loss_after, self.last_fallback = (
             self.adaptive.last_loss_before, self.adaptive.last_loss_after, self.adaptive.last_fallback)

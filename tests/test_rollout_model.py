@@ -84,3 +84,20 @@ def test_the_context_adapters_roll_out_their_decoder_with_the_context_in_the_fir
     scale = adapter.model.out_norm.std
     bf16 = adapter.rollout_model(ctx, torch.bfloat16)(states, actions)
     assert ((bf16 - want) / scale).abs().mean() < 0.01
+
+
+def test_theta_star_is_unpacked_once_until_the_model_changes():
+    """A cycle without a step (MB, a plain model planning) reuses θ*'s unpacked weights; an adapted context never
+    does; changing the model in place (training it further) unpacks it again."""
+    adapter, ctx, states, actions = _adapted(2)
+    first = adapter.rollout_model(adapter.theta_star(), torch.bfloat16)
+    assert adapter.rollout_model(adapter.theta_star(), torch.bfloat16) is first
+    assert adapter.rollout_model(ctx, torch.bfloat16) is not first
+    assert adapter.rollout_model(adapter.theta_star(), torch.float32) is not first, "another dtype, another unpacking"
+    with torch.no_grad():
+        adapter.model.net[0].bias.add_(1.0)
+    again = adapter.rollout_model(adapter.theta_star(), torch.bfloat16)
+    assert again is not first
+    want = adapter.predict(adapter.theta_star(), states, actions)
+    got = again(states, actions)
+    assert ((got - want) / adapter.model.out_norm.std).abs().mean() < 0.01, "the changed weights are used"
