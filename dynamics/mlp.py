@@ -98,8 +98,15 @@ class DeltaMLP(nn.Module):
     def loss(self, y_pred_norm: Tensor, y: Tensor) -> Tensor:
         """Mean squared error (scalar) between a normalised prediction [..., T] and a target ``y`` [..., T] in units,
         each target weighted by ``target_weights`` (mean 1) where the model has them."""
+        return torch.mean(self._weighted_sq(y_pred_norm, y))
+
+    def errors(self, y_pred_norm: Tensor, y: Tensor) -> Tensor:
+        """The same per transition: [...] (the mean over the targets), whose mean is :meth:`loss`."""
+        return self._weighted_sq(y_pred_norm, y).mean(-1)
+
+    def _weighted_sq(self, y_pred_norm: Tensor, y: Tensor) -> Tensor:
         sq = (y_pred_norm - self.out_norm.normalize(y)) ** 2
-        return torch.mean(sq * self.target_w) if self.target_weights is not None else torch.mean(sq)
+        return sq * self.target_w if self.target_weights is not None else sq
 
 
 def loss_weights(weights: Sequence[float] | None, target_dim: int) -> tuple[float, ...] | None:

@@ -80,8 +80,7 @@ class SwitchingAdapter(Adapter):
         x, y = self.plain._window(window_x, window_y)
         m = self.plain.model
         with torch.no_grad():
-            sq = (predict_norm(m, self.plain.theta_star(), x) - m.out_norm.normalize(y)) ** 2
-            return (sq * m.target_w).mean(-1) if m.target_weights is not None else sq.mean(-1)
+            return m.errors(predict_norm(m, self.plain.theta_star(), x), y)
 
     def adapt(self, window_x: Tensor | np.ndarray, window_y: Tensor | np.ndarray) -> Context:
         err = self.plain_errors(window_x, window_y)
@@ -90,7 +89,7 @@ class SwitchingAdapter(Adapter):
             self.last_recent_loss = float(err[-self.surprise.recent:].mean())
             self._update(self.last_plain_loss, self.last_recent_loss)
         if not self.engaged:  # the plain model's θ*; its window loss is the one just measured (no second forward)
-            loss = float(err.mean()) if err.numel() else math.nan
+            loss = self.last_plain_loss if err.numel() else math.nan
             self.last_loss_before = self.last_loss_after = loss
             self.last_fallback = bool(err.numel()) and not math.isfinite(loss)
             return self.plain.theta_star()
