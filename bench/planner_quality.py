@@ -9,7 +9,7 @@ the simulator's true state), and the report gives, over all runs: the median slo
 logged), the mean task score (m made good within the corridor), the mean cross-track (cm), and the
 task score per cycle-millisecond.
 
-Usage: ``python bench/planner_quality.py [--scenarios limp_LF intact_figure8 ...] [--out runs/bench/planner_quality]
+Usage: ``python bench/planner_quality.py [--scenarios limp_LF intact_figure8 ... | all] [--out runs/bench/planner_quality]
 [--contenders mppi_fp32 mppi_bf16 ...] [--suite held-out-true-state] [--workers 2]``. A contender's runs are
 kept in ``--out/<contender>`` (``--rescore`` there re-reads them).
 """
@@ -17,48 +17,26 @@ kept in ``--out/<contender>`` (``--rescore`` there re-reads them).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from legadapt.resources import shipped
+from suite_runs import load_suite, override_suite, run_suite  # noqa: E402
 
 CONTENDERS: dict[str, dict] = {
     "mppi_fp32": {"kind": "mppi", "samples": 500, "precision": "fp32", "noise_beta": 0.0},  # the default until 2026-12
     "mppi_bf16": {"kind": "mppi", "samples": 500, "precision": "bf16", "noise_beta": 0.0},
     "mppi_colored": {"kind": "mppi", "samples": 500, "precision": "bf16", "noise_beta": 2.0},
+    # the default with fewer samples: what the cycle time buys (issue 15's 15 ms cycle at the default)
+    "mppi_colored_256": {"kind": "mppi", "samples": 256, "precision": "bf16", "noise_beta": 2.0},
+    "mppi_colored_128": {"kind": "mppi", "samples": 128, "precision": "bf16", "noise_beta": 2.0},
     "icem": {"kind": "icem", "samples": 200, "elites": 20, "iterations": 3, "precision": "bf16"},
     # configs/small_computer.yaml's planner, in fp32 as on a computer without bf16 matrix units (not the same compute)
     "small_computer": {"kind": "mppi", "samples": 128, "precision": "fp32", "noise_beta": 2.0},
 }
 DEFAULT_SCENARIOS = ["intact_straight", "intact_figure8", "limp_LF", "limp_LF_left_turn", "weak_LF", "cross_slope_12"]
-
-
-def suite_for(base: dict, scenarios: list[str], planner: dict, name: str) -> dict:
-    """``base`` suite with only ``scenarios``, the GrBAL variant and ``planner`` as the controller's planner."""
-    picked = [s for s in base["scenarios"] if s["name"] in scenarios]
-    missing = set(scenarios) - {s["name"] for s in picked}
-    if missing:
-        raise SystemExit(f"no scenario {sorted(missing)} in suite {base['name']}")
-    controller = dict(base.get("controller", {}))
-    controller["planner"] = {**controller.get("planner", {}), **planner}
-    return {**base, "name": name, "variants": ["grbal"], "scenarios": picked, "controller": controller}
-
-
-def run_contender(name: str, suite: dict, out: Path, workers: int) -> list[dict]:
-    """Run ``suite`` with ``legadapt perturb`` into ``out``; its results."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "suite.yaml"
-    path.write_text(yaml.safe_dump(suite, sort_keys=False))
-    cmd = [sys.executable, "-m", "legadapt.controller.cli", "perturb", "--suite", str(path), "--out", str(out),
-           "--workers", str(workers), "--quiet"]
-    print(f"{name}: {' '.join(cmd[2:])}", flush=True)
-    subprocess.run(cmd, check=True)
-    return json.loads((out / "results.json").read_text())["results"]
 
 
 def summary(results: list[dict]) -> dict:
@@ -77,11 +55,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench/planner_quality"))
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    base = yaml.safe_load(shipped("configs", f"suites/{args.suite}.yaml").read_text())
+    base = load_suite(args.suite)
     rows = {}
     for name in args.contenders:
-        suite = suite_for(base, args.scenarios, CONTENDERS[name], f"quality-{name}")
-        rows[name] = summary(run_contender(name, suite, args.out / name, args.workers))
+        suite = override_suite(base, f"quality-{name}", "planner", CONTENDERS[name], args.scenarios, ["grbal"])
+        rows[name] = summary(run_suite(suite, args.out / name, args.workers))
     ref = rows[args.contenders[0]]
     print(f"\nGrBAL, {args.suite}: {', '.join(args.scenarios)}; seeds as the suite's; ratios against {args.contenders[0]}")
     print(f"{'contender':14s} {'runs':>5s} {'cycle ms':>9s} {'task score m':>13s} {'cross-track cm':>15s} "
