@@ -34,7 +34,8 @@ def _max(values: list[float]) -> float:
 
 
 def aggregate(results: list[RunResult]) -> dict[str, dict[str, dict]]:
-    """scenario -> variant -> figures over seeds: means, except ``max_xt`` (the largest of any run)."""
+    """scenario -> variant -> figures over seeds: means, except ``max_xt`` (the largest of any run) and the
+    slowest recovery and highest peak after a mid-run onset of any run (``recovery_worst``, ``peak_worst``)."""
     groups: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
     for r in results:
         groups[(r.scenario, r.variant)].append(r)
@@ -51,6 +52,7 @@ def aggregate(results: list[RunResult]) -> dict[str, dict[str, dict]]:
             "falls": sum(r.fell for r in ok),
             "recovery": _mean(rec) if rec else None, "never_recovered": sum(r.never_recovered for r in ok),
             "peak_after_onset": _mean(peaks) if peaks else None,
+            "recovery_worst": max(rec) if rec else None, "peak_worst": max(peaks) if peaks else None,
             "cycle_ms": _mean([r.cycle_ms for r in ok]),
         }
     return table

@@ -12,7 +12,8 @@ Scenarios fall in two classes:
   already walks, so adaptation must not hurt: the adaptive controller's mean cross-track
   at most 1.1× MB's.
 
-Mid-run damage: back inside the recovery band within 2 s of the onset, peak under 6 cm.
+Mid-run damage: back inside the recovery band within 2 s of the onset, peak under 6 cm, in every run
+(the slowest recovery and the highest peak of the seeds are judged, not their means).
 Runs that stopped before their end (a fall, a fault) fail every goal they take part in.
 """
 
@@ -80,9 +81,11 @@ def goals(sc: C.ScenarioConfig, rows: dict, v_intact: float | None) -> list[Goal
     if crippled(sc):
         out += _crippled_goals(sc, rows, v_intact, ok)
     if g is not None and (g["recovery"] is not None or g["never_recovered"]):
-        met = ok(g) and not g["never_recovered"] and g["recovery"] <= RECOVER_WITHIN and (g["peak_after_onset"] or 0) < PEAK_BELOW
-        rec = "never (ends outside the band)" if g["never_recovered"] else f"{g['recovery']:.1f} s"
-        out.append(Goal("recovers ≤ 2 s, peak < 6 cm", met, f"recovery {rec}, peak {100 * (g['peak_after_onset'] or 0):.1f} cm"))
+        worst_peak = g["peak_worst"] or 0
+        met = ok(g) and not g["never_recovered"] and g["recovery_worst"] <= RECOVER_WITHIN and worst_peak < PEAK_BELOW
+        rec = (f"{g['never_recovered']} of {g['runs']} runs never (end outside the band)" if g["never_recovered"]
+               else f"slowest run {g['recovery_worst']:.1f} s")
+        out.append(Goal("recovers ≤ 2 s, peak < 6 cm", met, f"recovery {rec}, highest peak {100 * worst_peak:.1f} cm (every run)"))
     return out
 
 

@@ -129,3 +129,29 @@ def test_the_report_compares_state_sources_of_one_condition():
     assert cells[1:] == [f"GrBAL {k:.1f} (1.00)" for k in (1, 2, 3, 4, 5)]
     one_source = suite.model_copy(update={"scenarios": suite.scenarios[:1]})
     assert state_source_table(one_source, table) == []
+
+
+def test_the_recovery_goal_holds_in_every_run_not_on_average(tmp_path):
+    """Two runs never leave the band, the third is back only 5.6 s after the onset: the mean recovery
+    (1.9 s) would pass the 2 s goal, the slowest run does not."""
+    from legadapt.controller.perturb import RunResult
+    from legadapt.controller.report import aggregate
+    from legadapt.controller.verdicts import goals
+
+    (tmp_path / "s.yaml").write_text("name: limp_at_5s\npath: straight\nduration: 20\n"
+                                     "perturbations: [{kind: limp_leg, leg: LF, start: 5.0}]\n")
+    sc = load_scenario(tmp_path / "s.yaml").scenarios[0]
+
+    def runs(recoveries, peaks):
+        return [RunResult(sc.name, v, seed, mean_cross_track=0.01, max_cross_track=0.06, progress=3.0, task_score=3.0,
+                          recovery_time=rec, peak_after_onset=peak)
+                for v in ("grbal", "mb") for seed, (rec, peak) in enumerate(zip(recoveries, peaks))]
+
+    def recovery_goal(results):
+        return next(g for g in goals(sc, aggregate(results)[sc.name], None) if g.name.startswith("recovers"))
+
+    one_slow = recovery_goal(runs([0.0, 0.0, 5.6], [0.030, 0.044, 0.050]))
+    assert not one_slow.met and "slowest run 5.6 s" in one_slow.detail
+    one_high = recovery_goal(runs([0.0, 0.0, 1.0], [0.030, 0.030, 0.065]))
+    assert not one_high.met and "highest peak 6.5 cm" in one_high.detail
+    assert recovery_goal(runs([0.0, 1.5, 1.9], [0.030, 0.052, 0.059])).met
