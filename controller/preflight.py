@@ -66,7 +66,7 @@ def build_controller(cfg: C.LegadaptConfig, model: Path) -> tuple[AdaptiveMPC, F
     adapter = make_adapter_from(ck, cfg.controller.adapter, cfg.controller.adaptation)
     plain = plain_model_path(cfg.controller, ck, model)
     if plain is not None and adapter.kind != "mb":
-        adapter = with_plain_model(adapter, plain, spec, cfg.controller)
+        adapter = with_plain_model(adapter, plain, spec, cfg.controller, window)
     return AdaptiveMPC(adapter, spec, task_path(task), cfg.controller, task.target_speed, window), spec, window
 
 
@@ -80,8 +80,10 @@ def plain_model_path(ctrl: C.ControllerConfig, ck: LoadedCheckpoint, model: Path
     return (Path(model).parent / paired) if paired else None
 
 
-def with_plain_model(adapter: Adapter, path: Path, spec: FeatureSpec, ctrl: C.ControllerConfig) -> SwitchingAdapter:
-    """``adapter`` behind a surprise switch from the plain (MB) model at ``path``; a bad plain model is a PreflightError."""
+def with_plain_model(adapter: Adapter, path: Path, spec: FeatureSpec, ctrl: C.ControllerConfig,
+                     window: int) -> SwitchingAdapter:
+    """``adapter`` behind a surprise switch from the plain (MB) model at ``path``, judging full windows of ``window``
+    transitions; a bad plain model is a PreflightError."""
     try:
         plain_ck = load_checkpoint(path, spec)
     except CheckpointError as e:
@@ -92,7 +94,8 @@ def with_plain_model(adapter: Adapter, path: Path, spec: FeatureSpec, ctrl: C.Co
         raise PreflightError(f"controller.adaptation.plain_model: {path} is a {type(plain_ck.model).__name__}, not a "
                              "plainly trained MLP; give an MB model (legadapt train --config configs/train/mb.yaml)")
     hold = max(1, round(ctrl.adaptation.surprise_hold / spec.control_period))
-    surprise = Surprise(threshold=ctrl.adaptation.surprise, release=0.5 * ctrl.adaptation.surprise, hold=hold)
+    surprise = Surprise(threshold=ctrl.adaptation.surprise, release=0.5 * ctrl.adaptation.surprise, hold=hold,
+                        recent=min(4, window), judge_from=window)
     return SwitchingAdapter(MBAdapter(plain_ck.model), adapter, surprise)
 
 

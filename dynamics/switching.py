@@ -10,7 +10,9 @@ interface. Every cycle it measures the plain model's error on the window (one fo
 M transitions, normalised MSE in the plain model's target space: 1.0 = no better than predicting
 its training mean):
 
-* **engage** when the mean error of the ``recent`` newest transitions exceeds ``threshold``;
+* **engage** when the mean error of the ``recent`` newest transitions exceeds ``threshold``, judged
+  only once the window is full (``judge_from`` transitions: a start-up window of a few transitions,
+  taken while the robot stands up and sets off, is no evidence that the body has changed);
 * **release** after ``hold`` cycles in a row with the whole window's error below ``release``.
 
 While engaged the adaptive adapter adapts and plans (GrBAL: θ* and its one step per cycle); the
@@ -41,17 +43,21 @@ class Surprise:
 
     ``threshold``: engage when the plain model's normalised MSE over the ``recent`` newest
     transitions exceeds it. ``release``: hand back after ``hold`` cycles in a row with the
-    whole window's error below it.
+    whole window's error below it. ``judge_from``: no decision on a window of fewer transitions
+    (the adaptation window M).
     """
 
     threshold: float = 1.0
     recent: int = 4
     release: float = 0.5
     hold: int = 20
+    judge_from: int = 16
 
     def __post_init__(self) -> None:
-        if not (self.threshold > 0 and 0 < self.release <= self.threshold and self.recent >= 1 and self.hold >= 1):
-            raise ValueError(f"Surprise: need threshold > 0, 0 < release <= threshold, recent >= 1, hold >= 1; got {self}")
+        if not (self.threshold > 0 and 0 < self.release <= self.threshold and 1 <= self.recent <= self.judge_from
+                and self.hold >= 1):
+            raise ValueError("Surprise: need threshold > 0, 0 < release <= threshold, 1 <= recent <= judge_from, "
+                             f"hold >= 1; got {self}")
 
 
 class SwitchingAdapter(Adapter):
@@ -87,7 +93,8 @@ class SwitchingAdapter(Adapter):
         if err.numel():
             self.last_plain_loss = float(err.mean())
             self.last_recent_loss = float(err[-self.surprise.recent:].mean())
-            self._update(self.last_plain_loss, self.last_recent_loss)
+            if err.numel() >= self.surprise.judge_from:
+                self._update(self.last_plain_loss, self.last_recent_loss)
         if not self.engaged:  # the plain model's θ*; its window loss is the one just measured (no second forward)
             loss = self.last_plain_loss if err.numel() else math.nan
             self.last_loss_before = self.last_loss_after = loss

@@ -188,3 +188,16 @@ def test_the_daemon_logs_which_model_planned_and_when_the_adaptive_one_took_over
     assert not any(m["adapted"] for m in ad if m["t"] < 2.0), "the intact robot: the plain model plans"
     assert all(m["adapted"] for m in ad if m["t"] > engaged[0]["t"]), "the limp leg stays a surprise"
     assert max(m["plain_loss"] for m in ad if 0.5 < m["t"] < 2.0) < 0.5 < np.median([m["plain_loss"] for m in ad if m["t"] > 4])
+
+
+def test_a_start_up_window_shorter_than_judge_from_decides_nothing(switch):
+    """The first cycles hold a few transitions taken while the robot sets off: wrong as they may be,
+    they do not engage the adaptive model; the first full window does."""
+    ad, plain, _ = switch
+    wrong = _window(plain, 3.0)
+    for n in range(1, 16):
+        ctx = ad.adapt(wrong[0][:n], wrong[1][:n])
+        assert not ad.engaged and ADAPTED_KEY not in ctx, f"engaged on {n} transitions"
+    assert ad.last_recent_loss == pytest.approx(9.0, rel=1e-3), "measured and logged all the same"
+    ad.adapt(wrong[0][:16], wrong[1][:16])
+    assert ad.engaged and ad.switches == 1
