@@ -46,6 +46,27 @@ def test_starting_off_the_path_it_steers_onto_it(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_course_term_lets_it_crab_along_a_cross_slope(tmp_path):
+    """On a 12° cross-slope the feet creep downhill and the robot steers only by its two sides' strides:
+    to hold the line it must yaw uphill. The heading term alone fights that yaw and leaves it walking
+    below the line; the course term (on by default) judges where the body goes over the ground.
+    The simulator's truth once settled (after 6 s: the first seconds are the slide while it stands up and
+    starts), the plain MB model (no adaptation in the comparison), the same seed. Measured: 0.7 against 1.9 cm."""
+    def settled_xt(cost: dict) -> float:
+        cfg = parse_config({"task": {"path": "straight", "duration": 12.0},
+                            "perturbations": [{"kind": "slope", "roll_deg": 12}],
+                            "controller": {"model": "models/mb.pt", "adapter": "mb", "state_source": "privileged",
+                                           "status_interval": 60, "cost": cost}})
+        log = tmp_path / f"course{cost.get('course', 'default')}.mcap"
+        s = run(cfg, log_path=log, status=lambda line: None)
+        assert s.stop_reason is None and s.safe and s.progress > 1.6, (s.stop_reason, s.progress)
+        return float(np.mean([abs(m["true_cross_track"]) for m in read_log(log).messages["planner"] if m["t"] > 6.0]))
+
+    with_course, without = settled_xt({}), settled_xt({"course": 0.0})
+    assert with_course < 0.6 * without, f"settled cross-track {100 * with_course:.1f} cm with the course term, {100 * without:.1f} cm without"
+
+
+@pytest.mark.slow
 def test_grbal_recovers_the_path_when_a_leg_goes_limp_mid_run(tmp_path):
     onset = 4.0
     s, log = _run(tmp_path, "straight", 15.0, [{"kind": "limp_leg", "leg": "LF", "start": onset}])

@@ -156,10 +156,11 @@ class CostConfig(_Section):
 
     cross_track: float = Field(100.0, ge=0, le=1e6, description="Weight per m² of cross-track error.")
     heading: float = Field(20.0, ge=0, le=1e6, description="Weight per rad² of heading error to the path tangent.")
-    course: float = Field(0.0, ge=0, le=1e6, description=(
+    course: float = Field(30.0, ge=0, le=1e6, description=(
         "Weight of the course residual: the sideways part of each predicted step over the ground, relative to the "
         "guidance direction, per nominal step (1 ≈ 1 rad of course error at the target speed). Unlike heading, it lets "
-        "the body yaw into a crab angle where it must (a cross-slope, a leg that drags it sideways)."))
+        "the body yaw into a crab angle where it must (a cross-slope, a leg that drags it sideways); 0 = off. "
+        "The default was measured against 0 and 60 (README, 'The path cost')."))
     speed: float = Field(100.0, ge=0, le=1e6, description="Weight per (m/s)² of speed error along the path.")
     smoothness: float = Field(1.0, ge=0, le=1e6, description="Weight per unit² of action change between steps.")
     terminal: float = Field(5.0, ge=0, le=1e6, description="Extra factor on the last step's residuals.")
