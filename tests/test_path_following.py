@@ -14,10 +14,11 @@ from legadapt.config import parse_config
 from legadapt.mcap_read import read_log
 
 
-def _run(tmp_path, path: str, duration: float = 12.0, perturbations=None, **task):
+def _run(tmp_path, path: str, duration: float = 12.0, perturbations=None, controller=None, name=None, **task):
+    """One lockstep run (``controller``: settings over the shipped default model's); its summary and its log."""
     cfg = parse_config({"task": {"path": path, "duration": duration, **task}, "perturbations": perturbations or [],
-                        "controller": {"model": "models/default.pt", "status_interval": 60}})
-    log = tmp_path / f"{path}.mcap"
+                        "controller": {"model": "models/default.pt", "status_interval": 60, **(controller or {})}})
+    log = tmp_path / f"{name or path}.mcap"
     summary = run(cfg, log_path=log, status=lambda line: None)
     return summary, read_log(log)
 
@@ -53,14 +54,11 @@ def test_the_course_term_lets_it_crab_along_a_cross_slope(tmp_path):
     The simulator's truth once settled (after 6 s: the first seconds are the slide while it stands up and
     starts), the plain MB model (no adaptation in the comparison), the same seed. Measured: 0.7 against 1.9 cm."""
     def settled_xt(cost: dict) -> float:
-        cfg = parse_config({"task": {"path": "straight", "duration": 12.0},
-                            "perturbations": [{"kind": "slope", "roll_deg": 12}],
-                            "controller": {"model": "models/mb.pt", "adapter": "mb", "state_source": "privileged",
-                                           "status_interval": 60, "cost": cost}})
-        log = tmp_path / f"course{cost.get('course', 'default')}.mcap"
-        s = run(cfg, log_path=log, status=lambda line: None)
+        s, log = _run(tmp_path, "straight", 12.0, [{"kind": "slope", "roll_deg": 12}],
+                      controller={"model": "models/mb.pt", "adapter": "mb", "state_source": "privileged", "cost": cost},
+                      name=f"course_{cost.get('course', 'default')}")
         assert s.stop_reason is None and s.safe and s.progress > 1.6, (s.stop_reason, s.progress)
-        return float(np.mean([abs(m["true_cross_track"]) for m in read_log(log).messages["planner"] if m["t"] > 6.0]))
+        return float(np.mean([abs(m["true_cross_track"]) for m in log.messages["planner"] if m["t"] > 6.0]))
 
     with_course, without = settled_xt({}), settled_xt({"course": 0.0})
     assert with_course < 0.6 * without, f"settled cross-track {100 * with_course:.1f} cm with the course term, {100 * without:.1f} cm without"

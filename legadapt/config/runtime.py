@@ -160,7 +160,7 @@ class CostConfig(_Section):
         "Weight of the course residual: the sideways part of each predicted step over the ground, relative to the "
         "guidance direction, per nominal step (1 ≈ 1 rad of course error at the target speed). Unlike heading, it lets "
         "the body yaw into a crab angle where it must (a cross-slope, a leg that drags it sideways); 0 = off. "
-        "The default was measured against 0 and 60 (README, 'The path cost')."))
+        "The default was measured against 0 and 60 (README, 'The path cost's course term')."))
     speed: float = Field(100.0, ge=0, le=1e6, description="Weight per (m/s)² of speed error along the path.")
     smoothness: float = Field(1.0, ge=0, le=1e6, description="Weight per unit² of action change between steps.")
     terminal: float = Field(5.0, ge=0, le=1e6, description="Extra factor on the last step's residuals.")
