@@ -8,20 +8,19 @@ means over all runs of each variant. ``--state-source`` overrides every scenario
 (e.g. ``privileged`` to take state estimation out of a suite that runs on the estimate).
 
 Usage: ``python bench/cost_sweep.py course=0 course=30 [--suite training-like] [--scenarios limp_LF ...]
-[--variants grbal mb] [--state-source privileged] [--out runs/bench/cost_sweep] [--workers 2]``.
+[--variants grbal mb] [--state-source privileged] [--seeds 3 4 5] [--out runs/bench/cost_sweep] [--workers 2]``.
 A setting's runs are kept in ``--out/<setting>`` with its report.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suite_runs import load_suite, override_suite, run_suite  # noqa: E402
+from suite_runs import load_suite, override_suite, print_by_scenario, run_suite  # noqa: E402
 
 
 def parse_setting(text: str) -> dict[str, float]:
@@ -32,22 +31,6 @@ def parse_setting(text: str) -> dict[str, float]:
         raise SystemExit(f"bad setting {text!r}: give name=value pairs separated by commas, e.g. course=30,heading=5")
 
 
-def print_setting(setting: str, results: list[dict], variants: list[str]) -> None:
-    by = collections.defaultdict(list)
-    for r in results:
-        by[(r["scenario"], r["variant"])].append(r)
-    print(f"== {setting}")
-    for (scenario, variant), rs in by.items():
-        xt = 100 * sum(r["mean_cross_track"] for r in rs) / len(rs)
-        print(f"  {scenario:28s} {variant:9s} xt {xt:5.1f} cm  largest {100 * max(r['max_cross_track'] for r in rs):5.1f} cm  "
-              f"score {sum(r['task_score'] for r in rs) / len(rs):.2f} m")
-    for v in variants:
-        rs = [r for r in results if r["variant"] == v]
-        if rs:
-            print(f"  all runs {v:9s} xt {100 * sum(r['mean_cross_track'] for r in rs) / len(rs):.2f} cm  "
-                  f"score {sum(r['task_score'] for r in rs) / len(rs):.3f} m  ({len(rs)} runs)", flush=True)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("settings", nargs="+", help="name=value[,name=value] of controller.cost, one per setting")
@@ -55,6 +38,7 @@ def main() -> None:
     ap.add_argument("--scenarios", nargs="+")
     ap.add_argument("--variants", nargs="+", default=["grbal", "mb"])
     ap.add_argument("--state-source")
+    ap.add_argument("--seeds", nargs="+", type=int, help="instead of the suite's seeds")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/cost_sweep"))
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
@@ -62,8 +46,8 @@ def main() -> None:
     for setting in args.settings:
         tag = setting.replace("=", "").replace(",", "_")
         suite = override_suite(base, f"{args.suite}-{tag}", "cost", parse_setting(setting), args.scenarios,
-                               args.variants, args.state_source)
-        print_setting(setting, run_suite(suite, args.out / tag, args.workers), args.variants)
+                               args.variants, args.state_source, args.seeds)
+        print_by_scenario(setting, run_suite(suite, args.out / tag, args.workers), args.variants)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"open-loop walks of {args.seconds:g} s, seeds {args.seeds}; velocity RMSE x / y (m/s), drift % of distance "
           f"walked: mean over seeds [largest]")
-    print(f"| condition | walked (m) | " + " | ".join(SOURCES) + " |")
+    print("| condition | walked (m) | " + " | ".join(SOURCES) + " |")
     print("|---|---|" + "---|" * len(SOURCES))
     for name, perturbations in CONDITIONS.items():
         runs = [walk_beside_truth(parse_config({"sim": {"seed": seed}, "perturbations": perturbations}), SOURCES,

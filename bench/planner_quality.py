@@ -1,16 +1,18 @@
 """Quality per millisecond: planners and rollout precisions compared by the closed-loop task score.
 
-Each contender is a ``controller.planner`` override at about the same compute per cycle (model
-evaluations = samples × horizon × iterations ≈ 5000, the default's): MPPI with white noise in fp32 and
-in bf16, MPPI with coloured noise (β = 2, now the default), iCEM (coloured noise, kept elites, a
-shrinking population); and the small-computer profile's planner (128 samples, fp32), which is cheaper. Every
+Each contender is a ``controller.planner`` override, most at about the same compute per cycle (model
+evaluations = samples × horizon × iterations ≈ 5000, design.md's anchor): MPPI with white noise in fp32 and
+in bf16, MPPI with coloured noise (β = 2), iCEM (coloured noise, kept elites, a shrinking population); then
+coloured MPPI with 256 samples (the default) and 128, and the small-computer profile's planner (128 samples,
+fp32). Every
 contender runs the same scenarios and seeds through ``legadapt perturb`` (GrBAL, the shipped model,
 the simulator's true state), and the report gives, over all runs: the median slow-cycle time (ms, as
 logged), the mean task score (m made good within the corridor), the mean cross-track (cm), and the
 task score per cycle-millisecond.
 
 Usage: ``python bench/planner_quality.py [--scenarios limp_LF intact_figure8 ... | all] [--out runs/bench/planner_quality]
-[--contenders mppi_fp32 mppi_bf16 ...] [--suite held-out-true-state] [--workers 2]``. A contender's runs are
+[--contenders mppi_fp32 mppi_bf16 ...] [--suite held-out-true-state] [--workers 2] [--variants grbal mb]
+[--seeds 3 4 5] [--by-scenario]``. A contender's runs are
 kept in ``--out/<contender>`` (``--rescore`` there re-reads them).
 """
 
@@ -23,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suite_runs import load_suite, override_suite, run_suite  # noqa: E402
+from suite_runs import load_suite, override_suite, print_by_scenario, run_suite  # noqa: E402
 
 CONTENDERS: dict[str, dict] = {
     "mppi_fp32": {"kind": "mppi", "samples": 500, "precision": "fp32", "noise_beta": 0.0},  # the default until 2026-12
     "mppi_bf16": {"kind": "mppi", "samples": 500, "precision": "bf16", "noise_beta": 0.0},
-    "mppi_colored": {"kind": "mppi", "samples": 500, "precision": "bf16", "noise_beta": 2.0},
-    # the default with fewer samples: what the cycle time buys (issue 15's 15 ms cycle at the default)
+    "mppi_colored": {"kind": "mppi", "samples": 500, "precision": "bf16", "noise_beta": 2.0},  # the default until 2026-12-04
+    # fewer samples: what the cycle time buys; 256 is the default since 2026-12-04 (README, 'Fewer samples')
     "mppi_colored_256": {"kind": "mppi", "samples": 256, "precision": "bf16", "noise_beta": 2.0},
     "mppi_colored_128": {"kind": "mppi", "samples": 128, "precision": "bf16", "noise_beta": 2.0},
     "icem": {"kind": "icem", "samples": 200, "elites": 20, "iterations": 3, "precision": "bf16"},
@@ -54,14 +56,22 @@ def main() -> None:
     ap.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=list(CONTENDERS))
     ap.add_argument("--out", type=Path, default=Path("runs/bench/planner_quality"))
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--variants", nargs="+", default=["grbal"], help="the shipped pairing (grbal) unless told")
+    ap.add_argument("--seeds", nargs="+", type=int, help="instead of the suite's seeds")
+    ap.add_argument("--by-scenario", action="store_true", help="also print each scenario's figures")
     args = ap.parse_args()
     base = load_suite(args.suite)
     rows = {}
     for name in args.contenders:
-        suite = override_suite(base, f"quality-{name}", "planner", CONTENDERS[name], args.scenarios, ["grbal"])
-        rows[name] = summary(run_suite(suite, args.out / name, args.workers))
+        suite = override_suite(base, f"quality-{name}", "planner", CONTENDERS[name], args.scenarios, args.variants,
+                               seeds=args.seeds)
+        results = run_suite(suite, args.out / name, args.workers)
+        if args.by_scenario:
+            print_by_scenario(name, results, args.variants)
+        rows[name] = summary(results)
     ref = rows[args.contenders[0]]
-    print(f"\nGrBAL, {args.suite}: {', '.join(args.scenarios)}; seeds as the suite's; ratios against {args.contenders[0]}")
+    print(f"\n{' '.join(args.variants)}, {args.suite}: {', '.join(args.scenarios)}; seeds {args.seeds or 'as the suite has'}; "
+          f"ratios against {args.contenders[0]}")
     print(f"{'contender':14s} {'runs':>5s} {'cycle ms':>9s} {'task score m':>13s} {'cross-track cm':>15s} "
           f"{'score / ms':>11s} {'cycle ratio':>12s}")
     for name, r in rows.items():
