@@ -9,7 +9,7 @@ path cost. Two configurations, in one run:
   matrices where the CPU has AMX / AVX-512 BF16), and the same with ``precision: fp32``;
 * default: ``legadapt/config.py`` defaults with the train section of
   ``configs/train/default.yaml`` (hidden sizes, M, inner rate), read from the config objects;
-* MB plans: the anchor as the shipped controller runs it while nothing surprises its plain model
+* MB plans: the default as the shipped controller runs it while nothing surprises its plain model
   (``dynamics/switching.py``): the plain model's error on the window (one forward), no step, and θ*'s
   unpacked weights reused from cycle to cycle (fresh models here, ``--model`` aside).
 
@@ -206,7 +206,7 @@ def main() -> None:
     t_start = time.perf_counter()
     setups = [make_setup("anchor", anchor_config(), args.model, 1), make_setup("anchor fp32", anchor_config("fp32"), args.model, 1),
               make_setup("default", default_config(), args.model, 2),
-              make_setup("MB plans", anchor_config(), None, 3, plain=True)]
+              make_setup("MB plans", default_config(), None, 3, plain=True)]
     threads = {s.cfg.controller.threads for s in setups} - {0}
     if len(threads) == 1:
         torch.set_num_threads(threads.pop())  # as the daemon does; 0 = torch's default

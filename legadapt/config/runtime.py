@@ -111,8 +111,8 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto = cuda if available.")
 
 
-#: Upper bound on samples × horizon × iterations (model evaluations per control period): 40× the default
-#: 5,000. Measured on the 2-core reference machine, 200,000 already take ~8 s per cycle (100,000 samples: 0.7 GB);
+#: Upper bound on samples × horizon × iterations (model evaluations per control period): 40× design.md's
+#: anchor, 500 × 10 = 5,000. Measured on the 2-core reference machine, 200,000 already take ~8 s per cycle (100,000 samples: 0.7 GB);
 #: far beyond it the lockstep pre-flight seemed to hang, at 3+ GB.
 MAX_MODEL_EVALUATIONS = 200_000
 
@@ -121,7 +121,9 @@ class PlannerConfig(_Section):
     """The sampling MPC planner over the adapted model."""
 
     kind: Literal["mppi", "cem", "icem", "random_shooting"] = Field("mppi", description="Planner.")
-    samples: int = Field(500, ge=4, le=100000, description="Candidate action sequences per iteration.")
+    samples: int = Field(256, ge=4, le=100000, description=(
+        "Candidate action sequences per iteration. 256 with coloured noise planned as well as 500 in closed loop "
+        "(README, 'Fewer samples') at about 0.6× the cycle time."))
     horizon: int = Field(10, ge=1, le=200, description="Planning horizon, control periods.")
     iterations: int = Field(1, ge=1, le=50, description="Optimiser iterations per cycle (CEM refits, MPPI updates).")
     temperature: float = Field(0.3, gt=0, le=1e6, description="MPPI temperature, in cost units.")
@@ -145,7 +147,7 @@ class PlannerConfig(_Section):
             raise ValueError(
                 f"samples × horizon × iterations = {self.samples} × {self.horizon} × {self.iterations} = {work:,} model "
                 f"evaluations per control period, more than the {MAX_MODEL_EVALUATIONS:,} that fit in memory and time "
-                f"(the default 500 × 10 × 1 = 5,000 takes ~40 ms on 2 cores): lower samples, horizon or iterations")
+                f"(500 × 10 × 1 = 5,000 takes 12-45 ms on one core of the 2-core reference machine): lower samples, horizon or iterations")
         if self.kind in ("cem", "icem") and not 2 <= self.elites <= self.samples:
             raise ValueError(f"CEM refits to 2 <= elites <= samples; got elites {self.elites}, samples {self.samples}")
         return self
