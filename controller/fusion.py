@@ -7,7 +7,15 @@ drifts, is corrected by a yaw offset state). The filter state, 6 numbers::
          world m    body m/s        rad: world yaw - IMU yaw
 
 Prediction every fast tick from the accelerometer and gyro (``v' = v + (a - g_body - w x v) dt``,
-``p' = p + (Rz(yaw_off) R_imu v)_xy dt``). Corrections, each switched on by the state source:
+``p' = p + (Rz(yaw_off) R_imu (I - n nᵀ) v)_xy dt``). The pose moves along the floor: ``n`` is the floor's
+normal in the body frame. On a slope it is the plane of the stance feet, so the vertical velocity, which
+only the legs and the accelerometer see and with a bias, does not leak into the planar pose through the
+slope's tilt. Each set of stance legs (a tripod) keeps its own low-passed plane and how much its legs
+disagree on the body's velocity; the planes are averaged with weights 1 / (disagreement² + (0.02 m/s)²): a
+limp leg's foot, dragged and not carrying, tilts its tripod's plane 15-20° and disagrees with its
+neighbours by 0.17-0.22 m/s RMS, against 0.01-0.07 m/s for a tripod that stands. Where the plane is level
+within 2° (blended up to 4°), ``n`` is the IMU's up direction, which makes the step the plain ``(R_imu v)_xy``.
+Corrections, each switched on by the state source:
 
 * **legs** (always): the stance legs' body velocity (:class:`controller.leg_odometry.LegOdometry`).
   A sliding or unloaded foot breaks its assumption, so it is a robust measurement: where its
@@ -47,6 +55,9 @@ from legadapt.sim.rotations import quat_rotate_inv, quat_to_matrix, rpy_from_qua
 P, V, YAW = slice(0, 2), slice(2, 5), 5
 LEG_GATE = 7.8  # chi-square, 3 degrees of freedom, 95 %: beyond it the legs' noise is inflated
 HISTORY = 2.0  # s of filter poses kept to place late mocap frames
+FLOOR_TAU = 0.5  # s, time constant of each stance set's plane normal and disagreement low-pass
+FLOOR_AGREE = 0.02  # m/s: a stance set's legs disagreeing by this much on the body velocity halve its weight
+LEVEL_BELOW, SLOPE_ABOVE = np.radians(2.0), np.radians(4.0)  # feet's plane tilt: level below, a slope above, blended
 
 
 @dataclass
@@ -102,6 +113,9 @@ class FusedEstimator(StateSource):
             self.x[P] = truth.pos[:2]
             self.x[YAW] = rpy_from_quat(truth.quat)[2] - yaw_imu
         self.cov = np.diag([1e-6, 1e-6, 1e-4, 1e-4, 1e-4, 1e-6])
+        self.feet_normal = np.array([0.0, 0.0, 1.0])  # body frame, unit: the stance sets' planes, weighted
+        self.floor_normal = self.feet_normal.copy()  # body frame, unit: what the pose moves along (see the module)
+        self._planes: dict[tuple[int, ...], tuple[np.ndarray, float]] = {}  # stance legs -> (normal, m²/s² spread)
         self._t, self._last, self._phase = reading.stamp, reading, 0.0
         self._history: deque[tuple[float, np.ndarray]] = deque()  # (s, world pose x, y, yaw) per tick, with mocap
         self.stats = FusionStats(sources=self.stats.sources)
@@ -125,6 +139,7 @@ class FusedEstimator(StateSource):
         v_flow = self._flow_velocity(reading)
         if v_legs is not None:
             self._correct_legs(v_legs)
+            self._track_floor(self.legs.stance_feet, self.legs.stance_implied, self.legs.stance_legs, dt)
         if v_flow is not None:
             self._correct(v_flow[0], np.eye(6)[[2, 3]], np.eye(2) * v_flow[1] ** 2)
             if v_legs is not None:
@@ -158,11 +173,13 @@ class FusedEstimator(StateSource):
         R_imu = quat_to_matrix(imu.quat)
         c, s = np.cos(x[YAW]), np.sin(x[YAW])
         Rz = np.array([[c, -s], [s, c]])
-        u = (R_imu @ x[V])[:2]  # world-aligned (IMU yaw) planar velocity, m/s
+        self.floor_normal = self._floor_normal(R_imu)
+        along_floor = np.eye(3) - np.outer(self.floor_normal, self.floor_normal)
+        u = (R_imu @ along_floor @ x[V])[:2]  # world-aligned (IMU yaw) planar velocity along the floor, m/s
         w = imu.gyro
         W = np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
         F = np.eye(6)
-        F[P, V] = Rz @ R_imu[:2] * dt
+        F[P, V] = Rz @ R_imu[:2] @ along_floor * dt
         F[P, YAW] = np.array([[-s, -c], [c, -s]]) @ u * dt
         F[V, V] = np.eye(3) - W * dt
         x[P] += Rz @ u * dt
@@ -187,6 +204,31 @@ class FusedEstimator(StateSource):
         nis = float(y @ np.linalg.solve(H @ self.cov @ H.T + R, y))
         self.stats.leg_nis += 0.05 * (nis - self.stats.leg_nis)
         self._correct(v_legs, H, R * max(1.0, nis / LEG_GATE))
+
+    def _track_floor(self, feet: np.ndarray, implied: np.ndarray, legs: tuple[int, ...], dt: float) -> None:
+        """Low-pass stance set ``legs``' plane through its ``feet`` [n, 3] m and its legs' disagreement on the body
+        velocity (``implied`` [n, 3] m/s), then weigh every stance set's plane into ``feet_normal``."""
+        if len(feet) < 3:
+            return
+        _, sv, vt = np.linalg.svd(feet - feet.mean(axis=0))
+        if sv[1] < 1e-3:  # feet (nearly) in a line: no plane
+            return
+        n = vt[2] if vt[2, 2] >= 0 else -vt[2]  # the plane's normal, pointing up through the body
+        spread = float(((implied - implied.mean(axis=0)) ** 2).sum(axis=1).mean())
+        a = min(1.0, dt / FLOOR_TAU)
+        normal, spread_lp = self._planes.get(legs, (n, spread))
+        normal = normal + a * (n - normal)
+        self._planes[legs] = (normal / np.linalg.norm(normal), spread_lp + a * (spread - spread_lp))
+        total = sum(m / (s + FLOOR_AGREE**2) for m, s in self._planes.values())
+        self.feet_normal = total / np.linalg.norm(total)
+
+    def _floor_normal(self, R_imu: np.ndarray) -> np.ndarray:
+        """The floor's normal in the body frame: the IMU's up where the feet's plane is level, else that plane."""
+        up = R_imu[2]  # world z in the body frame
+        tilt = float(np.arccos(np.clip(up @ self.feet_normal, -1.0, 1.0)))
+        w = float(np.clip((tilt - LEVEL_BELOW) / (SLOPE_ABOVE - LEVEL_BELOW), 0.0, 1.0))
+        n = (1.0 - w) * up + w * self.feet_normal
+        return n / np.linalg.norm(n)
 
     def _flow_velocity(self, reading: RobotState) -> tuple[np.ndarray, float] | None:
         if self.flow is None or reading.flow is None:

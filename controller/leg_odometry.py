@@ -31,6 +31,9 @@ class LegOdometry:
 
     def reset(self, reading: RobotState) -> None:
         self._feet = self.kin.forward(reading.q)  # [legs, 3] m, body frame
+        self.stance_feet = np.zeros((0, 3))  # [n, 3] m, body frame: the feet used at the last update
+        self.stance_implied = np.zeros((0, 3))  # [n, 3] m/s, body frame: the body velocity each of them implies
+        self.stance_legs: tuple[int, ...] = ()  # which legs those are
         self._t = reading.stamp
         self.slip.reset()
 
@@ -49,5 +52,6 @@ class LegOdometry:
         # a planted foot is still: 0 = v + omega x r + r_dot  ->  v = -(omega x r + r_dot)
         implied = -(np.cross(reading.imu.gyro, feet[stance]) + foot_vel[stance])  # [n, 3] one velocity per stance leg
         self.slip.update(stance, implied, feet[stance], dt)
-        self._feet, self._t = feet, reading.stamp
+        self._feet, self._t, self.stance_feet = feet, reading.stamp, feet[stance]
+        self.stance_implied, self.stance_legs = implied, tuple(int(i) for i in np.flatnonzero(stance))
         return (implied.mean(axis=0) if stance.any() else None), dt
