@@ -2,7 +2,7 @@
 
 Each sensor set estimates the same open-loop walks (``controller.estimator_walk``: 8 s of the
 gait curving right, then left) on the intact robot, with the front-left leg limp, and on a 10 deg
-side slope with and without the limp leg; one walk per seed (the seed draws the sensors' noise).
+side slope and a 10 deg uphill, each with and without the limp leg; one walk per seed (the seed draws the sensors' noise).
 Printed: the velocity RMSE (m/s, body frame x / y) and the final position error as % of the
 distance walked, the mean over seeds (the largest in brackets).
 
@@ -31,6 +31,8 @@ CONDITIONS = {
     "limp LF": [{"kind": "limp_leg", "leg": "LF"}],
     "side slope 10 deg": [{"kind": "slope", "roll_deg": 10}],
     "limp LF + side slope": [{"kind": "limp_leg", "leg": "LF"}, {"kind": "slope", "roll_deg": 10}],
+    "uphill 10 deg": [{"kind": "slope", "pitch_deg": 10}],
+    "limp LF + uphill 10 deg": [{"kind": "limp_leg", "leg": "LF"}, {"kind": "slope", "pitch_deg": 10}],
 }
 MOCAP = MocapConfig()  # simulated: 100 Hz, 10 ms late, 1 mm and 5 mrad noise
 SOURCES = {
