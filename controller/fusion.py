@@ -57,6 +57,7 @@ LEG_GATE = 7.8  # chi-square, 3 degrees of freedom, 95 %: beyond it the legs' no
 HISTORY = 2.0  # s of filter poses kept to place late mocap frames
 FLOOR_TAU = 0.5  # s, time constant of each stance set's plane normal and disagreement low-pass
 FLOOR_AGREE = 0.02  # m/s: a stance set's legs disagreeing by this much on the body velocity halve its weight
+FLOOR_STALE = 4 * FLOOR_TAU  # s: a stance set's plane not seen for this long drops out (a gait whose sets vary)
 LEVEL_BELOW, SLOPE_ABOVE = np.radians(2.0), np.radians(4.0)  # feet's plane tilt: level below, a slope above, blended
 
 
@@ -115,7 +116,7 @@ class FusedEstimator(StateSource):
         self.cov = np.diag([1e-6, 1e-6, 1e-4, 1e-4, 1e-4, 1e-6])
         self.feet_normal = np.array([0.0, 0.0, 1.0])  # body frame, unit: the stance sets' planes, weighted
         self.floor_normal = self.feet_normal.copy()  # body frame, unit: what the pose moves along (see the module)
-        self._planes: dict[tuple[int, ...], tuple[np.ndarray, float]] = {}  # stance legs -> (normal, m²/s² spread)
+        self._planes: dict[tuple[int, ...], tuple[np.ndarray, float, float]] = {}  # legs -> (normal, m²/s² spread, s seen)
         self._t, self._last, self._phase = reading.stamp, reading, 0.0
         self._history: deque[tuple[float, np.ndarray]] = deque()  # (s, world pose x, y, yaw) per tick, with mocap
         self.stats = FusionStats(sources=self.stats.sources)
@@ -139,7 +140,7 @@ class FusedEstimator(StateSource):
         v_flow = self._flow_velocity(reading)
         if v_legs is not None:
             self._correct_legs(v_legs)
-            self._track_floor(self.legs.stance_feet, self.legs.stance_implied, self.legs.stance_legs, dt)
+            self._track_floor(self.legs.stance_feet, self.legs.stance_implied, self.legs.stance_legs, dt, reading.stamp)
         if v_flow is not None:
             self._correct(v_flow[0], np.eye(6)[[2, 3]], np.eye(2) * v_flow[1] ** 2)
             if v_legs is not None:
@@ -205,9 +206,11 @@ class FusedEstimator(StateSource):
         self.stats.leg_nis += 0.05 * (nis - self.stats.leg_nis)
         self._correct(v_legs, H, R * max(1.0, nis / LEG_GATE))
 
-    def _track_floor(self, feet: np.ndarray, implied: np.ndarray, legs: tuple[int, ...], dt: float) -> None:
+    def _track_floor(self, feet: np.ndarray, implied: np.ndarray, legs: tuple[int, ...], dt: float,
+                     now: float = 0.0) -> None:
         """Low-pass stance set ``legs``' plane through its ``feet`` [n, 3] m and its legs' disagreement on the body
-        velocity (``implied`` [n, 3] m/s), then weigh every stance set's plane into ``feet_normal``."""
+        velocity (``implied`` [n, 3] m/s), then weigh the stance sets seen within ``FLOOR_STALE`` of ``now`` (s)
+        into ``feet_normal``."""
         if len(feet) < 3:
             return
         _, sv, vt = np.linalg.svd(feet - feet.mean(axis=0))
@@ -216,10 +219,10 @@ class FusedEstimator(StateSource):
         n = vt[2] if vt[2, 2] >= 0 else -vt[2]  # the plane's normal, pointing up through the body
         spread = float(((implied - implied.mean(axis=0)) ** 2).sum(axis=1).mean())
         a = min(1.0, dt / FLOOR_TAU)
-        normal, spread_lp = self._planes.get(legs, (n, spread))
+        normal, spread_lp, _ = self._planes.get(legs, (n, spread, now))
         normal = normal + a * (n - normal)
-        self._planes[legs] = (normal / np.linalg.norm(normal), spread_lp + a * (spread - spread_lp))
-        total = sum(m / (s + FLOOR_AGREE**2) for m, s in self._planes.values())
+        self._planes[legs] = (normal / np.linalg.norm(normal), spread_lp + a * (spread - spread_lp), now)
+        total = sum(m / (s + FLOOR_AGREE**2) for m, s, seen in self._planes.values() if now - seen <= FLOOR_STALE)
         self.feet_normal = total / np.linalg.norm(total)
 
     def _floor_normal(self, R_imu: np.ndarray) -> np.ndarray:

@@ -146,6 +146,7 @@ def test_the_floor_normal_follows_the_stance_feet_and_the_pose_ignores_motion_al
     est._predict(_reading(), 0.02)
     assert np.linalg.norm(est.x[:2] - before) == pytest.approx(0.1 * 0.02, abs=1e-9)
 
+
 @pytest.mark.parametrize("perturbations, limit", [
     ([{"kind": "limp_leg", "leg": "LF"}], 3.0),
     # the 3 % is missed here: 3.1 % mean, 3.3 % at worst over bench/estimator_drift.py's seeds (README)
