@@ -23,17 +23,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from suite_runs import load_suite, override_suite, print_by_scenario, run_suite  # noqa: E402
 
 
-def parse_setting(text: str) -> dict[str, float]:
-    """``'course=30,heading=5'`` -> {'course': 30.0, 'heading': 5.0}."""
+def parse_setting(text: str) -> dict[str, float | str]:
+    """``'course=30,heading=5'`` -> {'course': 30.0, 'heading': 5.0}; a value that is not a number stays a string."""
     try:
-        return {k.strip(): float(v) for k, v in (kv.split("=") for kv in text.split(","))}
+        pairs = [kv.split("=") for kv in text.split(",")]
+        return {k.strip(): _value(v.strip()) for k, v in pairs}
     except ValueError:
         raise SystemExit(f"bad setting {text!r}: give name=value pairs separated by commas, e.g. course=30,heading=5")
 
 
+def _value(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("settings", nargs="+", help="name=value[,name=value] of controller.cost, one per setting")
+    ap.add_argument("settings", nargs="+", help="name=value[,name=value] of controller.<section>, one per setting")
+    ap.add_argument("--section", default="cost", help="the controller section the settings override (cost, adaptation, planner)")
     ap.add_argument("--suite", default="held-out-true-state")
     ap.add_argument("--scenarios", nargs="+")
     ap.add_argument("--variants", nargs="+", default=["grbal", "mb"])
@@ -45,7 +54,7 @@ def main() -> None:
     base = load_suite(args.suite)
     for setting in args.settings:
         tag = setting.replace("=", "").replace(",", "_")
-        suite = override_suite(base, f"{args.suite}-{tag}", "cost", parse_setting(setting), args.scenarios,
+        suite = override_suite(base, f"{args.suite}-{tag}", args.section, parse_setting(setting), args.scenarios,
                                args.variants, args.state_source, args.seeds)
         print_by_scenario(setting, run_suite(suite, args.out / tag, args.workers), args.variants)
 

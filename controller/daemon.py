@@ -338,7 +338,7 @@ class _Daemon:
             w.write("transition", {"t": b.t, "episode": 0, "condition": "run", "state": s0, "action": a0,
                                    "next_state": s1, "displacement": d}, b.t)
         w.write("adaptation", {"t": b.t, "loss_before": st.loss_before, "loss_after": st.loss_after,
-                               "fallback": st.fallback, **self.changes.switch(st)}, b.t)
+                               "fallback": st.fallback, "offset": st.offset.tolist(), **self.changes.switch(st)}, b.t)
         w.write("planner", self._planner_message(b, ct, st), b.t)
         stats = self.loop.stats
         w.write("timing", {"t": b.t, "read": _last(stats.tick_read), "adapt": st.adapt_time, "plan": st.plan_time,

@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from legadapt.controller.loop import SlowPolicy
+from legadapt.controller.model_offset import offset_index, window_offset
 from legadapt.dynamics.adaptation import Adapter, Gate, make_adapter
 from legadapt.dynamics.checkpoint import LoadedCheckpoint
 from legadapt.dynamics.rollout_model import rollout_dtype
@@ -52,6 +53,7 @@ class CycleStats:
     adapted: bool | None = None  # with a plain model: the adaptive model planned this cycle (None: no plain model)
     plain_loss: float = math.nan  # with a plain model: its window loss (normalised MSE)
     plain_recent_loss: float = math.nan  # the same over the newest transitions (what engages the adaptive model)
+    offset: np.ndarray = field(default_factory=lambda: np.zeros(3))  # [3] the plain model's offset on the displacement (dx m, dy m, dyaw rad per period)
     plan_poses: np.ndarray | None = None  # [H+1, 3] predicted world poses (x m, y m, yaw rad) of the best candidate
     candidate_poses: np.ndarray | None = None  # [K, H+1, 3] the same for K candidates spread over the cost ranking
 
@@ -129,6 +131,9 @@ class AdaptiveMPC(SlowPolicy):
         self.planner_samples = ctrl.planner.samples
         self._set_context(adapter.adapt(np.zeros((0, self.S + spec.action_dim), np.float32),
                                         np.zeros((0, spec.target_dim), np.float32)))
+        self.offset_gain = ctrl.adaptation.offset_gain
+        self.offset_index = offset_index(spec, ctrl.adaptation.offset_targets)
+        self.offset = torch.zeros(spec.target_dim)  # [T] target units, added to every prediction (model_offset.py)
         self.stats = CycleStats()
         self.fallbacks = 0
         self.truth = ProgressTracker(path, self.cost.window)  # the simulator's true pose, tracked on its own
@@ -142,8 +147,18 @@ class AdaptiveMPC(SlowPolicy):
     def _step(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Batched dynamics for the planner: z [N, 3+S], a [N, A] -> z' [N, 3+S]."""
         s = z[:, 3:]
-        d = self.predict(s, a)  # [N, S+3]
+        d = self.predict(s, a) + self.offset  # [N, S+3]
         return torch.cat([integrate_pose(z[:, :3], d[:, self.S:self.S + 3]), s + d[:, :self.S]], dim=1)
+
+    def _update_offset(self) -> None:
+        """The plain model's steady error on a full window, added to its predictions (controller/model_offset.py);
+        zero while a model that adapts plans (its step or context already answers the window)."""
+        plain = self.adapter.kind == "mb" or (isinstance(self.adapter, SwitchingAdapter) and not self.adapter.engaged)
+        if self.offset_gain > 0 and plain and len(self.window_x) == self.window_x.maxlen:
+            self.offset = window_offset(self.predict, self.window_x, self.window_y, self.S, self.offset_index,
+                                        self.offset_gain)
+        else:
+            self.offset = self.offset.zero_()
 
     def observe(self, state: np.ndarray, action: np.ndarray, next_state: np.ndarray, displacement: np.ndarray) -> None:
         """Append the transition of the period that just ended."""
@@ -156,11 +171,13 @@ class AdaptiveMPC(SlowPolicy):
         t0 = time.perf_counter()
         if self.window_x:
             self._set_context(self.adapter.adapt(np.stack(self.window_x), np.stack(self.window_y)))
+            self._update_offset()
         st.loss_before, st.loss_after = float(self.adapter.last_loss_before), float(self.adapter.last_loss_after)
         st.fallback = bool(self.adapter.last_fallback)
         if isinstance(self.adapter, SwitchingAdapter):
             st.adapted, st.plain_loss = self.adapter.engaged, self.adapter.last_plain_loss
             st.plain_recent_loss = self.adapter.last_recent_loss
+        st.offset = self.offset[self.S:self.S + 3].numpy().copy()
         self.fallbacks += st.fallback
         t1 = time.perf_counter()
         self.cost.advance(torch.as_tensor(pose[:2], dtype=torch.float32))

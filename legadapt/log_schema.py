@@ -59,8 +59,10 @@ CHANNELS: dict[str, dict] = {
         "loss_after": _num("loss on the window after the inner step"),
         "fallback": _num("adapted model rejected, meta-trained one used", "boolean"),
         "adapted": _num("with a plain model (adaptation.plain_model): the adaptive model planned this cycle", "boolean"),
-        "plain_loss": _num("with a plain model: its loss on the window (normalised MSE)")},
-        optional=("adapted", "plain_loss")),
+        "plain_loss": _num("with a plain model: its loss on the window (normalised MSE)"),
+        "offset": _arr("the plain model's offset added to its predicted displacement per period (controller/model_offset.py): "
+                       "dx m, dy m, dyaw rad; zeros while a model that adapts plans or the offset is off", 3)},
+        optional=("adapted", "plain_loss", "offset")),
     "planner": _schema("planner", {"cost": _num("best plan cost"), "plan_time": _num("planning time, s"),
                                    "iterations": _num("optimiser iterations", "integer"),
                                    "pose": _arr("estimated world pose x m, y m, yaw rad", 3),

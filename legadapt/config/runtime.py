@@ -199,6 +199,13 @@ class AdaptationConfig(_Section):
         "Engage the adaptive model when the plain model's error on the 4 newest transitions exceeds this (normalised "
         "MSE: 1.0 = no better than predicting its training mean); released after surprise_hold s below half of it."))
     surprise_hold: float = Field(2.0, gt=0, le=60, description="Seconds the plain model must predict the window well again before it takes back over.")
+    offset_gain: float = Field(1.0, ge=0, le=1, description=(
+        "Offset-free MPC: while the plain model plans (MB, or GrBAL's plain model before a surprise), add this share of "
+        "its mean one-step error on the window to every prediction (controller/model_offset.py); 0 = off. The default "
+        "was measured against 0 and 0.5 (README, 'The plain model's offset')."))
+    offset_targets: Literal["displacement", "body"] = Field("displacement", description=(
+        "What the offset corrects: the body displacement per period (dx, dy, dyaw), or every body target (attitude, "
+        "velocities and the displacement)."))
 
 
 class LiveViewConfig(_Section):

@@ -1,0 +1,97 @@
+"""Offset-free MPC (controller/model_offset.py): the plain model's steady error on the window, added to its predictions."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from legadapt import config as C
+from legadapt.controller.model_offset import offset_index, window_offset
+from legadapt.controller.preflight import build_controller
+from legadapt.dynamics.switching import SwitchingAdapter
+from legadapt.features import make_spec, target_groups
+from conftest import HEXAPOD, STATE_DIM, TARGET_DIM
+
+SPEC = make_spec("per_side", 0.1, HEXAPOD)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _linear_predictor(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    w = 0.01 * torch.randn(STATE_DIM + 2, TARGET_DIM, generator=g)
+    return lambda s, a: torch.cat([s, a], -1) @ w
+
+
+def test_the_offset_is_the_mean_residual_on_the_chosen_targets_and_zero_elsewhere():
+    f = _linear_predictor()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(16, STATE_DIM + 2, generator=g)
+    bias = torch.randn(TARGET_DIM, generator=g)
+    noise = 0.1 * torch.randn(16, TARGET_DIM, generator=g)
+    y = f(x[:, :STATE_DIM], x[:, STATE_DIM:]) + bias + noise - noise.mean(0)  # residual mean exactly `bias`
+    for targets in ("displacement", "body"):
+        idx = offset_index(SPEC, targets)
+        off = window_offset(f, x.numpy(), y.numpy(), STATE_DIM, idx, 0.5)
+        rest = torch.ones(TARGET_DIM, dtype=torch.bool)
+        rest[idx] = False
+        torch.testing.assert_close(off[idx], 0.5 * bias[idx], atol=1e-5, rtol=1e-5)
+        assert torch.all(off[rest] == 0), f"{targets}: only the chosen targets are corrected"
+    assert offset_index(SPEC, "displacement").tolist() == [STATE_DIM, STATE_DIM + 1, STATE_DIM + 2]
+    assert set(offset_index(SPEC, "body").tolist()) == set(target_groups(SPEC)["body"])
+    y[3, -2] = math.nan
+    assert torch.all(window_offset(f, x.numpy(), y.numpy(), STATE_DIM, offset_index(SPEC, "body"), 1.0) == 0), \
+        "a window with a sensor fault in it corrects nothing"
+
+
+def _controller(**adaptation):
+    cfg = C.parse_config({"controller": {"planner": {"samples": 16, "horizon": 3}, "adaptation": adaptation}})
+    mpc, _, window = build_controller(cfg, REPO / "models" / "default.pt")
+    return mpc, window
+
+
+def _feed(mpc, window: int, dy_bias: float, sigmas: float = 0.0, seed: int = 0) -> None:
+    """``window`` transitions from the planner's own predictor (the plain model), the displacement's dy moved by
+    ``dy_bias`` m and every target by ``sigmas`` of the plain model's target spread (3: a normalised MSE of 9)."""
+    spread = mpc.adapter.plain.model.out_norm.std.numpy().astype(float)
+    rng = np.random.default_rng(seed)
+    S = STATE_DIM
+    for _ in range(window):
+        s = np.zeros(S)
+        s[9] = 1.0
+        s[2] = 0.2 + 0.02 * rng.standard_normal()
+        a = rng.uniform(0.5, 1.0, 2)
+        with torch.no_grad():
+            d = mpc.predict(torch.as_tensor(s, dtype=torch.float32)[None], torch.as_tensor(a, dtype=torch.float32)[None])[0].numpy()
+        d = d.astype(float)
+        d[S + 1] += dy_bias
+        d += sigmas * spread
+        mpc.observe(s, a, s + d[:S], d[S:])
+
+
+def test_the_plain_model_plans_with_its_offset_and_the_adaptive_model_without():
+    mpc, window = _controller()  # the default: gain 1 on the displacement
+    assert isinstance(mpc.adapter, SwitchingAdapter)
+    _feed(mpc, window, dy_bias=0.004)
+    mpc.step(mpc.window_x[-1][:STATE_DIM], np.zeros(3))
+    assert not mpc.adapter.engaged
+    assert abs(float(mpc.offset[STATE_DIM + 1]) - 0.004) < 3e-4, "the plain model's 4 mm sideways miss per period"
+    z = torch.zeros(5, 3 + STATE_DIM)
+    z[:, 3 + 9] = 1.0
+    a = torch.full((5, 2), 0.8)
+    plain = mpc.predict(z[:, 3:], a)
+    moved = mpc._step(z, a)
+    torch.testing.assert_close(moved[:, 1], plain[:, STATE_DIM + 1] + mpc.offset[STATE_DIM + 1], atol=1e-6, rtol=0)
+    _feed(mpc, window, dy_bias=0.004, sigmas=3.0, seed=1)
+    mpc.step(mpc.window_x[-1][:STATE_DIM], np.zeros(3))
+    assert mpc.adapter.engaged, "transitions 3 spreads off surprise the plain model"
+    assert torch.all(mpc.offset == 0), "GrBAL's step answers the window itself: no offset on top of it"
+
+
+def test_a_gain_of_zero_turns_the_offset_off():
+    mpc, window = _controller(offset_gain=0.0)
+    _feed(mpc, window, dy_bias=0.004)
+    mpc.step(mpc.window_x[-1][:STATE_DIM], np.zeros(3))
+    assert torch.all(mpc.offset == 0)
