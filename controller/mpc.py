@@ -36,6 +36,7 @@ from legadapt.planners.icem import ICEM
 from legadapt.planners.mppi import MPPI
 from legadapt.planners.random_shooting import RandomShooting
 
+MAX_CRAB = 0.5  # rad: the largest crab angle taken off the heading target (a sideways slide is no path to follow)
 PATH_POINT_SPACING = 5  # keep every 5th vertex of the 1 cm path for the cost (5 cm chords)
 
 
@@ -132,6 +133,7 @@ class AdaptiveMPC(SlowPolicy):
         self._set_context(adapter.adapt(np.zeros((0, self.S + spec.action_dim), np.float32),
                                         np.zeros((0, spec.target_dim), np.float32)))
         self.offset_gain = ctrl.adaptation.offset_gain
+        self.crab_compensation, self.target_speed = w.crab_compensation, target_speed
         self.offset_index = offset_index(spec, ctrl.adaptation.offset_targets)
         self.offset = torch.zeros(spec.target_dim)  # [T] target units, added to every prediction (model_offset.py)
         self.stats = CycleStats()
@@ -149,6 +151,16 @@ class AdaptiveMPC(SlowPolicy):
         s = z[:, 3:]
         d = self.predict(s, a) + self.offset  # [N, S+3]
         return torch.cat([integrate_pose(z[:, :3], d[:, self.S:self.S + 3]), s + d[:, :self.S]], dim=1)
+
+    def _crab_angle(self) -> float:
+        """rad: the direction of the body's motion over the window, left of its heading (atan2 of the summed body-frame
+        displacements dy, dx); 0 until the window is full (the stand-up and the first steps say nothing of a crab) and on
+        a window that made under a quarter of the nominal progress."""
+        if len(self.window_y) < self.window_y.maxlen:
+            return 0.0
+        d = np.sum(np.asarray(self.window_y)[:, self.S:self.S + 2], axis=0)
+        nominal = self.target_speed * self.spec.control_period * len(self.window_y)
+        return float(np.clip(np.arctan2(d[1], d[0]), -MAX_CRAB, MAX_CRAB)) if d[0] > 0.25 * nominal else 0.0
 
     def _update_offset(self) -> None:
         """The plain model's steady error on a full window, added to its predictions (controller/model_offset.py);
@@ -181,6 +193,7 @@ class AdaptiveMPC(SlowPolicy):
         self.fallbacks += st.fallback
         t1 = time.perf_counter()
         self.cost.advance(torch.as_tensor(pose[:2], dtype=torch.float32))
+        self.cost.crab = self.crab_compensation * self._crab_angle()
         self.cost.prev_action = None if prev_action is None else torch.as_tensor(prev_action, dtype=torch.float32)
         z0 = torch.as_tensor(np.concatenate([pose, state]), dtype=torch.float32)
         with torch.no_grad():

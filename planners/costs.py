@@ -17,6 +17,11 @@
   A robot that must crab to hold a line (a cross-slope, a leg that drags it sideways) needs
   a yaw away from the path tangent: the heading residual fights that yaw and leaves a steady
   offset (a balance of cross-track against heading weight), the course residual does not.
+  With ``crab`` set (rad: the angle the body has been moving at, left of where it points, as
+  measured over the last transitions) the heading target is the guidance minus that angle:
+  the yaw that makes the measured motion follow the guidance (drift-angle compensation, as
+  in line-of-sight guidance for ships in a current; Fossen, *Handbook of Marine Craft
+  Hydrodynamics and Motion Control*, 2011, ch. 10), so heading and course agree on a crab.
 * ``speed`` [m/s]: progress along the path per step divided by ``dt``, minus
   ``target_speed``, for the H transitions t -> t+1 (t = 0..H-1).
 * ``smoothness`` [action units per step]: ``a_t - a_{t-1}`` for t = 1..H-1, and
@@ -70,6 +75,8 @@ class PathCost:
             themselves it keeps the projection on the right branch, and it makes the
             projection cheaper (only the window's segments are searched).
         prev_action: [A] action executed last, for the first smoothness residual, or None.
+        crab: rad, the measured angle of the body's motion left of its heading; the heading
+            target is the guidance minus it (0: the guidance itself).
     """
 
     def __init__(self, path_points: torch.Tensor, weights: dict[str, float] | None = None,
@@ -93,6 +100,7 @@ class PathCost:
         self.chunk_pairs = int(chunk_pairs)
         self.s_hint: float | None = None
         self.prev_action: torch.Tensor | None = None
+        self.crab = 0.0
 
     def pose(self, states: torch.Tensor) -> torch.Tensor:
         """The planar pose (x, y, yaw) of ``states`` [..., D]: [..., 3] (m, m, rad)."""
@@ -122,7 +130,7 @@ class PathCost:
         pose = self.pose(states)  # [N, H+1, 3]
         s, cross, tangent = self.path.project(pose[..., :2], self.s_hint, self.window, self.chunk_pairs)
         guide = tangent - torch.atan(self.approach_gain * cross)  # [N, H+1] rad, the direction that leads onto the path
-        heading = wrap_angle(pose[..., 2] - guide)
+        heading = wrap_angle(pose[..., 2] + self.crab - guide)
         step = pose[:, 1:, :2] - pose[:, :-1, :2]  # [N, H, 2] m over the ground
         g = guide[:, 1:]
         course = (torch.cos(g) * step[..., 1] - torch.sin(g) * step[..., 0]) / (self.target_speed * self.dt)

@@ -280,6 +280,19 @@ def test_course_residual_lets_the_body_crab_but_not_drift() -> None:
     assert cost.residuals(standing, torch.zeros(1, 5, 2))["course"].abs().max() < 1e-6, "standing is the speed term's business"
 
 
+def test_a_measured_crab_angle_moves_the_heading_target_so_heading_and_course_agree() -> None:
+    """A body that moves 20 deg right of where it points (a crab of -20 deg, measured) holds its line yawed 20 deg
+    left: with the crab taken off the heading target that yaw costs nothing, without it the heading term fights it."""
+    cost = PathCost(torch.tensor([[0.0, 0.0], [4.0, 0.0]]), dt=DT, approach_gain=3.0)
+    crabbing = straight_rollout(yaw=math.radians(20))  # moves along the path, points 20 deg left of it
+    h = lambda: cost.residuals(crabbing, torch.zeros(1, 5, 2))["heading"]  # noqa: E731
+    assert float(h().abs().min()) == pytest.approx(math.radians(20), abs=1e-5)
+    cost.crab = math.radians(-20)
+    assert float(h().abs().max()) < 1e-5
+    cost.crab = math.radians(20)  # the opposite crab: now the yaw is 40 deg off what holds the line
+    assert float(h().abs().min()) == pytest.approx(math.radians(40), abs=1e-5)
+
+
 def test_path_cost_speed_residual_and_smoothness() -> None:
     cost = PathCost(torch.tensor([[0.0, 0.0], [4.0, 0.0]]), target_speed=0.2, dt=DT)
     slow = cost.residuals(straight_rollout(speed=0.15), torch.zeros(1, 5, 2))["speed"]

@@ -166,6 +166,10 @@ class CostConfig(_Section):
     speed: float = Field(100.0, ge=0, le=1e6, description="Weight per (m/s)² of speed error along the path.")
     smoothness: float = Field(1.0, ge=0, le=1e6, description="Weight per unit² of action change between steps.")
     terminal: float = Field(5.0, ge=0, le=1e6, description="Extra factor on the last step's residuals.")
+    crab_compensation: float = Field(1.0, ge=0, le=1, description=(
+        "Share of the measured crab angle (the body's motion over the adaptation window, left of where it points) taken "
+        "off the heading target, so that a robot pushed sideways may yaw into the angle that holds its line; 0 = off. "
+        "The default was measured against 0 and 0.5 (README, 'The plain model's offset and the crab angle, measured')."))
     approach_gain: float = Field(3.0, ge=0, le=50, description="Heading target turned towards the path by atan(approach_gain · cross-track), 1/m; 0 = the path tangent.")
 
 

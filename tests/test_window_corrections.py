@@ -1,4 +1,6 @@
-"""Offset-free MPC (controller/model_offset.py): the plain model's steady error on the window, added to its predictions."""
+"""What the adaptation window tells the planner beyond the model: the plain model's steady error on it, added to its
+predictions (offset-free MPC, controller/model_offset.py), and the crab angle the body moves at, taken off the heading
+target (planners/costs.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,12 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from legadapt import config as C
 from legadapt.controller.model_offset import offset_index, window_offset
+from legadapt.controller.mpc import MAX_CRAB
 from legadapt.controller.preflight import build_controller
 from legadapt.dynamics.switching import SwitchingAdapter
 from legadapt.features import make_spec, target_groups
@@ -95,3 +99,30 @@ def test_a_gain_of_zero_turns_the_offset_off():
     _feed(mpc, window, dy_bias=0.004)
     mpc.step(mpc.window_x[-1][:STATE_DIM], np.zeros(3))
     assert torch.all(mpc.offset == 0)
+
+
+def _walk(mpc, n: int, dx: float, dy: float) -> None:
+    """``n`` transitions of a body moving (dx, dy) m per period in its own frame (the states do not matter here)."""
+    s = np.zeros(STATE_DIM)
+    s[9] = 1.0
+    for _ in range(n):
+        mpc.observe(s, np.full(2, 0.8), s, np.array([dx, dy, 0.0]))
+
+
+def test_the_heading_target_gives_up_the_crab_angle_measured_over_a_full_window():
+    mpc, window = _controller(offset_gain=0.0)
+    crab = math.radians(-10)  # moving 10 deg right of where it points, 2 cm per period
+    _walk(mpc, window // 2, 0.02 * math.cos(crab), 0.02 * math.sin(crab))
+    mpc.step(mpc.window_x[-1][:STATE_DIM], np.zeros(3))
+    assert mpc.cost.crab == 0.0, "half a window (the stand-up, the first steps) says nothing yet"
+    _walk(mpc, window, 0.02 * math.cos(crab), 0.02 * math.sin(crab))
+    mpc.step(mpc.window_x[-1][:STATE_DIM], np.zeros(3))
+    assert mpc.cost.crab == pytest.approx(crab, abs=1e-4)
+    _walk(mpc, window, 0.001, 0.02)  # standing and sliding sideways: no crab to hold, a slide
+    mpc.step(mpc.window_x[-1][:STATE_DIM], np.zeros(3))
+    assert mpc.cost.crab == 0.0
+    half = C.parse_config({"controller": {"planner": {"samples": 16, "horizon": 3}, "cost": {"crab_compensation": 0.5}}})
+    mpc, _, _ = build_controller(half, REPO / "models" / "default.pt")
+    _walk(mpc, window, 0.02, -0.02 * math.tan(math.radians(40)))  # 40 deg: clipped to the largest crab taken
+    mpc.step(mpc.window_x[-1][:STATE_DIM], np.zeros(3))
+    assert mpc.cost.crab == pytest.approx(-0.5 * MAX_CRAB, abs=1e-6)
