@@ -47,21 +47,27 @@ def test_starting_off_the_path_it_steers_onto_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_course_term_lets_it_crab_along_a_cross_slope(tmp_path):
+def test_the_course_term_and_the_crab_angle_let_it_crab_along_a_cross_slope(tmp_path):
     """On a 12° cross-slope the feet creep downhill and the robot steers only by its two sides' strides:
     to hold the line it must yaw uphill. The heading term alone fights that yaw and leaves it walking
-    below the line; the course term (on by default) judges where the body goes over the ground.
+    below the line; the course term judges where the body goes over the ground, and the crab angle measured
+    over the window moves the heading target itself (both on by default, with the plain model's offset).
     The simulator's truth once settled (after 6 s: the first seconds are the slide while it stands up and
-    starts), the plain MB model (no adaptation in the comparison), the same seed. Measured: 0.7 against 1.8 cm."""
-    def settled_xt(cost: dict) -> float:
+    starts), the plain MB model (no adaptation in the comparison), the same seed. Measured: heading alone
+    1.8 cm, with the course term 0.7, as shipped 0.3."""
+    def settled_xt(name: str, cost: dict, adaptation: dict) -> float:
         s, log = _run(tmp_path, "straight", 12.0, [{"kind": "slope", "roll_deg": 12}],
-                      controller={"model": "models/mb.pt", "adapter": "mb", "state_source": "privileged", "cost": cost},
-                      name=f"course_{cost.get('course', 'default')}")
+                      controller={"model": "models/mb.pt", "adapter": "mb", "state_source": "privileged", "cost": cost,
+                                  "adaptation": adaptation}, name=name)
         assert s.stop_reason is None and s.safe and s.progress > 1.6, (s.stop_reason, s.progress)
         return float(np.mean([abs(m["true_cross_track"]) for m in log.messages["planner"] if m["t"] > 6.0]))
 
-    with_course, without = settled_xt({}), settled_xt({"course": 0.0})
-    assert with_course < 0.6 * without, f"settled cross-track {100 * with_course:.1f} cm with the course term, {100 * without:.1f} cm without"
+    off = {"crab_compensation": 0.0}
+    heading_only = settled_xt("heading_only", {**off, "course": 0.0}, {"offset_gain": 0.0})
+    course = settled_xt("course", off, {"offset_gain": 0.0})
+    shipped = settled_xt("shipped", {}, {})
+    assert course < 0.6 * heading_only, f"settled cross-track {100 * course:.1f} cm with the course term, {100 * heading_only:.1f} cm without"
+    assert shipped < 0.7 * course, f"as shipped {100 * shipped:.1f} cm, the course term alone {100 * course:.1f} cm"
 
 
 @pytest.mark.slow
