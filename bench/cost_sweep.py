@@ -6,6 +6,8 @@ Every setting (``course=30`` or ``course=30,heading=5``: weights of ``controller
 per-run means), the largest cross-track of any run (cm) and the mean task score (m), then the
 means over all runs of each variant. ``--state-source`` overrides every scenario's state source
 (e.g. ``privileged`` to take state estimation out of a suite that runs on the estimate).
+``--section adaptation`` makes the names those of ``controller.adaptation`` (or ``planner``); a name written
+``section.name`` (``adaptation.offset_gain=0,crab_compensation=0``) overrides that section whatever ``--section`` says.
 
 Usage: ``python bench/cost_sweep.py course=0 course=30 [--suite training-like] [--scenarios limp_LF ...]
 [--variants grbal mb] [--state-source privileged] [--seeds 3 4 5] [--out runs/bench/cost_sweep] [--workers 2]``.
@@ -39,9 +41,19 @@ def _value(text: str) -> float | str:
         return text
 
 
+def by_section(values: dict, default: str) -> dict[str, dict]:
+    """``{'adaptation.offset_gain': 0, 'course': 30}`` -> ``{'adaptation': {'offset_gain': 0}, default: {'course': 30}}``."""
+    out: dict[str, dict] = {}
+    for key, value in values.items():
+        section, _, name = key.rpartition(".")
+        out.setdefault(section or default, {})[name] = value
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("settings", nargs="+", help="name=value[,name=value] of controller.<section>, one per setting")
+    ap.add_argument("settings", nargs="+", help=("name=value[,name=value] of controller.<section>, one per setting; "
+                                                 "section.name=value for another section"))
     ap.add_argument("--section", default="cost", help="the controller section the settings override (cost, adaptation, planner)")
     ap.add_argument("--suite", default="held-out-true-state")
     ap.add_argument("--scenarios", nargs="+")
@@ -54,8 +66,10 @@ def main() -> None:
     base = load_suite(args.suite)
     for setting in args.settings:
         tag = setting.replace("=", "").replace(",", "_")
-        suite = override_suite(base, f"{args.suite}-{tag}", args.section, parse_setting(setting), args.scenarios,
-                               args.variants, args.state_source, args.seeds)
+        suite = base
+        for section, values in by_section(parse_setting(setting), args.section).items():
+            suite = override_suite(suite, f"{args.suite}-{tag}", section, values, args.scenarios, args.variants,
+                                   args.state_source, args.seeds)
         print_by_scenario(setting, run_suite(suite, args.out / tag, args.workers), args.variants)
 
 
