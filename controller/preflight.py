@@ -95,7 +95,7 @@ def with_plain_model(adapter: Adapter, path: Path, spec: FeatureSpec, ctrl: C.Co
                              "plainly trained MLP; give an MB model (legadapt train --config configs/train/mb.yaml)")
     hold = max(1, round(ctrl.adaptation.surprise_hold / spec.control_period))
     surprise = Surprise(threshold=ctrl.adaptation.surprise, release=0.5 * ctrl.adaptation.surprise, hold=hold,
-                        recent=min(Surprise.recent, window), judge_from=window)
+                        recent=min(Surprise.recent, window), judge_from=window, early=ctrl.adaptation.surprise_early)
     return SwitchingAdapter(MBAdapter(plain_ck.model), adapter, surprise)
 
 

@@ -11,8 +11,11 @@ M transitions, normalised MSE in the plain model's target space: 1.0 = no better
 its training mean):
 
 * **engage** when the mean error of the ``recent`` newest transitions exceeds ``threshold``, judged
-  only once the window is full (``judge_from`` transitions: a start-up window of a few transitions,
-  taken while the robot stands up and sets off, is no evidence that the body has changed);
+  once the window is full (``judge_from`` transitions: a start-up window of a few transitions,
+  taken while the robot stands up and sets off, is weak evidence that the body has changed);
+  before that (``early``) only when it exceeds ``threshold`` by as much as the window is short
+  (``threshold · judge_from / n`` on n transitions): a robot that starts with a limp leg is
+  off its model by 3-4× from the first transitions;
 * **release** after ``hold`` cycles in a row with the whole window's error below ``release``.
 
 While engaged the adaptive adapter adapts and plans (GrBAL: θ* and its one step per cycle); the
@@ -43,8 +46,10 @@ class Surprise:
 
     ``threshold``: engage when the plain model's normalised MSE over the ``recent`` newest
     transitions exceeds it. ``release``: hand back after ``hold`` cycles in a row with the
-    whole window's error below it. ``judge_from``: no decision on a window of fewer transitions
-    (the adaptation window M).
+    whole window's error below it. ``judge_from``: no release, and no engagement at the plain
+    threshold, on a window of fewer transitions (the adaptation window M). ``early``: on a
+    shorter window of n ≥ ``recent`` transitions, engage when that error exceeds
+    ``threshold · judge_from / n`` (4× the threshold on 4 transitions, 2× on 8).
     """
 
     threshold: float = 1.0
@@ -52,6 +57,7 @@ class Surprise:
     release: float = 0.5
     hold: int = 20
     judge_from: int = 16
+    early: bool = True
 
     def __post_init__(self) -> None:
         if not (self.threshold > 0 and 0 < self.release <= self.threshold and 1 <= self.recent <= self.judge_from
@@ -95,6 +101,8 @@ class SwitchingAdapter(Adapter):
             self.last_recent_loss = float(err[-self.surprise.recent:].mean())
             if err.numel() >= self.surprise.judge_from:
                 self._update(self.last_plain_loss, self.last_recent_loss)
+            elif self.surprise.early and err.numel() >= self.surprise.recent and not self.engaged:
+                self._update_early(self.last_recent_loss, err.numel())
         if not self.engaged:  # the plain model's θ*; its window loss is the one just measured (no second forward)
             loss = self.last_plain_loss if err.numel() else math.nan
             self.last_loss_before = self.last_loss_after = loss
@@ -105,6 +113,13 @@ class SwitchingAdapter(Adapter):
             self.adaptive.last_loss_before, self.adaptive.last_loss_after, self.adaptive.last_fallback)
         ctx[ADAPTED_KEY] = torch.ones(())
         return ctx
+
+    def _update_early(self, recent_loss: float, n: int) -> None:
+        """Before the window is full: engage only on a surprise as much larger than ``threshold`` as the window is
+        shorter than ``judge_from`` (evidence that scales with the transitions seen); never release."""
+        s = self.surprise
+        if math.isfinite(recent_loss) and recent_loss > s.threshold * s.judge_from / n:
+            self.engaged, self.calm_cycles, self.switches = True, 0, self.switches + 1
 
     def _update(self, window_loss: float, recent_loss: float) -> None:
         """Engage or release from this cycle's plain-model errors. A non-finite error (a window with a sensor

@@ -135,6 +135,7 @@ def test_the_shipped_grbal_runs_behind_its_plain_model_with_its_measured_step():
     mpc, _, _ = build_controller(_cfg(), REPO / "models" / "default.pt")
     ad = mpc.adapter
     assert isinstance(ad, SwitchingAdapter) and isinstance(ad.adaptive, GrBALAdapter) and ad.surprise.hold == 20
+    assert ad.surprise.early and ad.surprise.judge_from == 16
     ck, mb = load_checkpoint(REPO / "models" / "default.pt"), load_checkpoint(REPO / "models" / "mb.pt")
     assert ad.adaptive.lrs == pytest.approx(0.3 * ck.maml.inner_lr), "the checkpoint's run-time lr_scale"
     for k, v in mb.model.state_dict().items():
@@ -190,10 +191,12 @@ def test_the_daemon_logs_which_model_planned_and_when_the_adaptive_one_took_over
     assert max(m["plain_loss"] for m in ad if 0.5 < m["t"] < 2.0) < 0.5 < np.median([m["plain_loss"] for m in ad if m["t"] > 4])
 
 
-def test_a_start_up_window_shorter_than_judge_from_decides_nothing(switch):
-    """The first cycles hold a few transitions taken while the robot sets off: wrong as they may be,
-    they do not engage the adaptive model; the first full window does."""
-    ad, plain, _ = switch
+def test_a_start_up_window_shorter_than_judge_from_decides_nothing_without_early_judgement():
+    """The first cycles hold a few transitions taken while the robot sets off: with ``early`` off, wrong as they may
+    be, they do not engage the adaptive model; the first full window does."""
+    plain, adaptive = _model(0), _model(1)
+    ad = SwitchingAdapter(MBAdapter(plain), GrBALAdapter(adaptive, 1e-3),
+                          Surprise(threshold=1.0, recent=4, release=0.5, hold=3, early=False))
     wrong = _window(plain, 3.0)
     for n in range(1, 16):
         ctx = ad.adapt(wrong[0][:n], wrong[1][:n])
@@ -201,3 +204,33 @@ def test_a_start_up_window_shorter_than_judge_from_decides_nothing(switch):
     assert ad.last_recent_loss == pytest.approx(9.0, rel=1e-3), "measured and logged all the same"
     ad.adapt(wrong[0][:16], wrong[1][:16])
     assert ad.engaged and ad.switches == 1
+
+
+def test_a_short_start_up_window_engages_only_on_a_surprise_as_large_as_the_window_is_short(switch):
+    """Early judgement: on n < 16 transitions the threshold is 1.0 · 16 / n. A robot that starts with a limp leg reads
+    3-4 from the first transitions and is taken over within a second; the start-up error that once read 1.01 on a
+    6-transition window (the legs-only estimate with latency) is not enough."""
+    ad, plain, _ = switch
+    huge = _window(plain, 3.0)  # normalised MSE 9: above 16/4 = 4 on the first 4 transitions
+    for n in range(1, 4):
+        ad.adapt(huge[0][:n], huge[1][:n])
+        assert not ad.engaged, f"fewer than `recent` transitions decide nothing (n = {n})"
+    ad.adapt(huge[0][:4], huge[1][:4])
+    assert ad.engaged and ad.switches == 1
+    ad.reset()
+    moderate = _window(plain, 1.5)  # 2.25: above 16/n from n = 8 on
+    for n in range(4, 8):
+        ad.adapt(moderate[0][:n], moderate[1][:n])
+        assert not ad.engaged, f"2.25 does not beat 16/{n} = {16 / n:.2f}"
+    ad.adapt(moderate[0][:8], moderate[1][:8])
+    assert ad.engaged
+    ad.reset()
+    start_up = _window(plain, 1.005)  # 1.01 on 6 transitions: needs 16/6 = 2.67
+    for n in range(4, 16):
+        ad.adapt(start_up[0][:n], start_up[1][:n])
+    assert not ad.engaged
+    calm = _window(plain, 0.0)
+    ad.engaged = True
+    for n in range(4, 16):
+        ad.adapt(calm[0][:n], calm[1][:n])
+    assert ad.engaged, "a short window never releases: release waits for the full window and the hold"

@@ -203,6 +203,9 @@ class AdaptationConfig(_Section):
         "Engage the adaptive model when the plain model's error on the 4 newest transitions exceeds this (normalised "
         "MSE: 1.0 = no better than predicting its training mean); released after surprise_hold s below half of it."))
     surprise_hold: float = Field(2.0, gt=0, le=60, description="Seconds the plain model must predict the window well again before it takes back over.")
+    surprise_early: bool = Field(True, description=(
+        "Before the window is full, engage the adaptive model on a surprise as much above the threshold as the window is "
+        "short (4× on 4 transitions); false = judge only full windows."))
     offset_gain: float = Field(1.0, ge=0, le=1, description=(
         "Offset-free MPC: while the plain model plans (MB, or GrBAL's plain model before a surprise), add this share of "
         "its mean one-step error on the window to every prediction (controller/model_offset.py); 0 = off. The default "
