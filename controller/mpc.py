@@ -3,7 +3,10 @@
 1. append the last period's transition to the window of the last M;
 2. adapt from θ* on that window (GrBAL), update the context (ReBAL), nothing (MB) or the
    plain model's online step (MB+DE) -- all through one :class:`dynamics.adaptation.Adapter`;
-3. plan with the adapted parameters: the planner's rollouts call ``adapter.predict`` on
+3. while the plain model plans, add its mean miss on the window to its predictions (offset-free MPC,
+   :mod:`controller.model_offset`), and give the path cost the crab angle the body moved at over the
+   window (its heading target gives it up, :class:`planners.costs.PathCost`);
+4. plan with the adapted parameters: the planner's rollouts call ``adapter.predict`` on
    the context (parameters passed to ``functional_call``), no module is copied.
 
 The planner sees a state ``z = [x, y, yaw, model state (S)]`` [3+S]: the controller, not
