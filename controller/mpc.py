@@ -152,28 +152,26 @@ class AdaptiveMPC(SlowPolicy):
     def _step(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Batched dynamics for the planner: z [N, 3+S], a [N, A] -> z' [N, 3+S]."""
         s = z[:, 3:]
-        d = self.predict(s, a) + self.offset  # [N, S+3]
+        d = self.predict(s, a).add_(self.offset)  # [N, S+3]; every predictor returns a fresh tensor
         return torch.cat([integrate_pose(z[:, :3], d[:, self.S:self.S + 3]), s + d[:, :self.S]], dim=1)
 
-    def _crab_angle(self) -> float:
-        """rad: the direction of the body's motion over the window, left of its heading (atan2 of the summed body-frame
-        displacements dy, dx); 0 until the window is full (the stand-up and the first steps say nothing of a crab) and on
-        a window that made under a quarter of the nominal progress."""
-        if len(self.window_y) < self.window_y.maxlen:
+    def _crab_angle(self, wy: np.ndarray) -> float:
+        """rad: the direction of the body's motion over the window ``wy`` [M, T], left of its heading (atan2 of the summed
+        body-frame displacements dy, dx); 0 until the window is full (the stand-up and the first steps say nothing of a
+        crab) and on a window that made under a quarter of the nominal progress."""
+        if len(wy) < self.window_y.maxlen:
             return 0.0
-        d = np.sum(np.asarray(self.window_y)[:, self.S:self.S + 2], axis=0)
-        nominal = self.target_speed * self.spec.control_period * len(self.window_y)
+        d = wy[:, self.S:self.S + 2].sum(axis=0)
+        nominal = self.target_speed * self.spec.control_period * len(wy)
         return float(np.clip(np.arctan2(d[1], d[0]), -MAX_CRAB, MAX_CRAB)) if d[0] > 0.25 * nominal else 0.0
 
-    def _update_offset(self) -> None:
-        """The plain model's steady error on a full window, added to its predictions (controller/model_offset.py);
-        zero while a model that adapts plans (its step or context already answers the window)."""
-        plain = self.adapter.kind == "mb" or (isinstance(self.adapter, SwitchingAdapter) and not self.adapter.engaged)
-        if self.offset_gain > 0 and plain and len(self.window_x) == self.window_x.maxlen:
-            self.offset = window_offset(self.predict, self.window_x, self.window_y, self.S, self.offset_index,
-                                        self.offset_gain)
+    def _update_offset(self, wx: np.ndarray, wy: np.ndarray) -> None:
+        """The plain model's steady error on a full window (``wx`` [M, S+A], ``wy`` [M, T]), added to its predictions
+        (controller/model_offset.py); zero while a model that adapts plans (its step or context answers the window)."""
+        if self.offset_gain > 0 and self.adapter.plans_plainly and len(wx) == self.window_x.maxlen:
+            self.offset = window_offset(self.predict, wx, wy, self.S, self.offset_index, self.offset_gain)
         else:
-            self.offset = self.offset.zero_()
+            self.offset.zero_()
 
     def observe(self, state: np.ndarray, action: np.ndarray, next_state: np.ndarray, displacement: np.ndarray) -> None:
         """Append the transition of the period that just ended."""
@@ -184,9 +182,11 @@ class AdaptiveMPC(SlowPolicy):
         """Adapt on the window, then plan from (pose, state); returns the plan [H, A]."""
         st = CycleStats(window=len(self.window_x))
         t0 = time.perf_counter()
-        if self.window_x:
-            self._set_context(self.adapter.adapt(np.stack(self.window_x), np.stack(self.window_y)))
-            self._update_offset()
+        wx = np.stack(self.window_x) if self.window_x else None
+        wy = np.stack(self.window_y) if self.window_y else None
+        if wx is not None:
+            self._set_context(self.adapter.adapt(wx, wy))
+            self._update_offset(wx, wy)
         st.loss_before, st.loss_after = float(self.adapter.last_loss_before), float(self.adapter.last_loss_after)
         st.fallback = bool(self.adapter.last_fallback)
         if isinstance(self.adapter, SwitchingAdapter):
@@ -196,7 +196,7 @@ class AdaptiveMPC(SlowPolicy):
         self.fallbacks += st.fallback
         t1 = time.perf_counter()
         self.cost.advance(torch.as_tensor(pose[:2], dtype=torch.float32))
-        self.cost.crab = self.crab_compensation * self._crab_angle()
+        self.cost.crab = 0.0 if wy is None else self.crab_compensation * self._crab_angle(wy)
         self.cost.prev_action = None if prev_action is None else torch.as_tensor(prev_action, dtype=torch.float32)
         z0 = torch.as_tensor(np.concatenate([pose, state]), dtype=torch.float32)
         with torch.no_grad():

@@ -66,6 +66,12 @@ class Adapter(ABC):
     def predict(self, ctx: Context, states: Tensor, actions: Tensor) -> Tensor:
         """Targets [B, T] (units: Δstate + body displacement) for states [B, S] and actions [B, A]."""
 
+    @property
+    def plans_plainly(self) -> bool:
+        """True when the context this adapter hands out is a plainly trained model's, untouched by the window (no step,
+        no context): what the controller's offset may correct (controller/model_offset.py)."""
+        return False
+
     def reset(self) -> None:
         """Forget per-episode state (a new run starts). Stateless adapters do nothing."""
 
@@ -101,6 +107,10 @@ class MLPAdapter(Adapter):
         self.steps = int(steps)
         self.max_loss_ratio = float(max_loss_ratio)
         self._theta_rollout: tuple[tuple, RolloutModel] | None = None  # (key, θ* unpacked for the planner)
+
+    @property
+    def plans_plainly(self) -> bool:
+        return self.steps == 0
 
     def theta_star(self) -> Context:
         """The model's own parameters, detached (shared storage: treat as read-only)."""

@@ -99,10 +99,9 @@ class SwitchingAdapter(Adapter):
         if err.numel():
             self.last_plain_loss = float(err.mean())
             self.last_recent_loss = float(err[-self.surprise.recent:].mean())
-            if err.numel() >= self.surprise.judge_from:
-                self._update(self.last_plain_loss, self.last_recent_loss)
-            elif self.surprise.early and err.numel() >= self.surprise.recent and not self.engaged:
-                self._update_early(self.last_recent_loss, err.numel())
+            n, s = err.numel(), self.surprise
+            if n >= s.judge_from or (s.early and n >= s.recent and not self.engaged):
+                self._update(self.last_plain_loss, self.last_recent_loss, n)
         if not self.engaged:  # the plain model's θ*; its window loss is the one just measured (no second forward)
             loss = self.last_plain_loss if err.numel() else math.nan
             self.last_loss_before = self.last_loss_after = loss
@@ -114,24 +113,24 @@ class SwitchingAdapter(Adapter):
         ctx[ADAPTED_KEY] = torch.ones(())
         return ctx
 
-    def _update_early(self, recent_loss: float, n: int) -> None:
-        """Before the window is full: engage only on a surprise as much larger than ``threshold`` as the window is
-        shorter than ``judge_from`` (evidence that scales with the transitions seen); never release."""
-        s = self.surprise
-        if math.isfinite(recent_loss) and recent_loss > s.threshold * s.judge_from / n:
-            self.engaged, self.calm_cycles, self.switches = True, 0, self.switches + 1
-
-    def _update(self, window_loss: float, recent_loss: float) -> None:
-        """Engage or release from this cycle's plain-model errors. A non-finite error (a window with a sensor
-        fault in it) neither engages nor counts as calm: whichever model plans keeps planning, on its θ*."""
+    def _update(self, window_loss: float, recent_loss: float, n: int) -> None:
+        """Engage or release from this cycle's plain-model errors on a window of ``n`` transitions. Engaging takes a
+        surprise as much larger than ``threshold`` as the window is shorter than ``judge_from`` (evidence that scales
+        with the transitions seen; only called that early with ``early`` set and never to release). A non-finite
+        error (a window with a sensor fault in it) neither engages nor counts as calm: whichever model plans keeps
+        planning, on its θ*."""
         s = self.surprise
         if not self.engaged:
-            if recent_loss > s.threshold and math.isfinite(recent_loss):
+            if recent_loss > s.threshold * s.judge_from / min(n, s.judge_from) and math.isfinite(recent_loss):
                 self.engaged, self.calm_cycles, self.switches = True, 0, self.switches + 1
             return
         self.calm_cycles = self.calm_cycles + 1 if window_loss < s.release else 0
         if self.calm_cycles >= s.hold:
             self.engaged, self.calm_cycles, self.switches = False, 0, self.switches + 1
+
+    @property
+    def plans_plainly(self) -> bool:
+        return not self.engaged
 
     @staticmethod
     def _split(ctx: Context) -> tuple[bool, Context]:
