@@ -19,12 +19,15 @@
   measurement block is one read of :data:`FLOW_BLOCK_LENGTH` bytes at :data:`FLOW_BLOCK_ADDRESS`,
   little-endian, and **reading it clears the motion** (read-to-clear, like the chip's Motion_Burst)::
 
-      128  u32  sample stamp, µs of device time (wraps at 2**32)
-      132  u32  interval, µs the motion below was accumulated over (since the previous block read)
-      136  i16  delta x, counts along the body's x   (a floor point straight below moving +x)
-      138  i16  delta y, counts along the body's y
-      140  u16  range, mm along the sensor axis (0xFFFF: no floor in range)
-      142  u8   squal, surface quality (0: no valid motion in the interval)
+      128  u32      sample stamp, µs of device time (wraps at 2**32)
+      132  u32      interval, µs the motion below was accumulated over (since the previous block read)
+      136  i16      delta x, counts along the body's x   (a floor point straight below moving +x)
+      138  i16      delta y, counts along the body's y
+      140  u16      range, mm along the sensor axis (0xFFFF: no floor in range)
+      142  u8       squal, surface quality (0: no valid motion in the interval)
+      143  f32 x 3  rotation x, y, z, rad (body frame): the board's gyro integrated over the same
+                    interval, as MAVLink's OPTICAL_FLOW_RAD carries it (NaN: no gyro on the board;
+                    the board takes its gyro's bias at power-up, standing still)
 
 * :class:`JointMapping` — servo raw units <-> joint angles (rad) with each joint's
   direction sign and zero offset, the numbers calibration finds.
@@ -172,7 +175,7 @@ def unpack_imu(block: bytes) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- optical-flow device
 FLOW_MODEL_NUMBER = 0x4C46  # "FL": legadapt optical flow
-FLOW_FIRMWARE = 1
+FLOW_FIRMWARE = 2  # 2: the block carries the board's integrated gyro
 FLOW_REGISTERS: dict[str, Register] = {
     **_device_header(FLOW_MODEL_NUMBER, FLOW_FIRMWARE, 101),
     "stamp_us": Register(128, 4),
@@ -181,25 +184,34 @@ FLOW_REGISTERS: dict[str, Register] = {
     "delta_y": Register(138, 2, signed=True),
     "range_mm": Register(140, 2),
     "squal": Register(142, 1),
+    "rotation_x": Register(143, 4),
+    "rotation_y": Register(147, 4),
+    "rotation_z": Register(151, 4),
 }
 FLOW_BLOCK_ADDRESS = 128
-FLOW_BLOCK_LENGTH = 15
-FLOW_TABLE_SIZE = 144
+FLOW_BLOCK_LENGTH = 27
+FLOW_TABLE_SIZE = 160
 FLOW_NO_RANGE = 0xFFFF
-_FLOW_STRUCT = struct.Struct("<IIhhHB")
+_FLOW_STRUCT = struct.Struct("<IIhhHB3f")
 
 
-def pack_flow(stamp_us: int, interval_us: int, delta: np.ndarray, range_m: float, squal: int) -> bytes:
-    """The flow measurement block (:data:`FLOW_BLOCK_LENGTH` bytes); ``range_m`` NaN: no floor in range."""
+def pack_flow(stamp_us: int, interval_us: int, delta: np.ndarray, range_m: float, squal: int,
+              rotation: np.ndarray | None = None) -> bytes:
+    """The flow measurement block (:data:`FLOW_BLOCK_LENGTH` bytes); ``range_m`` NaN: no floor in range;
+    ``rotation`` [3] rad over the interval, None: the board has no gyro."""
     mm = FLOW_NO_RANGE if not math.isfinite(range_m) else min(int(round(range_m * 1000)), FLOW_NO_RANGE - 1)
     dx, dy = (int(np.clip(d, -32767, 32767)) for d in delta)
-    return _FLOW_STRUCT.pack(int(stamp_us) & 0xFFFFFFFF, int(interval_us) & 0xFFFFFFFF, dx, dy, max(mm, 0), int(squal))
+    turn = (math.nan,) * 3 if rotation is None else tuple(map(float, rotation))
+    return _FLOW_STRUCT.pack(int(stamp_us) & 0xFFFFFFFF, int(interval_us) & 0xFFFFFFFF, dx, dy, max(mm, 0), int(squal), *turn)
 
 
-def unpack_flow(block: bytes) -> tuple[int, float, np.ndarray, float, int]:
-    """Stamp (µs), interval (s), delta [2] (counts), range (m, NaN: none), squal from the flow block."""
-    stamp, interval, dx, dy, mm, squal = _FLOW_STRUCT.unpack(bytes(block[:FLOW_BLOCK_LENGTH]))
-    return stamp, interval * 1e-6, np.array([dx, dy], dtype=float), (float("nan") if mm == FLOW_NO_RANGE else mm / 1000.0), squal
+def unpack_flow(block: bytes) -> tuple[int, float, np.ndarray, float, int, np.ndarray | None]:
+    """Stamp (µs), interval (s), delta [2] (counts), range (m, NaN: none), squal and rotation [3] (rad over
+    the interval; None: no gyro on the board) from the flow block."""
+    stamp, interval, dx, dy, mm, squal, *turn = _FLOW_STRUCT.unpack(bytes(block[:FLOW_BLOCK_LENGTH]))
+    rotation = None if not all(map(math.isfinite, turn)) else np.array(turn, dtype=float)
+    return (stamp, interval * 1e-6, np.array([dx, dy], dtype=float),
+            (float("nan") if mm == FLOW_NO_RANGE else mm / 1000.0), squal, rotation)
 
 
 def to_bytes(value: int, reg: Register) -> bytes:

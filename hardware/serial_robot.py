@@ -79,6 +79,7 @@ class SerialRobot(Robot):
         self.imu_id = sc.imu_id
         # the flow sensor is read where the state source fuses it
         self.flow_id = sc.flow_id if "flow" in cfg.controller.state_source.split("+") else None
+        self.flow_gyro = desc.flow is not None and desc.flow.gyro_noise is not None  # the board integrates its gyro
         self.mapping = R.JointMapping(np.array([sc.directions.get(j, 1) for j in self.joint_names], float),
                                       np.array([sc.zero_offsets.get(j, 0.0) for j in self.joint_names]),
                                       tuple(t.units for t in self.types))
@@ -229,8 +230,10 @@ class SerialRobot(Robot):
         """The flow sensor's motion since the last cycle (reading the block clears it), or None without one."""
         if self.flow_id is None:
             return None
-        _, interval, delta, rng, squal = R.unpack_flow(self.bus.read(self.flow_id, R.FLOW_BLOCK_ADDRESS, R.FLOW_BLOCK_LENGTH))
-        return FlowReading(stamp=stamp, interval=interval, delta=delta, range=rng, squal=squal)
+        _, interval, delta, rng, squal, rotation = R.unpack_flow(
+            self.bus.read(self.flow_id, R.FLOW_BLOCK_ADDRESS, R.FLOW_BLOCK_LENGTH))
+        return FlowReading(stamp=stamp, interval=interval, delta=delta, range=rng, squal=squal,
+                           rotation=rotation if self.flow_gyro else None)
 
     def _present_raw_positions(self) -> np.ndarray:
         reg = self.table["present_position"]

@@ -28,6 +28,9 @@ class FlowReading:
     sensor's counts, along the body's x and y: a floor point straight below moves by
     ``counts_per_rad * (-v_x / range + w_y)`` per second along x and ``counts_per_rad * (-v_y / range - w_x)``
     along y, for the lens velocity v (m/s) and the body rate w (rad/s), both in the body frame.
+    ``rotation`` is the sensor board's own gyro integrated over the same interval, so that the
+    rotation in ``delta`` can be taken out with the rotation of that very interval (as PX4FLOW
+    boards report it in MAVLink's OPTICAL_FLOW_RAD).
     """
 
     stamp: float  # s, robot clock of this reading
@@ -35,6 +38,7 @@ class FlowReading:
     delta: np.ndarray  # [2] counts along body x, y
     range: float  # m, distance to the floor along the sensor's axis (NaN: out of range)
     squal: int  # surface quality 0..255 (0: no valid motion)
+    rotation: np.ndarray | None = None  # [3] rad, body frame, turned over ``interval`` (None: no gyro on the board)
 
 
 @dataclass

@@ -398,7 +398,7 @@ class FakeRobot:
             self.imu.set_measurement(R.pack_imu(int(self.hexapod.time * 1e6), imu.quat, imu.gyro, imu.acc))
         if self.flow is not None and state.flow is not None:
             f = state.flow
-            self.flow.add_motion(int(self.hexapod.time * 1e6), f.delta, f.range, f.squal)
+            self.flow.add_motion(int(self.hexapod.time * 1e6), f.delta, f.range, f.squal, f.rotation)
 
     def _apply_servo_commands(self) -> None:
         if any(s.goal_changed for s in self.servos):

@@ -1,4 +1,4 @@
-"""The simulated downward optical-flow sensor (PMW3901 class) and its range finder.
+"""The simulated downward optical-flow sensor (PMW3901 class), its range finder and its board's gyro.
 
 The sensor looks along the body's -z from ``FlowSensorSpec.position``. A floor point straight
 below the lens, at ``range`` m along that axis, moves across the image at the apparent rate
@@ -7,12 +7,16 @@ below the lens, at ``range`` m along that axis, moves across the image at the ap
 
 for the lens velocity v (m/s) and the body rate w (rad/s), both in the body frame (the
 floor point's position relative to the lens is (0, 0, -range); differentiate it in the
-rotating frame). The chip accumulates ``counts_per_rad * rate`` between reads and reports
-whole counts; what is left below one count stays in the accumulator, as on a mouse sensor.
-Out of focus (nearer than ``min_range``) or faster than ``max_rate`` the motion is lost:
-the reading says squal 0 and the accumulator starts over. The range finder reads the
-distance along the axis with its noise, NaN beyond ``max_range`` or when the lens does not
-face the floor.
+rotating frame). The chip integrates that motion continuously: :meth:`SimFlowSensor.integrate`
+is called every physics step and adds ``rate * dt`` (and the board's gyro adds ``w * dt``); a
+read reports ``counts_per_rad`` times what was integrated since the previous read, in whole
+counts; what is left below one count stays in the accumulator, as on a mouse sensor.
+Out of focus (nearer than ``min_range``) or faster than ``max_rate`` at any step, the motion of
+that read is lost: the reading says squal 0 and the accumulator starts over. The range finder
+reads the distance along the axis at the read with its noise, NaN beyond ``max_range`` or when
+the lens does not face the floor. A read with nothing integrated since the previous one (a
+caller that steps the physics without :meth:`integrate`) takes the rate at the read for the
+whole interval.
 """
 
 from __future__ import annotations
@@ -30,23 +34,32 @@ INT16 = 32767  # counts: the motion registers are 16-bit signed
 def floor_rate(spec: FlowSensorSpec, base: BaseState, floor_point: np.ndarray,
                floor_normal: np.ndarray) -> tuple[np.ndarray, float]:
     """True apparent floor rate [2] (rad/s, body x/y) and range along the axis (m; NaN: no floor ahead)."""
+    rate, rng, _ = floor_motion(spec, base, floor_point, floor_normal)
+    return rate, rng
+
+
+def floor_motion(spec: FlowSensorSpec, base: BaseState, floor_point: np.ndarray,
+                 floor_normal: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """:func:`floor_rate` and the body rate [3] (rad/s, body frame) it was computed with.
+
+    Called at every physics step, so written for speed (no ``np.cross``)."""
     R = quat_to_matrix(base.quat)
-    r_world = R @ np.asarray(spec.position)
-    lens = base.pos + r_world
-    v_lens = R.T @ (base.lin_vel + np.cross(base.ang_vel, r_world))  # m/s, body frame
+    r = np.asarray(spec.position, dtype=float)
     w = R.T @ base.ang_vel  # rad/s, body frame
-    axis = -R[:, 2]
-    facing = float(floor_normal @ axis)
+    v = R.T @ base.lin_vel
+    v_lens = (v[0] + w[1] * r[2] - w[2] * r[1], v[1] + w[2] * r[0] - w[0] * r[2])  # m/s, body frame: v + w x r
+    facing = -float(floor_normal @ R[:, 2])  # the lens axis is the body's -z
     if facing >= -1e-6:
-        return np.zeros(2), float("nan")
-    rng = float(floor_normal @ (floor_point - lens)) / facing
+        return np.zeros(2), float("nan"), w
+    rng = float(floor_normal @ (floor_point - base.pos - R @ r)) / facing
     if rng <= 0:
-        return np.zeros(2), float("nan")
-    return np.array([-v_lens[0] / rng + w[1], -v_lens[1] / rng - w[0]]), rng
+        return np.zeros(2), float("nan"), w
+    return np.array([-v_lens[0] / rng + w[1], -v_lens[1] / rng - w[0]]), rng, w
 
 
 class SimFlowSensor:
-    """One flow sensor's chip state: the accumulated motion and its noise, seeded."""
+    """One flow sensor's chip and board state: the motion and rotation integrated since the last
+    read, the counts not yet reported, and its noise, seeded."""
 
     def __init__(self, spec: FlowSensorSpec, seed: int = 0) -> None:
         self.spec = spec
@@ -57,22 +70,46 @@ class SimFlowSensor:
         self._rng = np.random.default_rng([int(seed), 0xF10])
         self._acc = np.zeros(2)  # counts not yet reported
         self._t = stamp
+        self._clear()
+
+    def _clear(self) -> None:
+        self._motion = np.zeros(2)  # rad of apparent floor motion since the last read
+        self._turn = np.zeros(3)  # rad, body frame, turned since the last read
+        self._span = 0.0  # s integrated since the last read
+        self._lost = False  # motion lost (out of focus, too fast) at some step since the last read
+
+    def integrate(self, dt: float, base: BaseState, floor_point: np.ndarray, floor_normal: np.ndarray) -> None:
+        """One physics step of ``dt`` s ending in ``base``: the chip's and the gyro's motion over it."""
+        rate, rng, w = floor_motion(self.spec, base, floor_point, floor_normal)
+        self._lost |= not self._tracking(rate, rng)
+        self._motion += rate * dt
+        self._turn += w * dt
+        self._span += dt
+
+    def _tracking(self, rate: np.ndarray, rng: float) -> bool:
+        s = self.spec
+        return bool(rng >= s.min_range and abs(rate[0]) <= s.max_rate and abs(rate[1]) <= s.max_rate)  # NaN: False
 
     def read(self, stamp: float, base: BaseState, floor_point: np.ndarray, floor_normal: np.ndarray) -> FlowReading:
-        """The reading at ``stamp`` (s): motion since the previous read, range, squal."""
+        """The reading at ``stamp`` (s): motion since the previous read, range, squal, the gyro's rotation."""
         s = self.spec
         interval = max(stamp - self._t, 0.0)
         self._t = stamp
-        rate, rng = floor_rate(s, base, floor_point, floor_normal)
-        tracking = np.isfinite(rng) and rng >= s.min_range and bool(np.all(np.abs(rate) <= s.max_rate))
+        rate, rng, w = floor_motion(s, base, floor_point, floor_normal)
+        if self._span > 0.0:
+            motion, turn, tracking = self._motion, self._turn, not self._lost and self._tracking(rate, rng)
+        else:
+            motion, turn, tracking = rate * interval, w * interval, self._tracking(rate, rng)
+        self._clear()
         if not tracking:
             self._acc[:] = 0.0
             delta, squal = np.zeros(2), 0
         else:
-            noisy = rate + s.rate_noise * self._rng.standard_normal(2)
-            self._acc += s.counts_per_rad * noisy * interval
+            self._acc += s.counts_per_rad * (motion + s.rate_noise * interval * self._rng.standard_normal(2))
             delta = np.clip(np.trunc(self._acc), -INT16, INT16)
             self._acc -= delta
             squal = SQUAL_TRACKING
         measured = rng + s.range_noise * self._rng.standard_normal() if np.isfinite(rng) and rng <= s.max_range else float("nan")
-        return FlowReading(stamp=stamp, interval=interval, delta=delta, range=float(measured), squal=squal)
+        rotation = None if s.gyro_noise is None else turn + s.gyro_noise * interval * self._rng.standard_normal(3)
+        return FlowReading(stamp=stamp, interval=interval, delta=delta, range=float(measured), squal=squal,
+                           rotation=rotation)

@@ -145,13 +145,23 @@ class SimulatedHexapod:
                 state = e.reading(state, self.rng)
         return state
 
+    def _step_physics(self, n: int, dt: float) -> None:
+        """``n`` physics steps of ``dt`` s; a flow sensor integrates its motion at every one."""
+        if self.flow is None:
+            self.backend.step(n)
+            return
+        b = self.backend
+        for _ in range(n):
+            b.step(1)
+            self.flow.integrate(dt, b.base_state(), b.floor_point, b.floor_normal)
+
     def advance(self, duration: float) -> None:
         """Run the physics for ``duration`` s; perturbations start at their exact step."""
         dt = self.backend.timestep
         n_total = int(round(duration / dt))
         while n_total > 0:
             n = min(n_total, self._steps_to_next_event())
-            self.backend.step(n)
+            self._step_physics(n, dt)
             n_total -= n
             self._activate_due()
             for e in self.effects:

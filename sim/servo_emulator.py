@@ -242,30 +242,37 @@ class ImuTable(DeviceTable):
 
 
 class FlowTable(DeviceTable):
-    """The legadapt optical-flow device: motion accumulates between block reads; a read clears it."""
+    """The legadapt optical-flow device: motion and the gyro's rotation accumulate between block reads;
+    a read clears them."""
 
     def __init__(self, dxl_id: int) -> None:
         super().__init__(dxl_id, R.FLOW_REGISTERS, R.FLOW_TABLE_SIZE)
         self._delta = np.zeros(2)  # counts since the last block read
+        self._turn: np.ndarray | None = None  # rad since the last block read (None: no gyro on the board)
         self._since_us: int | None = None  # device time of the last block read
 
-    def add_motion(self, stamp_us: int, delta: np.ndarray, range_m: float, squal: int) -> None:
-        """One sample of the chip at device time ``stamp_us``: its motion counts [2], range (m), squal."""
+    def add_motion(self, stamp_us: int, delta: np.ndarray, range_m: float, squal: int,
+                   rotation: np.ndarray | None = None) -> None:
+        """One sample of the chip at device time ``stamp_us``: its motion counts [2], range (m), squal, and
+        the board gyro's rotation [3] (rad) since the previous sample (None: no gyro)."""
         if self._since_us is None:
             self._since_us = stamp_us
         self._delta = self._delta + delta if squal else np.zeros(2)
+        if rotation is not None:
+            self._turn = np.asarray(rotation, dtype=float) + (0.0 if self._turn is None else self._turn)
         self._range, self._squal = range_m, squal
         self._publish(stamp_us)
 
     def _publish(self, stamp_us: int) -> None:
         self.mem[R.FLOW_BLOCK_ADDRESS:R.FLOW_BLOCK_ADDRESS + R.FLOW_BLOCK_LENGTH] = R.pack_flow(
-            stamp_us, stamp_us - self._since_us, self._delta, self._range, self._squal)
+            stamp_us, stamp_us - self._since_us, self._delta, self._range, self._squal, self._turn)
 
     def read(self, address: int, length: int) -> tuple[int, bytes]:
         error, data = super().read(address, length)
         motion = R.FLOW_REGISTERS["delta_x"].address
         if error == 0 and self._since_us is not None and address <= motion < address + length:  # read-to-clear
             self._delta = np.zeros(2)
+            self._turn = None if self._turn is None else np.zeros(3)
             self._since_us = self.get("stamp_us")
             self._publish(self._since_us)
         return error, data

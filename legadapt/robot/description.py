@@ -91,6 +91,7 @@ class FlowSensorSpec:
     max_range: float  # m, farthest floor the range finder reads
     rate_noise: float  # rad/s RMS over one read
     range_noise: float  # m RMS
+    gyro_noise: float | None = None  # rad/s RMS over one read of the board's integrated gyro (None: no gyro)
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,11 @@ class FlowSensorFile(_Strict):
     max_range: Positive = Field(4.0, description="Farthest floor the range finder reads, m.")
     rate_noise: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(0.08, description="Noise of the apparent rate over one read, rad/s RMS.")
     range_noise: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(0.002, description="Range finder noise, m RMS.")
+    gyro_noise: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(0.002, description=(
+        "The board's own gyro, integrated over each read's interval (as PX4FLOW boards report it, MAVLink "
+        "OPTICAL_FLOW_RAD): its noise over one read, rad/s RMS (white noise and what is left of the bias after "
+        "the start-up calibration). The image motion's rotation is then taken out with the rotation of the same "
+        "interval. null: the board has no gyro, and the IMU's rate at the read is used."))
 
     @model_validator(mode="after")
     def _ranges(self) -> FlowSensorFile:
