@@ -369,8 +369,8 @@ class _Daemon:
             msg["slip_mismatch"] = slip.mismatch  # rad/s, the estimator's slip check (controller.slip)
         fusion = getattr(self.source, "stats", None)
         if fusion is not None:  # the EKF's (controller.fusion): legs' consistency, legs vs flow, sources used
-            msg.update(leg_nis=fusion.leg_nis, slip_speed=fusion.slip_speed, flow_used=fusion.flow_used,
-                       flow_skipped=fusion.flow_skipped)
+            msg.update(leg_nis=fusion.leg_nis, slip_speed=fusion.slip_speed, legs_bias=list(fusion.legs_bias),
+                       flow_used=fusion.flow_used, flow_skipped=fusion.flow_skipped)
         truth = self.robots[-1].state.privileged
         if truth is not None:  # simulation: also score against the true pose (never used for control)
             true_pose = np.array([truth.pos[0], truth.pos[1], rpy_from_quat(truth.quat)[2]])

@@ -1,10 +1,14 @@
 """One onboard estimator for whatever the robot has: an extended Kalman filter over IMU, legs, flow, mocap.
 
 The IMU's own attitude is taken as given (roll and pitch feed the model; its yaw, which
-drifts, is corrected by a yaw offset state). The filter state, 6 numbers::
+drifts, is corrected by a yaw offset state). The filter state, 8 numbers::
 
-    x = [p_x, p_y,  v_x, v_y, v_z,  yaw_off]
-         world m    body m/s        rad: world yaw - IMU yaw
+    x = [p_x, p_y,  v_x, v_y, v_z,  yaw_off,                      b_x, b_y]
+         world m    body m/s        rad: world yaw - IMU yaw      m/s: the legs' planar velocity error
+
+The legs' error ``b`` is a random walk (``FusionNoise.legs_bias``): stance feet that slip the same way at
+every step (back, on a slope with a limp leg) or miscalibrated joints make the legs read a velocity off by a
+steady amount, which flow or mocap make observable; with neither, ``b`` is held at 0.
 
 Prediction every fast tick from the accelerometer and gyro (``v' = v + (a - g_body - w x v) dt``,
 ``p' = p + (Rz(yaw_off) R_imu (I - n nᵀ) v)_xy dt``). The pose moves along the floor: ``n`` is the floor's
@@ -17,7 +21,8 @@ neighbours by 0.17-0.22 m/s RMS, against 0.01-0.07 m/s for a tripod that stands.
 within 2° (blended up to 4°), ``n`` is the IMU's up direction, which makes the step the plain ``(R_imu v)_xy``.
 Corrections, each switched on by the state source:
 
-* **legs** (always): the stance legs' body velocity (:class:`controller.leg_odometry.LegOdometry`).
+* **legs** (always): the stance legs' body velocity (:class:`controller.leg_odometry.LegOdometry`), read as
+  ``v + (b_x, b_y, 0)``.
   A sliding or unloaded foot breaks its assumption, so it is a robust measurement: where its
   normalised innovation exceeds the gate, its noise is inflated by the excess (Huber-like) instead of
   trusted or dropped outright.
@@ -52,7 +57,9 @@ from legadapt.robot_state import RobotState
 from legadapt.sim.gait import PhaseGait
 from legadapt.sim.rotations import quat_rotate_inv, quat_to_matrix, rpy_from_quat
 
-P, V, YAW = slice(0, 2), slice(2, 5), 5
+P, V, YAW, B = slice(0, 2), slice(2, 5), 5, slice(6, 8)
+N_STATE = 8
+LEGS_H = np.hstack([np.zeros((3, 2)), np.eye(3), np.zeros((3, 1)), np.eye(3)[:, :2]])  # legs read v + (b_x, b_y, 0)
 LEG_GATE = 7.8  # chi-square, 3 degrees of freedom, 95 %: beyond it the legs' noise is inflated
 HISTORY = 2.0  # s of filter poses kept to place late mocap frames
 FLOOR_TAU = 0.5  # s, time constant of each stance set's plane normal and disagreement low-pass
@@ -71,6 +78,8 @@ class FusionNoise:
     position: float = 0.002  # m per sqrt(s): pose random walk beyond the integrated velocity
     yaw: float = 0.002  # rad per sqrt(s): IMU heading drift
     legs: float = 0.05  # m/s RMS of the stance legs' velocity
+    legs_bias: float = 0.01  # m/s per sqrt(s): random walk of the legs' planar velocity bias (with flow or mocap)
+    legs_bias0: float = 0.03  # m/s RMS: that bias at the start
     mocap_pos: float = 0.002  # m RMS of a mocap position
     mocap_yaw: float = 0.01  # rad RMS of a mocap heading
 
@@ -85,6 +94,7 @@ class FusionStats:
     mocap_stale: int = 0
     leg_nis: float = 0.0  # low-passed normalised innovation squared of the legs' velocity
     slip_speed: float = 0.0  # m/s, |legs - flow| low-passed (0 without flow)
+    legs_bias: tuple[float, float] = (0.0, 0.0)  # m/s, body x, y: the legs' steady velocity error (the filter's b)
     sources: list[str] = field(default_factory=list)
 
 
@@ -103,17 +113,19 @@ class FusedEstimator(StateSource):
         self._slip = SlipMonitor(slip_threshold)
         self.legs = LegOdometry(gait, self._slip, min_baseline)
         self.stats = FusionStats(sources=["imu", "legs", *(["flow"] if flow else []), *(["mocap"] if mocap else [])])
+        self._bias_seen = flow is not None or mocap is not None  # the legs' bias is observable only against another source
 
     # ------------------------------------------------------------ StateSource
     def reset(self, reading: RobotState) -> None:
         self.legs.reset(reading)
         yaw_imu = rpy_from_quat(reading.imu.quat)[2]
         truth = reading.privileged
-        self.x = np.zeros(6)
+        self.x = np.zeros(N_STATE)
         if truth is not None:  # in simulation the pose starts where the robot is
             self.x[P] = truth.pos[:2]
             self.x[YAW] = rpy_from_quat(truth.quat)[2] - yaw_imu
-        self.cov = np.diag([1e-6, 1e-6, 1e-4, 1e-4, 1e-4, 1e-6])
+        b0 = self.noise.legs_bias0 if self._bias_seen else 0.0
+        self.cov = np.diag([1e-6, 1e-6, 1e-4, 1e-4, 1e-4, 1e-6, b0**2, b0**2])
         self.feet_normal = np.array([0.0, 0.0, 1.0])  # body frame, unit: the stance sets' planes, weighted
         self.floor_normal = self.feet_normal.copy()  # body frame, unit: what the pose moves along (see the module)
         self._planes: dict[tuple[int, ...], tuple[np.ndarray, float, float]] = {}  # legs -> (normal, m²/s² spread, s seen)
@@ -142,9 +154,10 @@ class FusedEstimator(StateSource):
             self._correct_legs(v_legs)
             self._track_floor(self.legs.stance_feet, self.legs.stance_implied, self.legs.stance_legs, dt, reading.stamp)
         if v_flow is not None:
-            self._correct(v_flow[0], np.eye(6)[[2, 3]], np.eye(2) * v_flow[1] ** 2)
+            self._correct(v_flow[0], np.eye(N_STATE)[[2, 3]], np.eye(2) * v_flow[1] ** 2)
             if v_legs is not None:
                 self.stats.slip_speed += 0.05 * (float(np.linalg.norm(v_legs[:2] - v_flow[0])) - self.stats.slip_speed)
+        self.stats.legs_bias = (float(self.x[B][0]), float(self.x[B][1]))
         if self.mocap is not None:
             for fix in self.mocap.poll(reading):
                 self._correct_mocap(fix)
@@ -179,13 +192,14 @@ class FusedEstimator(StateSource):
         u = (R_imu @ along_floor @ x[V])[:2]  # world-aligned (IMU yaw) planar velocity along the floor, m/s
         w = imu.gyro
         W = np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
-        F = np.eye(6)
+        F = np.eye(N_STATE)
         F[P, V] = Rz @ R_imu[:2] @ along_floor * dt
         F[P, YAW] = np.array([[-s, -c], [c, -s]]) @ u * dt
         F[V, V] = np.eye(3) - W * dt
         x[P] += Rz @ u * dt
         x[V] += (imu.acc - quat_rotate_inv(imu.quat, GRAVITY) - np.cross(w, x[V])) * dt
-        Q = np.diag([n.position**2 * dt] * 2 + [n.accel**2 * dt] * 3 + [n.yaw**2 * dt])
+        walk = n.legs_bias**2 * dt if self._bias_seen else 0.0
+        Q = np.diag([n.position**2 * dt] * 2 + [n.accel**2 * dt] * 3 + [n.yaw**2 * dt] + [walk] * 2)
         self.cov = F @ self.cov @ F.T + Q
 
     def _correct(self, z: np.ndarray, H: np.ndarray, R: np.ndarray, innovation: np.ndarray | None = None) -> float:
@@ -194,14 +208,14 @@ class FusedEstimator(StateSource):
         S = H @ self.cov @ H.T + R
         K = np.linalg.solve(S, H @ self.cov).T
         self.x += K @ y
-        self.cov = (np.eye(6) - K @ H) @ self.cov
+        self.cov = (np.eye(N_STATE) - K @ H) @ self.cov
         self.cov = 0.5 * (self.cov + self.cov.T)
         return float(y @ np.linalg.solve(S, y))
 
     def _correct_legs(self, v_legs: np.ndarray) -> None:
-        H = np.eye(6)[2:5]
+        H = LEGS_H
         R = np.eye(3) * self.noise.legs**2
-        y = v_legs - self.x[V]
+        y = v_legs - H @ self.x
         nis = float(y @ np.linalg.solve(H @ self.cov @ H.T + R, y))
         self.stats.leg_nis += 0.05 * (nis - self.stats.leg_nis)
         self._correct(v_legs, H, R * max(1.0, nis / LEG_GATE))
@@ -251,7 +265,7 @@ class FusedEstimator(StateSource):
             return
         y = np.array([fix.x - then[0], fix.y - then[1], _wrap(fix.yaw - then[2])])
         n = self.noise
-        self._correct(np.zeros(3), np.eye(6)[[0, 1, YAW]], np.diag([n.mocap_pos**2] * 2 + [n.mocap_yaw**2]), innovation=y)
+        self._correct(np.zeros(3), np.eye(N_STATE)[[0, 1, YAW]], np.diag([n.mocap_pos**2] * 2 + [n.mocap_yaw**2]), innovation=y)
         self.stats.mocap_used += 1
 
 

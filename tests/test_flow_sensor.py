@@ -9,7 +9,7 @@ import pytest
 
 from conftest import HEXAPOD, make_config
 from legadapt.controller.flow_velocity import flow_velocity
-from legadapt.controller.fusion import FusedEstimator
+from legadapt.controller.fusion import FusedEstimator, FusionNoise
 from legadapt.controller.estimator_walk import walk_beside_truth
 from legadapt.controller.state_estimator import StateEstimator
 from legadapt.hardware import registers as R
@@ -131,6 +131,24 @@ def test_the_chip_integrates_between_reads_and_the_board_gyro_takes_out_the_same
     assert np.abs(board_y).max() <= 2 * one_count, "with the board gyro only the whole-count quantisation is left"
     assert abs(board_y.mean()) < 0.001, "and it averages out"
     assert rms(sampled_y) > 3 * rms(board_y)
+
+
+def test_the_legs_steady_error_is_estimated_against_the_flow():
+    """Uphill on a limp leg the stance feet slip back at every step: the legs read the body 8-9 cm/s faster than
+    it goes, steadily. With the flow that error is observable, and the filter estimates it as a bias of the legs'
+    velocity: the drift is 1.2 % of the distance, against 5.0 % when the legs are taken as unbiased. On legs
+    alone the bias is not observable and stays 0."""
+    cfg = make_config("mujoco", [{"kind": "limp_leg", "leg": "LF"}, {"kind": "slope", "pitch_deg": 10}])
+    out = walk_beside_truth(cfg, {
+        "bias": lambda gait: FusedEstimator(gait, flow=SPEC),
+        "unbiased": lambda gait: FusedEstimator(gait, flow=SPEC, noise=FusionNoise(legs_bias=0.0, legs_bias0=0.0)),
+        "legs": lambda gait: FusedEstimator(gait)})
+    bias, unbiased = out["bias"], out["unbiased"]
+    print(f"drift {bias.drift_percent:.1f} % with the legs' bias estimated ({bias.source.stats.legs_bias} m/s), "
+          f"{unbiased.drift_percent:.1f} % without, of {bias.walked:.2f} m")
+    assert bias.source.stats.legs_bias[0] > 0.04, "the legs over-read the forward velocity"
+    assert bias.drift_percent < 2.5 and unbiased.drift_percent > 2 * bias.drift_percent
+    assert out["legs"].source.stats.legs_bias == (0.0, 0.0)
 
 
 def test_on_a_side_slope_the_pose_moves_along_the_floor_not_with_the_vertical_velocity():
