@@ -72,28 +72,23 @@ def walk(perturbations: list[dict], seed: int, seconds: float, gain: float, look
         every = max(1, int(round(1.0 / (cfg.task.control_rate * period))))
         steer = Steering(gain, lookahead, integral, every * period)
         ramp_to(robot, gait.joint_targets(0.0, np.zeros(gait.action_dim)), period)
-        phase, action, xts, s = 0.0, np.zeros(gait.action_dim), [], 0.0
+        truth, phase, action, xts, s = PrivilegedSource(), 0.0, np.zeros(gait.action_dim), [], 0.0
         for k in range(int(round(seconds / period))):
             robot.read()
-            pose = _true_pose(robot)
             if k % every == 0:
-                action = steer(pose)
-                s, xt, _ = path.project(pose[:2], s_hint=s)
+                truth.update(robot.state, phase)
+                action = steer(truth.pose())
+                s, xt, _ = path.project(truth.pose()[:2], s_hint=s)
                 xts.append(abs(xt))
             phase = (phase + gait.params.frequency * period) % 1.0
             robot.write(gait.joint_targets(phase, action))
             robot.advance(period)
         robot.read()
-        s, _, _ = path.project(_true_pose(robot)[:2], s_hint=s)
+        truth.update(robot.state, phase)
+        s, _, _ = path.project(truth.pose()[:2], s_hint=s)
     finally:
         robot.shutdown()
     return s, float(np.mean(xts))
-
-
-def _true_pose(robot: SimRobot) -> np.ndarray:
-    truth = PrivilegedSource()
-    truth.reset(robot.state)
-    return truth.pose()
 
 
 def main() -> None:

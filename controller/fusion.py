@@ -60,6 +60,8 @@ from legadapt.sim.rotations import quat_rotate_inv, quat_to_matrix, rpy_from_qua
 P, V, YAW, B = slice(0, 2), slice(2, 5), 5, slice(6, 8)
 N_STATE = 8
 LEGS_H = np.hstack([np.zeros((3, 2)), np.eye(3), np.zeros((3, 1)), np.eye(3)[:, :2]])  # legs read v + (b_x, b_y, 0)
+FLOW_H = np.eye(N_STATE)[[2, 3]]  # the flow reads v_x, v_y
+MOCAP_H = np.eye(N_STATE)[[0, 1, YAW]]  # mocap reads p_x, p_y and the yaw (through the offset)
 LEG_GATE = 7.8  # chi-square, 3 degrees of freedom, 95 %: beyond it the legs' noise is inflated
 HISTORY = 2.0  # s of filter poses kept to place late mocap frames
 FLOOR_TAU = 0.5  # s, time constant of each stance set's plane normal and disagreement low-pass
@@ -154,7 +156,7 @@ class FusedEstimator(StateSource):
             self._correct_legs(v_legs)
             self._track_floor(self.legs.stance_feet, self.legs.stance_implied, self.legs.stance_legs, dt, reading.stamp)
         if v_flow is not None:
-            self._correct(v_flow[0], np.eye(N_STATE)[[2, 3]], np.eye(2) * v_flow[1] ** 2)
+            self._correct(v_flow[0], FLOW_H, np.eye(2) * v_flow[1] ** 2)
             if v_legs is not None:
                 self.stats.slip_speed += 0.05 * (float(np.linalg.norm(v_legs[:2] - v_flow[0])) - self.stats.slip_speed)
         self.stats.legs_bias = (float(self.x[B][0]), float(self.x[B][1]))
@@ -265,7 +267,7 @@ class FusedEstimator(StateSource):
             return
         y = np.array([fix.x - then[0], fix.y - then[1], _wrap(fix.yaw - then[2])])
         n = self.noise
-        self._correct(np.zeros(3), np.eye(N_STATE)[[0, 1, YAW]], np.diag([n.mocap_pos**2] * 2 + [n.mocap_yaw**2]), innovation=y)
+        self._correct(np.zeros(3), MOCAP_H, np.diag([n.mocap_pos**2] * 2 + [n.mocap_yaw**2]), innovation=y)
         self.stats.mocap_used += 1
 
 

@@ -55,7 +55,6 @@ class LegOdometry:
             return None, dt
         feet = self.kin.forward(reading.q)
         foot_vel = (feet - self._feet) / dt  # [legs, 3] foot velocity relative to the body, body frame
-        # legs well inside stance: the servos lag their goals, so the phase edges are unreliable
         # a planted foot is still: 0 = v + omega x r + r_dot  ->  v = -(omega x r + r_dot)
         every = -(np.cross(reading.imu.gyro, feet) + foot_vel)  # [legs, 3] the body velocity each leg implies
         stance = self._stance(every, phase, dt)
@@ -72,6 +71,7 @@ class LegOdometry:
 
         A lag is taken only on strong evidence (its low-passed disagreement below ``LAG_EVIDENCE`` of no lag's)."""
         s = np.mod(phase + self.gait.leg_phase_offset - LAGS[:, None], 1.0)  # [lags, legs]
+        # legs well inside stance: the servos lag their goals, so the phase edges are unreliable
         masks = (s > STANCE_WINDOW[0]) & (s < STANCE_WINDOW[1])
         n = masks.sum(axis=1)
         mean = (masks[..., None] * every).sum(axis=1) / np.maximum(n, 1)[:, None]  # [lags, 3]
@@ -81,4 +81,3 @@ class LegOdometry:
         k = k if self._spread[k] < LAG_EVIDENCE * self._spread[0] else 0
         self.lag = float(LAGS[k])
         return masks[k]
-
