@@ -4,8 +4,9 @@
 2. adapt from θ* on that window (GrBAL), update the context (ReBAL), nothing (MB) or the
    plain model's online step (MB+DE) -- all through one :class:`dynamics.adaptation.Adapter`;
 3. while the plain model plans, add its mean miss on the window to its predictions (offset-free MPC,
-   :mod:`controller.model_offset`), and give the path cost the crab angle the body moved at over the
-   window (its heading target gives it up, :class:`planners.costs.PathCost`);
+   :mod:`controller.model_offset`; an adapted model's forward miss where ``adaptive_offset`` asks),
+   and give the path cost the crab angle the body moved at over the window (its heading target
+   gives it up, :class:`planners.costs.PathCost`);
 4. plan with the adapted parameters: the planner's rollouts call ``adapter.predict`` on
    the context (parameters passed to ``functional_call``), no module is copied.
 
@@ -57,7 +58,7 @@ class CycleStats:
     adapted: bool | None = None  # with a plain model: the adaptive model planned this cycle (None: no plain model)
     plain_loss: float = math.nan  # with a plain model: its window loss (normalised MSE)
     plain_recent_loss: float = math.nan  # the same over the newest transitions (what engages the adaptive model)
-    offset: np.ndarray = field(default_factory=lambda: np.zeros(3))  # [3] the plain model's offset on the displacement (dx m, dy m, dyaw rad per period)
+    offset: np.ndarray = field(default_factory=lambda: np.zeros(3))  # [3] the offset on the displacement (dx m, dy m, dyaw rad per period)
     plan_poses: np.ndarray | None = None  # [H+1, 3] predicted world poses (x m, y m, yaw rad) of the best candidate
     candidate_poses: np.ndarray | None = None  # [K, H+1, 3] the same for K candidates spread over the cost ranking
 
@@ -137,7 +138,8 @@ class AdaptiveMPC(SlowPolicy):
                                         np.zeros((0, spec.target_dim), np.float32)))
         self.offset_gain = ctrl.adaptation.offset_gain
         self.crab_compensation, self.target_speed = w.crab_compensation, target_speed
-        self.offset_index = offset_index(spec, ctrl.adaptation.offset_targets)
+        self.offset_index = offset_index(spec, ctrl.adaptation.offset_targets)  # while the plain model plans
+        self.adaptive_offset_index = offset_index(spec, ctrl.adaptation.adaptive_offset)  # while a model that adapts plans
         self.offset = torch.zeros(spec.target_dim)  # [T] target units, added to every prediction (model_offset.py)
         self.stats = CycleStats()
         self.fallbacks = 0
@@ -166,10 +168,12 @@ class AdaptiveMPC(SlowPolicy):
         return float(np.clip(np.arctan2(d[1], d[0]), -MAX_CRAB, MAX_CRAB)) if d[0] > 0.25 * nominal else 0.0
 
     def _update_offset(self, wx: np.ndarray, wy: np.ndarray) -> None:
-        """The plain model's steady error on a full window (``wx`` [M, S+A], ``wy`` [M, T]), added to its predictions
-        (controller/model_offset.py); zero while a model that adapts plans (its step or context answers the window)."""
-        if self.offset_gain > 0 and self.adapter.plans_plainly and len(wx) == self.window_x.maxlen:
-            self.offset = window_offset(self.predict, wx, wy, self.S, self.offset_index, self.offset_gain)
+        """The planner's model's steady error on a full window (``wx`` [M, S+A], ``wy`` [M, T]), added to its
+        predictions (controller/model_offset.py): on ``offset_targets`` while the plain model plans, on
+        ``adaptive_offset`` (default none) while a model that adapts plans; zero before the window is full."""
+        index = self.offset_index if self.adapter.plans_plainly else self.adaptive_offset_index
+        if self.offset_gain > 0 and len(index) and len(wx) == self.window_x.maxlen:
+            self.offset = window_offset(self.predict, wx, wy, self.S, index, self.offset_gain)
         else:
             self.offset.zero_()
 

@@ -211,8 +211,13 @@ class AdaptationConfig(_Section):
         "its mean one-step error on the window to every prediction (controller/model_offset.py); 0 = off. The default "
         "was measured against 0 and 0.5 (README, 'The plain model's offset')."))
     offset_targets: Literal["displacement", "body"] = Field("displacement", description=(
-        "What the offset corrects: the body displacement per period (dx, dy, dyaw), or every body target (attitude, "
-        "velocities and the displacement)."))
+        "What the plain model's offset corrects: the body displacement per period (dx, dy, dyaw), or every body target "
+        "(attitude, velocities and the displacement)."))
+    adaptive_offset: Literal["off", "forward", "displacement"] = Field("off", description=(
+        "While a model that adapts plans (GrBAL engaged, MB+DE, the context models), what of its own remaining miss on "
+        "the window the offset corrects: nothing, the forward displacement (dx), or the whole displacement. 'forward' "
+        "halves GrBAL's cross-track on a limp leg for about 5 % of its distance and slows the context models "
+        "(README, 'The adapted model's forward miss')."))
 
 
 class LiveViewConfig(_Section):
