@@ -189,6 +189,8 @@ def test_truncated_file_recovers_whole_chunks(tmp_path: Path, fraction: float | 
     layout = record_layout(data)
     assert sum(n for *_, n in layout) == 400 and sum(op == 0x06 for _, _, op, _ in layout) > 5
     cut = len(data) - 10 if fraction is None else int(len(data) * fraction)
+    if cut in {end for _, end, *_ in layout}:  # the writer's thread chunks by time, so record ends vary from run to run:
+        cut -= 1                               # cut inside a record, as a crash does
     cut_path = tmp_path / "cut.mcap"
     cut_path.write_bytes(data[:cut])
 
