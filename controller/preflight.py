@@ -23,6 +23,7 @@ from legadapt.controller.mpc import AdaptiveMPC, make_adapter_from, runtime_sett
 from legadapt.hardware.servo_types import UnknownServo, bus_servo_types
 from legadapt.dynamics.adaptation import Adapter, MBAdapter
 from legadapt.dynamics.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+from legadapt.dynamics.ensemble import EnsembleAdapter
 from legadapt.dynamics.mlp import DeltaMLP
 from legadapt.dynamics.switching import Surprise, SwitchingAdapter
 from legadapt import config as C
@@ -64,10 +65,31 @@ def build_controller(cfg: C.LegadaptConfig, model: Path) -> tuple[AdaptiveMPC, F
     window = ck.maml.M if ck.maml else cfg.train.M
     task = cfg.task
     adapter = make_adapter_from(ck, cfg.controller.adapter, cfg.controller.adaptation)
+    if cfg.controller.adaptation.ensemble:
+        adapter = ensemble_of(adapter, cfg.controller, spec)
     plain = plain_model_path(cfg.controller, ck, model)
     if plain is not None and adapter.kind != "mb":
         adapter = with_plain_model(adapter, plain, spec, cfg.controller, window)
     return AdaptiveMPC(adapter, spec, task_path(task), cfg.controller, task.target_speed, window), spec, window
+
+
+def ensemble_of(adapter: Adapter, ctrl: C.ControllerConfig, spec: FeatureSpec) -> EnsembleAdapter:
+    """``adapter`` with the members ``adaptation.ensemble`` names (each with its own run-time settings); a bad member is
+    a PreflightError."""
+    members = [adapter]
+    for name in ctrl.adaptation.ensemble:
+        path = resolve_model(name)
+        try:
+            ck = load_checkpoint(path, spec)
+        except CheckpointError as e:
+            raise PreflightError(f"controller.adaptation.ensemble: {e}") from e
+        check_state_source(path, ck.meta.get("training", {}).get("state_source"), ctrl.state_source)
+        member = make_adapter_from(ck, ctrl.adapter, ctrl.adaptation)
+        if member.kind != adapter.kind:
+            raise PreflightError(f"controller.adaptation.ensemble: {path} runs as {member.kind!r}, the model as "
+                                 f"{adapter.kind!r}: an ensemble averages trainings of one kind")
+        members.append(member)
+    return EnsembleAdapter(members)
 
 
 def plain_model_path(ctrl: C.ControllerConfig, ck: LoadedCheckpoint, model: Path) -> Path | None:

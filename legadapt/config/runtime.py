@@ -213,6 +213,9 @@ class AdaptationConfig(_Section):
     offset_targets: Literal["displacement", "body"] = Field("displacement", description=(
         "What the plain model's offset corrects: the body displacement per period (dx, dy, dyaw), or every body target "
         "(attitude, velocities and the displacement)."))
+    ensemble: list[str] = Field(default_factory=list, max_length=7, description=(
+        "More checkpoints of the model's own kind (other trainings of its recipe), adapted on the same window; the planner "
+        "integrates the mean of all their predictions (dynamics/ensemble.py). Empty = the model alone."))
     adaptive_offset: Literal["off", "forward", "displacement"] = Field("off", description=(
         "While a model that adapts plans (GrBAL engaged, MB+DE, the context models), what of its own remaining miss on "
         "the window the offset corrects: nothing, the forward displacement (dx), or the whole displacement. 'forward' "
