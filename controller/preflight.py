@@ -79,17 +79,25 @@ def ensemble_of(adapter: Adapter, ctrl: C.ControllerConfig, spec: FeatureSpec) -
     members = [adapter]
     for name in ctrl.adaptation.ensemble:
         path = resolve_model(name)
-        try:
-            ck = load_checkpoint(path, spec)
-        except CheckpointError as e:
-            raise PreflightError(f"controller.adaptation.ensemble: {e}") from e
-        check_state_source(path, ck.meta.get("training", {}).get("state_source"), ctrl.state_source)
+        ck = companion_checkpoint(path, spec, ctrl, "controller.adaptation.ensemble")
         member = make_adapter_from(ck, ctrl.adapter, ctrl.adaptation)
         if member.kind != adapter.kind:
             raise PreflightError(f"controller.adaptation.ensemble: {path} runs as {member.kind!r}, the model as "
                                  f"{adapter.kind!r}: an ensemble averages trainings of one kind")
         members.append(member)
     return EnsembleAdapter(members)
+
+
+def companion_checkpoint(path: Path, spec: FeatureSpec, ctrl: C.ControllerConfig, setting: str,
+                         hint: str = "") -> LoadedCheckpoint:
+    """A checkpoint the controller runs beside the model (a plain model, an ensemble member), loaded and checked
+    against the feature spec and the state source; a bad one is a PreflightError naming ``setting``."""
+    try:
+        ck = load_checkpoint(path, spec)
+    except CheckpointError as e:
+        raise PreflightError(f"{setting}: {e}{hint}") from e
+    check_state_source(path, ck.meta.get("training", {}).get("state_source"), ctrl.state_source)
+    return ck
 
 
 def plain_model_path(ctrl: C.ControllerConfig, ck: LoadedCheckpoint, model: Path) -> Path | None:
@@ -106,12 +114,8 @@ def with_plain_model(adapter: Adapter, path: Path, spec: FeatureSpec, ctrl: C.Co
                      window: int) -> SwitchingAdapter:
     """``adapter`` behind a surprise switch from the plain (MB) model at ``path``, judging full windows of ``window``
     transitions; a bad plain model is a PreflightError."""
-    try:
-        plain_ck = load_checkpoint(path, spec)
-    except CheckpointError as e:
-        raise PreflightError(f"controller.adaptation.plain_model: {e} (or set plain_model: none to plan with the "
-                             "adaptive model alone)") from e
-    check_state_source(path, plain_ck.meta.get("training", {}).get("state_source"), ctrl.state_source)
+    plain_ck = companion_checkpoint(path, spec, ctrl, "controller.adaptation.plain_model",
+                                    " (or set plain_model: none to plan with the adaptive model alone)")
     if not isinstance(plain_ck.model, DeltaMLP):
         raise PreflightError(f"controller.adaptation.plain_model: {path} is a {type(plain_ck.model).__name__}, not a "
                              "plainly trained MLP; give an MB model (legadapt train --config configs/train/mb.yaml)")

@@ -75,7 +75,7 @@ class EnsembleAdapter(Adapter):
         def mean(states: Tensor, actions: Tensor) -> Tensor:
             out = fs[0](states, actions)
             for f in fs[1:]:
-                out = out.add_(f(states, actions))
+                out.add_(f(states, actions))
             return out.mul_(scale)
         return mean
 
