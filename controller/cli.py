@@ -50,8 +50,10 @@ BAD_INPUT_ERRORS = (("legadapt.dynamics.datasets", "DatasetError"), ("legadapt.d
 
 
 def _bad_input_errors() -> tuple[type[Exception], ...]:
-    """The :data:`BAD_INPUT_ERRORS` classes of the modules imported so far (an error of any other can't be one)."""
-    return (ConfigError, *(getattr(sys.modules[m], c) for m, c in BAD_INPUT_ERRORS if m in sys.modules))
+    """The :data:`BAD_INPUT_ERRORS` classes of the modules imported so far (an error of any other can't be one). A module
+    another thread is still importing (a stop request arrived mid-import) may not define its class yet: skipped."""
+    found = (getattr(sys.modules[m], c, None) for m, c in BAD_INPUT_ERRORS if m in sys.modules)
+    return (ConfigError, *(e for e in found if e is not None))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -267,3 +267,18 @@ def test_notify_never_blocks_when_systemd_stops_reading(tmp_path, monkeypatch):
         n.status("x" * 200)
     assert time.monotonic() - t0 < 2.0
     assert n.dropped > 0
+
+
+def test_a_stop_mid_import_still_gets_its_message_not_a_traceback(monkeypatch):
+    """A stop request that lands while another thread is still importing ``legadapt.mcap_log`` finds the module in
+    ``sys.modules`` without its ``LogError`` yet (once seen under a CPU hog: an AttributeError traceback instead of
+    'stopped before start'): the bad-input errors are those of the modules that define them so far."""
+    import types
+
+    from legadapt.config import ConfigError
+    from legadapt.controller import cli
+
+    monkeypatch.setitem(sys.modules, "legadapt.mcap_log", types.ModuleType("legadapt.mcap_log"))  # partly imported
+    errors = cli._bad_input_errors()
+    assert errors[0] is ConfigError and all(isinstance(e, type) and issubclass(e, Exception) for e in errors)
+    assert "LogError" not in {e.__name__ for e in errors}
