@@ -9,7 +9,8 @@ thing on both backends.
 The servo model shared by both backends: the goal written by the controller is
 rate-limited to the servo's ``max_speed`` (its profile velocity) every physics step,
 then tracked by the backend's position controller with torque clipped to
-``stall_torque`` times the joint's force scale.
+``stall_torque`` times the joint's force scale. When a servo's torque comes on the
+profile starts at the joint's present position.
 """
 
 from __future__ import annotations
@@ -68,9 +69,17 @@ class PhysicsBackend(ABC):
 
     # ------------------------------------------------------------ perturbation hooks
     def set_motor_scales(self, kp_scale: np.ndarray, force_scale: np.ndarray) -> None:
-        """Scale each servo's position gain and torque limit, shapes [joints]; 0 force = limp."""
+        """Scale each servo's position gain and torque limit, shapes [joints]; 0 force = limp.
+
+        A servo whose torque comes back on starts its profile where its joint is now, as a
+        servo's trajectory generator does, not at a goal from before its torque went off.
+        """
+        force_scale = np.asarray(force_scale, dtype=float).copy()
+        waking = (self.force_scale == 0) & (force_scale > 0)
+        if waking.any():
+            self._goal[waking] = self.joint_state()[0][waking]
         self.kp_scale = np.asarray(kp_scale, dtype=float).copy()
-        self.force_scale = np.asarray(force_scale, dtype=float).copy()
+        self.force_scale = force_scale
         self._apply_motor_scales()
 
     @abstractmethod

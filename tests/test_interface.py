@@ -74,6 +74,53 @@ def test_activate_starts_from_the_measured_pose(robot):
     assert np.allclose(robot.state.q, q_rest, atol=0.03), "no jump on activation"
 
 
+def test_torque_on_holds_the_collapsed_pose_from_the_first_step(backend):
+    """A servo's profile starts where its joint is when torque comes on: no kick from a goal
+    left over from before the collapse (it used to throw the robot 0.17 m into the air). The
+    collapse leaves a femur 0.04 rad past its servo limit, which the goal is clipped to."""
+    robot = SimRobot(make_config(backend))
+    try:
+        robot.configure()
+        robot.read()
+        q_rest, z_rest = robot.state.q.copy(), robot.state.privileged.pos[2]
+        robot.activate()
+        worst_q, worst_z = 0.0, 0.0
+        for _ in range(30):  # 0.3 s in 10 ms steps
+            robot.advance(0.01)
+            robot.read()
+            worst_q = max(worst_q, float(np.abs(robot.state.q - q_rest).max()))
+            worst_z = max(worst_z, float(robot.state.privileged.pos[2] - z_rest))
+        assert worst_q < 0.1, f"a joint moved {worst_q:.2f} rad while holding the measured pose"
+        assert worst_z < 0.005, f"the torso rose {worst_z:.3f} m while holding"
+    finally:
+        robot.shutdown()
+
+
+def test_the_stand_up_ramp_keeps_the_feet_on_a_slope(backend):
+    """Standing up on a 15° slope the body rises on its feet and stays where it lay (m)."""
+    from legadapt.sim.gait import PhaseGait
+    robot = SimRobot(make_config(backend, [{"kind": "slope", "pitch_deg": 15, "ramp_time": 0}]))
+    try:
+        robot.configure()
+        robot.read()
+        x_rest = robot.state.privileged.pos[0]
+        robot.activate()
+        hx = robot.hexapod
+        gait = PhaseGait(hx.desc)
+        start, target = robot.state.q.copy(), gait.joint_targets(0.0, np.zeros(gait.action_dim))
+        floor_force = []
+        for k in range(1, 51):  # a 1 s ramp at 50 Hz, as the control loop's
+            robot.write(start + (target - start) * k / 50)
+            robot.advance(0.02)
+            floor_force.append(hx.backend.floor_normal_force())
+        robot.read()
+        slid = x_rest - robot.state.privileged.pos[0]
+        assert min(floor_force) > 5.0, f"the robot left the floor while standing up ({min(floor_force):.1f} N)"
+        assert slid < 0.02, f"it slid {slid:.3f} m downhill while standing up"
+    finally:
+        robot.shutdown()
+
+
 def test_deactivate_holds_then_removes_torque(robot):
     robot.configure()
     robot.activate()
