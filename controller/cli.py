@@ -39,6 +39,7 @@ from legadapt.controller import cli_commands as commands  # noqa: E402
 from legadapt import __version__  # noqa: E402
 from legadapt.config import ConfigError  # noqa: E402
 from legadapt.config.base import StateSourceName  # noqa: E402
+from legadapt.config.suites import Variant  # noqa: E402
 from legadapt.controller.cli_commands import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, EXIT_SAFETY_STOP  # noqa: F401 (API)
 
 
@@ -123,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt = sub.add_parser("perturb", help="sim-to-real perturbation tests: every controller variant side by side")
     pt.add_argument("--suite", help="suite name in configs/suites (held-out, training-like, mid-run-damage, ci) or a file")
     pt.add_argument("--scenario", type=Path, help="one scenario YAML instead of a suite")
-    pt.add_argument("--variants", nargs="+", choices=["grbal", "rebal", "pearl", "attention", "mb", "mbde", "oracle_mb"], help="override the variants")
+    pt.add_argument("--variants", nargs="+", choices=list(get_args(Variant)), help="override the variants")
     pt.add_argument("--out", type=Path, help="output directory (default runs/perturb/<suite>)")
     pt.add_argument("--model", action="append", metavar="KIND=PATH",
                     help="checkpoint of a model kind (grbal, mb, rebal, pearl, attention) instead of the suite's; repeatable")

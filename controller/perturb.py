@@ -36,10 +36,11 @@ from legadapt.mcap_read import read_log
 from legadapt.paths import task_path, track
 
 RECOVER_HOLD = 1.0  # s the error must stay inside the band to count as recovered
-ADAPTER = {"grbal": "auto", "rebal": "auto", "pearl": "auto", "attention": "auto", "mb": "mb", "mbde": "mbde",
-           "oracle_mb": "mb"}
-LABEL = {"grbal": "GrBAL", "rebal": "ReBAL", "pearl": "PEARL", "attention": "attention", "mb": "MB", "mbde": "MB+DE",
-         "oracle_mb": "oracle MB"}
+ADAPTER = {"grbal": "auto", "grbal_ensemble": "auto", "rebal": "auto", "pearl": "auto", "attention": "auto", "mb": "mb",
+           "mbde": "mbde", "oracle_mb": "mb"}
+LABEL = {"grbal": "GrBAL", "grbal_ensemble": "GrBAL ensemble", "rebal": "ReBAL", "pearl": "PEARL", "attention": "attention",
+         "mb": "MB", "mbde": "MB+DE", "oracle_mb": "oracle MB"}
+MODEL_KIND = {"mbde": "mb", "grbal_ensemble": "grbal"}  # variants that run another variant's model
 
 
 @dataclass
@@ -85,8 +86,7 @@ class Job:
 def model_for(job: Job) -> str | None:
     if job.variant == "oracle_mb":
         return job.scenario.oracle_model
-    kind = "mb" if job.variant == "mbde" else job.variant
-    return job.suite.models.get(kind)
+    return job.suite.models.get(MODEL_KIND.get(job.variant, job.variant))
 
 
 def jobs_for(suite: C.SuiteConfig, out: Path) -> list[Job]:
@@ -101,6 +101,14 @@ def jobs_for(suite: C.SuiteConfig, out: Path) -> list[Job]:
     return jobs
 
 
+def _controller_options(job: Job) -> dict:
+    """The suite's controller options, with the ensemble's members for the grbal_ensemble variant."""
+    options = dict(job.suite.controller)
+    if job.variant == "grbal_ensemble":
+        options["adaptation"] = {**options.get("adaptation", {}), "ensemble": list(job.suite.ensemble)}
+    return options
+
+
 def _config(job: Job) -> C.LegadaptConfig:
     sc = job.scenario
     return C.parse_config({
@@ -108,7 +116,7 @@ def _config(job: Job) -> C.LegadaptConfig:
         "sim": {"backend": sc.backend, "seed": job.seed},
         "perturbations": [p.model_dump(mode="json") for p in sc.perturbations],
         "task": {"path": sc.path, "duration": sc.duration, "target_speed": sc.target_speed},
-        "controller": {**job.suite.controller, "model": model_for(job), "adapter": ADAPTER[job.variant],
+        "controller": {**_controller_options(job), "model": model_for(job), "adapter": ADAPTER[job.variant],
                        "state_source": sc.state_source, "status_interval": 60,
                        "planner": {**job.suite.controller.get("planner", {}), "seed": job.seed}},
     }, f"scenario {sc.name}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from legadapt import config as C
 
 PRIMARY = "grbal"  # the shipped adaptive controller
-ADAPTIVE = ("grbal", "rebal", "pearl", "attention")
+ADAPTIVE = ("grbal", "grbal_ensemble", "rebal", "pearl", "attention")
 CRIPPLED_KINDS = ("limp_leg", "locked_joint")
 SCORE_RATIO = 2.0  # crippled: adaptive task score >= 2x MB's
 XT_RATIO_CRIPPLED = 0.5  # crippled: adaptive mean cross-track <= 0.5x MB's (where MB walks >= half as far)

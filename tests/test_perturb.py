@@ -155,3 +155,30 @@ def test_the_recovery_goal_holds_in_every_run_not_on_average(tmp_path):
     one_high = recovery_goal(runs([0.0, 0.0, 1.0], [0.030, 0.030, 0.065]))
     assert not one_high.met and "highest peak 6.5 cm" in one_high.detail
     assert recovery_goal(runs([0.0, 1.5, 1.9], [0.030, 0.052, 0.059])).met
+
+
+def test_the_ensemble_variant_runs_grbal_with_the_suites_members_and_counts_as_adaptive(tmp_path):
+    """grbal_ensemble: GrBAL's checkpoint with the suite's ensemble members (the shipped ones by default, resolved like
+    the models), the suite's other adaptation options kept; the distance goal takes the best adaptive variant, so an
+    ensemble that walks far enough meets it where GrBAL alone does not."""
+    from legadapt.controller.perturb import Job, RunResult, _config, jobs_for
+    from legadapt.controller.report import aggregate
+    from legadapt.controller.verdicts import goals
+
+    (tmp_path / "s.yaml").write_text("name: limp_uphill\npath: straight\nduration: 20\nstate_source: privileged\n"
+                                     "perturbations: [{kind: limp_leg, leg: LF}, {kind: slope, pitch_deg: 10}]\n")
+    suite = load_scenario(tmp_path / "s.yaml", variants=["grbal", "grbal_ensemble", "mb"])
+    suite = suite.model_copy(update={"controller": {"adaptation": {"lr_scale": 0.3}}})
+    jobs = {j.variant: j for j in jobs_for(suite, tmp_path)}
+    ens, single = _config(jobs["grbal_ensemble"]), _config(jobs["grbal"])
+    assert ens.controller.model == single.controller.model == suite.models["grbal"]
+    members = ens.controller.adaptation.ensemble
+    assert [Path(m).name for m in members] == ["default_member1.pt", "default_member2.pt"] and all(Path(m).is_file() for m in members)
+    assert ens.controller.adaptation.lr_scale == 0.3 and not single.controller.adaptation.ensemble
+    sc = suite.scenarios[0]
+    rows = [RunResult(sc.name, v, 0, mean_cross_track=xt, max_cross_track=0.1, progress=p, task_score=p)
+            for v, xt, p in (("grbal", 0.03, 2.15), ("grbal_ensemble", 0.024, 2.25), ("mb", 0.02, 0.3))]
+    best = next(g for g in goals(sc, aggregate(rows)[sc.name], 0.184) if g.name.startswith("best"))
+    assert best.met and "grbal_ensemble" in best.detail
+    alone = next(g for g in goals(sc, aggregate(rows[::2])[sc.name], 0.184) if g.name.startswith("best"))
+    assert not alone.met

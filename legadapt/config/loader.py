@@ -153,13 +153,14 @@ def _suite_models_found(suite: SuiteConfig, base_dir: Path) -> SuiteConfig:
     """Model paths found (legadapt.resources), the robot's description too; every scenario's perturbations checked
     against the robot (a leg it does not have is refused before any run)."""
     models = {kind: str(resources.resolve(m, "models", base_dir)) for kind, m in suite.models.items()}
+    ensemble = [str(resources.resolve(m, "models", base_dir)) for m in suite.ensemble]
     robot = suite.robot
     if Path(robot).suffix in (".yaml", ".yml") and not Path(robot).is_absolute() and (base_dir / robot).is_file():
         robot = str((base_dir / robot).resolve())
     for sc in suite.scenarios:
         parse_config({"robot": {"description": robot}, "perturbations": [p.model_dump(mode="json") for p in sc.perturbations]},
                      f"suite {suite.name}, scenario {sc.name}")
-    return suite.model_copy(update={"models": models, "robot": robot})
+    return suite.model_copy(update={"models": models, "ensemble": ensemble, "robot": robot})
 
 
 def load_scenario(path: str | Path, variants: list[str] | None = None) -> SuiteConfig:

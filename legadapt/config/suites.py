@@ -9,7 +9,8 @@ from pydantic import Field, model_validator
 from legadapt.config.base import SEED_MAX, PathName, StateSourceName, SimBackend, _Section
 from legadapt.config.perturbations import Perturbation
 
-Variant = Literal["grbal", "rebal", "pearl", "attention", "mb", "mbde", "oracle_mb"]
+#: Controller variants a suite compares; grbal_ensemble is GrBAL with the ensemble of trainings (``controller.adaptation.ensemble``).
+Variant = Literal["grbal", "grbal_ensemble", "rebal", "pearl", "attention", "mb", "mbde", "oracle_mb"]
 
 
 class ScenarioConfig(_Section):
@@ -42,6 +43,9 @@ class SuiteConfig(_Section):
         default_factory=lambda: {"grbal": "models/default.pt", "rebal": "models/rebal.pt", "pearl": "models/pearl.pt",
                                  "attention": "models/attention.pt", "mb": "models/mb.pt"},
         description="Checkpoint per model kind; mbde uses the mb model with GrBAL's online step.")
+    ensemble: list[str] = Field(
+        default_factory=lambda: ["models/default_member1.pt", "models/default_member2.pt"], min_length=1, max_length=8,
+        description="The grbal_ensemble variant: GrBAL checkpoints averaged with the grbal model (controller.adaptation.ensemble).")
     scenarios: list[ScenarioConfig] = Field(min_length=1, description="The scenarios.")
     controller: dict[str, Any] = Field(default_factory=dict, description=(
         "Controller options for every run (as in a config's controller section, e.g. {adaptation: {gate_holdout: 4}}); "
