@@ -101,6 +101,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train(logs, spec, cfg.train, args.out, resume=args.resume, progress=not args.quiet)
     if summary.world_size == 1 or int(os.environ.get("RANK", "0")) == 0:
         print(summary.text())
+    if summary.world_size > 1:
+        from legadapt.dynamics.distributed import exit_worker
+
+        exit_worker(EXIT_OK)
     return EXIT_OK
 
 
