@@ -44,7 +44,7 @@ class SuiteConfig(_Section):
                                  "attention": "models/attention.pt", "mb": "models/mb.pt"},
         description="Checkpoint per model kind; mbde uses the mb model with GrBAL's online step.")
     ensemble: list[str] = Field(
-        default_factory=lambda: ["models/default_member1.pt", "models/default_member2.pt"], min_length=1, max_length=8,
+        default_factory=lambda: ["models/default_member1.pt", "models/default_member2.pt"], min_length=1, max_length=7,
         description="The grbal_ensemble variant: GrBAL checkpoints averaged with the grbal model (controller.adaptation.ensemble).")
     scenarios: list[ScenarioConfig] = Field(min_length=1, description="The scenarios.")
     controller: dict[str, Any] = Field(default_factory=dict, description=(
