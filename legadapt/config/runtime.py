@@ -170,7 +170,10 @@ class CostConfig(_Section):
         "Share of the measured crab angle (the body's motion over the adaptation window, left of where it points) taken "
         "off the heading target, so that a robot pushed sideways may yaw into the angle that holds its line; 0 = off. "
         "The default was measured against 0 and 0.5 (README, 'The plain model's offset and the crab angle, measured')."))
-    approach_gain: float = Field(3.0, ge=0, le=50, description="Heading target turned towards the path by atan(approach_gain · cross-track), 1/m; 0 = the path tangent.")
+    approach_gain: float = Field(6.0, ge=0, le=50, description=(
+        "Heading target turned towards the path by atan(approach_gain · cross-track), 1/m (a line-of-sight guidance "
+        "with a lookahead of 1/approach_gain m); 0 = the path tangent. The default was measured against 3 (README, "
+        "'The guidance's approach gain')."))
 
 
 class SafetyConfig(_Section):
