@@ -56,11 +56,15 @@ def _url(proc: subprocess.Popen, lines: list[str]) -> str:
     raise AssertionError("no live view line:\n" + "".join(lines))
 
 
-def _watch(url: str) -> tuple[dict[str, list[tuple[float, int, bytes]]], dict[str, dict], str]:
-    """Subscribe to WATCHED; every message received until the server goes away: topic -> [(arrival s, log time ns, payload)]."""
+def _watch(url: str) -> tuple[dict[str, list[tuple[float, int, bytes]]], dict[str, dict], str, list[dict]]:
+    """Subscribe to WATCHED; every message received until the server goes away: topic -> [(arrival s, log time ns,
+    payload)], the channels, the subprotocol, and the server's text frames after the subscription (status,
+    advertise, unadvertise: what a failure message shows). A watched topic advertised again under a new id is
+    subscribed again, as a Foxglove client does."""
     got: dict[str, list] = {t: [] for t in WATCHED}
+    notes: list[dict] = []
     with connect(url, subprotocols=SUBPROTOCOLS, open_timeout=20) as ws:
-        chosen, channels, subs = ws.subprotocol, {}, {}
+        chosen, channels = ws.subprotocol, {}
         while not set(WATCHED) <= set(channels):
             frame = json.loads(ws.recv(timeout=20))
             if frame["op"] == "advertise":
@@ -73,9 +77,17 @@ def _watch(url: str) -> tuple[dict[str, list[tuple[float, int, bytes]]], dict[st
                 if isinstance(frame, bytes) and frame[0] == 0x01:
                     sub, log_time = struct.unpack_from("<IQ", frame, 1)
                     got[subs[sub]].append((time.monotonic(), log_time, frame[13:]))
+                elif isinstance(frame, str):
+                    notes.append(json.loads(frame))
+                    again = [c for c in notes[-1].get("channels", []) if notes[-1]["op"] == "advertise"
+                             and c["topic"] in WATCHED and c["id"] != channels[c["topic"]]["id"]]
+                    for c in again:
+                        channels[c["topic"]] = c
+                        subs[len(subs) + 1] = c["topic"]
+                        ws.send(json.dumps({"op": "subscribe", "subscriptions": [{"id": len(subs), "channelId": c["id"]}]}))
         except Exception:  # noqa: BLE001 - the daemon ended: the server closed the connection
             pass
-    return got, channels, chosen
+    return got, channels, chosen, notes
 
 
 def _cycle_median(log: Path) -> float:
@@ -98,7 +110,7 @@ def test_a_foxglove_client_watches_pose_plan_and_loss_live_and_the_loop_does_not
     lines: list[str] = []
     try:
         url = _url(proc, lines)
-        got, channels, chosen = _watch(url)
+        got, channels, chosen, notes = _watch(url)
         lines += proc.stdout.readlines()
         assert proc.wait(timeout=60) == 0, "".join(lines)[-3000:]
     finally:
@@ -111,7 +123,7 @@ def test_a_foxglove_client_watches_pose_plan_and_loss_live_and_the_loop_does_not
     print(f"live: {counts}; rates (Hz, by log time) {({t: round(r, 1) for t, r in rates.items()})}")
     assert counts["/scene/robot"] >= 2, "the robot's geometry is repeated for viewers who join later"
     for topic in ("/tf", "/scene/plan", "adaptation"):
-        assert counts[topic] >= 0.6 * CONTROL_RATE * DURATION, counts
+        assert counts[topic] >= 0.6 * CONTROL_RATE * DURATION, (counts, [(n.get("op"), n.get("message"), [c.get("topic") for c in n.get("channels", [])]) for n in notes[-10:]])
         assert 0.7 * CONTROL_RATE <= rates[topic] <= 1.3 * CONTROL_RATE, rates
     assert 0.7 * STATE_RATE <= rates["/joint_states"] <= 1.3 * STATE_RATE, rates
     lag = [arrive - sent for arrive, sent in zip([a for a, _, _ in got["/tf"]], [n * 1e-9 for _, n, _ in got["/tf"]])]

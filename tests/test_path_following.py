@@ -53,8 +53,9 @@ def test_the_course_term_and_the_crab_angle_let_it_crab_along_a_cross_slope(tmp_
     below the line; the course term judges where the body goes over the ground, and the crab angle measured
     over the window moves the heading target itself (both on by default, with the plain model's offset).
     The simulator's truth once settled (after 6 s: the first seconds are the slide while it stands up and
-    starts), the plain MB model (no adaptation in the comparison), the same seed. Measured: heading alone
-    1.8 cm, with the course term 0.7, as shipped 0.3."""
+    starts), the plain MB model (no adaptation in the comparison), the same seed. Measured with the guidance's
+    approach gain of 6 /m: heading alone 0.96 cm, with the course term 0.31, as shipped 0.23 (with 3 /m: 1.8, 0.7
+    and 0.3)."""
     def settled_xt(name: str, cost: dict, adaptation: dict) -> float:
         s, log = _run(tmp_path, "straight", 12.0, [{"kind": "slope", "roll_deg": 12}],
                       controller={"model": "models/mb.pt", "adapter": "mb", "state_source": "privileged", "cost": cost,
@@ -67,7 +68,7 @@ def test_the_course_term_and_the_crab_angle_let_it_crab_along_a_cross_slope(tmp_
     course = settled_xt("course", off, {"offset_gain": 0.0})
     shipped = settled_xt("shipped", {}, {})
     assert course < 0.6 * heading_only, f"settled cross-track {100 * course:.1f} cm with the course term, {100 * heading_only:.1f} cm without"
-    assert shipped < 0.7 * course, f"as shipped {100 * shipped:.1f} cm, the course term alone {100 * course:.1f} cm"
+    assert shipped < 0.8 * course, f"as shipped {100 * shipped:.1f} cm, the course term alone {100 * course:.1f} cm"
 
 
 @pytest.mark.slow
