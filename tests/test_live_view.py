@@ -78,13 +78,13 @@ def _watch(url: str) -> tuple[dict[str, list[tuple[float, int, bytes]]], dict[st
                     sub, log_time = struct.unpack_from("<IQ", frame, 1)
                     got[subs[sub]].append((time.monotonic(), log_time, frame[13:]))
                 elif isinstance(frame, str):
-                    notes.append(json.loads(frame))
-                    again = [c for c in notes[-1].get("channels", []) if notes[-1]["op"] == "advertise"
-                             and c["topic"] in WATCHED and c["id"] != channels[c["topic"]]["id"]]
-                    for c in again:
-                        channels[c["topic"]] = c
-                        subs[len(subs) + 1] = c["topic"]
-                        ws.send(json.dumps({"op": "subscribe", "subscriptions": [{"id": len(subs), "channelId": c["id"]}]}))
+                    note = json.loads(frame)
+                    notes.append(note)
+                    for c in note.get("channels", []) if note["op"] == "advertise" else []:
+                        if c["topic"] in WATCHED and c["id"] != channels[c["topic"]]["id"]:  # advertised again: subscribe again
+                            channels[c["topic"]] = c
+                            subs[len(subs) + 1] = c["topic"]
+                            ws.send(json.dumps({"op": "subscribe", "subscriptions": [{"id": len(subs), "channelId": c["id"]}]}))
         except Exception:  # noqa: BLE001 - the daemon ended: the server closed the connection
             pass
     return got, channels, chosen, notes

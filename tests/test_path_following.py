@@ -86,7 +86,6 @@ def test_grbal_recovers_the_path_when_a_leg_goes_limp_mid_run(tmp_path):
     assert after_loss < before_loss, f"the adaptation step lowers the window loss: {before_loss:.3f} -> {after_loss:.3f}"
 
 
-
 @pytest.mark.slow
 def test_a_right_middle_leg_going_limp_mid_run_stays_inside_the_5cm_band(tmp_path):
     """The right-middle leg is limp in the training data, so the plain model predicts it and plans (nothing
@@ -100,6 +99,7 @@ def test_a_right_middle_leg_going_limp_mid_run_stays_inside_the_5cm_band(tmp_pat
     after = [abs(m["true_cross_track"]) for m in log.messages["planner"] if m["t"] >= onset]
     assert max(after) < 0.05, f"the truth peaks at {100 * max(after):.1f} cm after the onset (band 5 cm)"
     assert not any(m["adapted"] for m in log.messages["adaptation"]), "the plain model plans throughout"
+
 
 @pytest.mark.slow
 def test_the_truth_is_scored_along_its_own_progress_when_the_estimate_under_reads(tmp_path):
