@@ -4,7 +4,9 @@ Each sensor set estimates the same open-loop walks (``controller.estimator_walk`
 gait curving right, then left) on the intact robot, with the front-left leg limp, and on a 10 deg
 side slope and a 10 deg uphill, each with and without the limp leg; one walk per seed (the seed draws the sensors' noise).
 Printed: the velocity RMSE (m/s, body frame x / y) and the final position error as % of the
-distance walked, the mean over seeds (the largest in brackets).
+distance walked, the mean over seeds (the largest in brackets); and how far the feet on the floor
+slid over the walk, integrated at every physics step, as % of the distance walked: the drift that
+legs and IMU alone cannot avoid (``controller.estimator_walk``, ``measure_slide``).
 
 Sensor sets: ``legs`` -- IMU + leg odometry, the complementary filter of ``state_source: estimated``;
 ``ekf legs`` -- the EKF of ``controller.fusion`` with the same two; ``ekf legs+flow`` -- the EKF with the
@@ -51,11 +53,11 @@ def main() -> None:
     args = ap.parse_args()
     print(f"open-loop walks of {args.seconds:g} s, seeds {args.seeds}; velocity RMSE x / y (m/s), drift % of distance "
           f"walked: mean over seeds [largest]")
-    print("| condition | walked (m) | " + " | ".join(SOURCES) + " |")
-    print("|---|---|" + "---|" * len(SOURCES))
+    print("| condition | walked (m) | feet slid | " + " | ".join(SOURCES) + " |")
+    print("|---|---|---|" + "---|" * len(SOURCES))
     for name, perturbations in CONDITIONS.items():
         runs = [walk_beside_truth(parse_config({"sim": {"seed": seed}, "perturbations": perturbations}), SOURCES,
-                                  args.seconds) for seed in args.seeds]
+                                  args.seconds, measure_slide=True) for seed in args.seeds]
         cells = []
         for source in SOURCES:
             rmse = np.mean([r[source].vel_rmse for r in runs], axis=0)
@@ -63,7 +65,8 @@ def main() -> None:
             err_mm = 1000 * np.mean([r[source].drift for r in runs])
             cells.append(f"{rmse[0]:.3f} / {rmse[1]:.3f}, {np.mean(drift):.1f} % [{max(drift):.1f}] ({err_mm:.0f} mm)")
         walked = np.mean([r["legs"].walked for r in runs])
-        print(f"| {name} | {walked:.2f} | " + " | ".join(cells) + " |", flush=True)
+        slid = [r["legs"].slide_percent for r in runs]
+        print(f"| {name} | {walked:.2f} | {np.mean(slid):.1f} % [{max(slid):.1f}] | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@
       132  u32      interval, µs the motion below was accumulated over (since the previous block read)
       136  i16      delta x, counts along the body's x   (a floor point straight below moving +x)
       138  i16      delta y, counts along the body's y
-      140  u16      range, mm along the sensor axis (0xFFFF: no floor in range)
+      140  u16      range, mm along the sensor axis, its mean over the same interval (0xFFFF: no floor in range)
       142  u8       squal, surface quality (0: no valid motion in the interval)
       143  f32 x 3  rotation x, y, z, rad (body frame): the board's gyro integrated over the same
                     interval, as MAVLink's OPTICAL_FLOW_RAD carries it (NaN: no gyro on the board;

@@ -121,6 +121,12 @@ class PhysicsBackend(ABC):
     def floor_normal_force(self) -> float:
         """Sum of normal contact forces between robot and floor (N)."""
 
+    @abstractmethod
+    def floor_slide(self) -> tuple[np.ndarray, float]:
+        """How the robot's floor contacts slide: (their material velocity [3] (m/s, world frame) at the contact
+        points, weighted by each contact's normal force; the total normal force, N). A planted foot that only
+        rolls reads 0; a foot that skids reads its skid. Zero velocity and 0 N with nothing on the floor."""
+
     # ------------------------------------------------------------ backend specifics
     @abstractmethod
     def _reset(self, q: np.ndarray, base_height: float, base_xy: tuple[float, float], yaw: float) -> None: ...

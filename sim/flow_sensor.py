@@ -13,10 +13,15 @@ read reports ``counts_per_rad`` times what was integrated since the previous rea
 counts; what is left below one count stays in the accumulator, as on a mouse sensor.
 Out of focus (nearer than ``min_range``) or faster than ``max_rate`` at any step, the motion of
 that read is lost: the reading says squal 0 and the accumulator starts over. The range finder
-reads the distance along the axis at the read with its noise, NaN beyond ``max_range`` or when
-the lens does not face the floor. A read with nothing integrated since the previous one (a
-caller that steps the physics without :meth:`integrate`) takes the rate at the read for the
-whole interval.
+(a time-of-flight ranger such as the VL53L1X, which builds each range from the returns it
+collects over its timing budget, ranging continuously with the budget set to the read period)
+reports the mean distance along the axis over the interval since the previous read, with its
+noise; NaN where no step of the interval had the floor within ``max_range`` in front of the lens.
+The image motion is an integral over the same interval, so the two are taken over the same
+stretch of the walk: a range sampled at the read instead is off by the body's bob over half a
+read, and with a limp leg that bob follows the stride (README, *Seeing slip*). A read with
+nothing integrated since the previous one (a caller that steps the physics without
+:meth:`integrate`) takes the rate and range at the read for the whole interval.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ class SimFlowSensor:
         self._turn = np.zeros(3)  # rad, body frame, turned since the last read
         self._span = 0.0  # s integrated since the last read
         self._lost = False  # motion lost (out of focus, too fast) at some step since the last read
+        self._ranged = np.zeros(2)  # (m·s of range, s) over the steps since the last read that had the floor in range
 
     def integrate(self, dt: float, base: BaseState, floor_point: np.ndarray, floor_normal: np.ndarray) -> None:
         """One physics step of ``dt`` s ending in ``base``: the chip's and the gyro's motion over it."""
@@ -85,6 +91,8 @@ class SimFlowSensor:
         self._motion += rate * dt
         self._turn += w * dt
         self._span += dt
+        if rng <= self.spec.max_range:  # NaN: False
+            self._ranged += (rng * dt, dt)
 
     def _tracking(self, rate: np.ndarray, rng: float) -> bool:
         s = self.spec
@@ -98,8 +106,10 @@ class SimFlowSensor:
         rate, rng, w = floor_motion(s, base, floor_point, floor_normal)
         if self._span > 0.0:
             motion, turn, tracking = self._motion, self._turn, not self._lost and self._tracking(rate, rng)
+            ranged = self._ranged[0] / self._ranged[1] if self._ranged[1] > 0.0 else float("nan")
         else:
             motion, turn, tracking = rate * interval, w * interval, self._tracking(rate, rng)
+            ranged = rng if rng <= s.max_range else float("nan")
         self._clear()
         if not tracking:
             self._acc[:] = 0.0
@@ -109,7 +119,7 @@ class SimFlowSensor:
             delta = np.clip(np.trunc(self._acc), -INT16, INT16)
             self._acc -= delta
             squal = SQUAL_TRACKING
-        measured = rng + s.range_noise * self._rng.standard_normal() if np.isfinite(rng) and rng <= s.max_range else float("nan")
+        measured = ranged + s.range_noise * self._rng.standard_normal() if np.isfinite(ranged) else float("nan")
         rotation = None if s.gyro_noise is None else turn + s.gyro_noise * interval * self._rng.standard_normal(3)
         return FlowReading(stamp=stamp, interval=interval, delta=delta, range=float(measured), squal=squal,
                            rotation=rotation)

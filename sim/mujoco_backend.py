@@ -37,6 +37,7 @@ class MujocoBackend(PhysicsBackend):
         self._range0 = m.jnt_range[self._jid].copy()
         self._sens = {n: (m.sensor_adr[i], m.sensor_dim[i]) for n in ("imu_quat", "imu_gyro", "imu_acc") for i in [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SENSOR, n)]}
         self._force_buf = np.zeros(6)
+        self._vel_buf = np.zeros(6)
 
     # ------------------------------------------------------------ lifecycle
     def _reset(self, q: np.ndarray, base_height: float, base_xy: tuple[float, float], yaw: float) -> None:
@@ -116,6 +117,21 @@ class MujocoBackend(PhysicsBackend):
                 mujoco.mj_contactForce(self.model, d, i, self._force_buf)
                 total += self._force_buf[0]
         return float(total)
+
+    def floor_slide(self) -> tuple[np.ndarray, float]:
+        m, d = self.model, self.data
+        moved, total = np.zeros(3), 0.0
+        for i in range(d.ncon):
+            c = d.contact[i]
+            if self._floor_geom not in (c.geom1, c.geom2):
+                continue
+            mujoco.mj_contactForce(m, d, i, self._force_buf)
+            force = abs(float(self._force_buf[0]))
+            geom = c.geom2 if c.geom1 == self._floor_geom else c.geom1
+            mujoco.mj_objectVelocity(m, d, mujoco.mjtObj.mjOBJ_GEOM, geom, self._vel_buf, 0)  # [angular, linear], world
+            moved += force * (self._vel_buf[3:] + np.cross(self._vel_buf[:3], c.pos - d.geom_xpos[geom]))
+            total += force
+        return (moved / total if total > 0 else moved), total
 
 
 __all__ = ["MujocoBackend"]

@@ -171,6 +171,19 @@ class PybulletBackend(PhysicsBackend):
     def floor_normal_force(self) -> float:
         return float(sum(c[9] for c in self.pb.getContactPoints(self.robot, self.floor)))
 
+    def floor_slide(self) -> tuple[np.ndarray, float]:
+        moved, total = np.zeros(3), 0.0
+        for c in self.pb.getContactPoints(self.robot, self.floor):
+            link, at, force = c[3], np.asarray(c[5]), float(c[9])
+            if link == -1:
+                (centre, _), (lin, ang) = self.pb.getBasePositionAndOrientation(self.robot), self.pb.getBaseVelocity(self.robot)
+            else:
+                state = self.pb.getLinkState(self.robot, link, computeLinkVelocity=1)
+                centre, lin, ang = state[0], state[6], state[7]
+            moved += force * (np.asarray(lin) + np.cross(np.asarray(ang), at - np.asarray(centre)))
+            total += force
+        return (moved / total if total > 0 else moved), total
+
     def close(self) -> None:
         try:
             self.pb.disconnect()

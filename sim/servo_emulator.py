@@ -31,6 +31,8 @@ the XM430 e-manual where the fake robot needs it, for every model alike:
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -242,25 +244,33 @@ class ImuTable(DeviceTable):
 
 
 class FlowTable(DeviceTable):
-    """The legadapt optical-flow device: motion and the gyro's rotation accumulate between block reads;
-    a read clears them."""
+    """The legadapt optical-flow device: motion and the gyro's rotation accumulate between block reads, and the
+    range is their interval's mean (the ranger's timing budget spans the reads); a read clears them."""
 
     def __init__(self, dxl_id: int) -> None:
         super().__init__(dxl_id, R.FLOW_REGISTERS, R.FLOW_TABLE_SIZE)
         self._delta = np.zeros(2)  # counts since the last block read
         self._turn: np.ndarray | None = None  # rad since the last block read (None: no gyro on the board)
         self._since_us: int | None = None  # device time of the last block read
+        self._last_us: int | None = None  # device time of the last sample
+        self._ranged = np.zeros(2)  # (m·µs, µs) of the samples with a range since the last block read
 
     def add_motion(self, stamp_us: int, delta: np.ndarray, range_m: float, squal: int,
                    rotation: np.ndarray | None = None) -> None:
-        """One sample of the chip at device time ``stamp_us``: its motion counts [2], range (m), squal, and
-        the board gyro's rotation [3] (rad) since the previous sample (None: no gyro)."""
+        """One sample of the chip at device time ``stamp_us``: its motion counts [2], range (m; its mean since the
+        previous sample, NaN: none), squal, and the board gyro's rotation [3] (rad) since the previous sample
+        (None: no gyro)."""
         if self._since_us is None:
             self._since_us = stamp_us
+        span = max(stamp_us - (stamp_us if self._last_us is None else self._last_us), 1)
+        self._last_us = stamp_us
         self._delta = self._delta + delta if squal else np.zeros(2)
         if rotation is not None:
             self._turn = np.asarray(rotation, dtype=float) + (0.0 if self._turn is None else self._turn)
-        self._range, self._squal = range_m, squal
+        if math.isfinite(range_m):
+            self._ranged += (range_m * span, span)
+        self._range = self._ranged[0] / self._ranged[1] if self._ranged[1] > 0 else float("nan")
+        self._squal = squal
         self._publish(stamp_us)
 
     def _publish(self, stamp_us: int) -> None:
@@ -273,6 +283,7 @@ class FlowTable(DeviceTable):
         if error == 0 and self._since_us is not None and address <= motion < address + length:  # read-to-clear
             self._delta = np.zeros(2)
             self._turn = None if self._turn is None else np.zeros(3)
+            self._ranged = np.zeros(2)
             self._since_us = self.get("stamp_us")
             self._publish(self._since_us)
         return error, data

@@ -170,6 +170,24 @@ def test_floor_friction_decides_whether_the_robot_slides_down_a_slope(backend):
     assert _slide_on_12_degrees(backend, [{"kind": "floor_friction", "mu": 0.1}]) > 0.1
 
 
+def test_floor_slide_reads_the_feet_skidding_not_the_robot_moving(backend):
+    """``floor_slide``: the feet's velocity at their floor contacts, weighted by normal force (the force is the
+    floor's whole normal force). Standing still on a 12° incline the body moves only as far as its feet skid:
+    with mu = 1 they creep a few millimetres in 1 s (MuJoCo's soft contact), with mu = 0.1 they slide away, and
+    in both the skid integrated over the second is the body's displacement."""
+    for mu, slides in ((1.0, False), (0.1, True)):
+        hx = standing_hexapod(backend, [{"kind": "floor_friction", "mu": mu}, {"kind": "slope", "pitch_deg": 12, "ramp_time": 0.3}])
+        p0, skid, dt = hx.read().privileged.pos.copy(), np.zeros(3), hx.backend.timestep
+        for _ in range(int(round(1.0 / dt))):
+            hx.advance(dt)
+            velocity, force = hx.backend.floor_slide()
+            skid += velocity * dt
+        moved = hx.read().privileged.pos - p0
+        assert force == pytest.approx(hx.backend.floor_normal_force(), rel=1e-6) and force > 10.0
+        assert np.linalg.norm(moved) > 0.05 if slides else np.linalg.norm(moved) < 0.01
+        assert np.linalg.norm(skid - moved) < 0.001 + 0.2 * np.linalg.norm(moved), (skid, moved)
+
+
 def test_foot_friction_of_the_robot_config_is_the_contact_friction(backend):
     """``robot.foot_friction`` alone (no floor perturbation) decides the slide on 12°."""
     assert _slide_on_12_degrees(backend, [], robot={"foot_friction": 1.0}) < 0.01
