@@ -99,6 +99,20 @@ def test_the_bus_device_clears_its_motion_when_read():
     assert R.unpack_flow(board.read(R.FLOW_BLOCK_ADDRESS, R.FLOW_BLOCK_LENGTH)[1])[5] is None
 
 
+QUIET = type(SPEC)(**{**SPEC.__dict__, "rate_noise": 0.0, "range_noise": 0.0, "gyro_noise": 0.0})  # noise-free
+
+
+def _quiet_reads(motion, seconds: float):
+    """(body, reading) of a noise-free sensor over ``motion(t) -> BaseState``: integrated every 2 ms physics step,
+    read every 20 ms, for ``seconds`` s."""
+    sensor, dt = SimFlowSensor(QUIET, seed=0), 0.002
+    for k in range(1, int(round(seconds / dt)) + 1):
+        t = k * dt
+        sensor.integrate(dt, motion(t), *FLAT)
+        if k % 10 == 0:
+            yield motion(t), sensor.read(t, motion(t), *FLAT)
+
+
 def _rocking(t: float) -> BaseState:
     """The body rocking about x at 6 Hz (0.05 rad) over the lens, which does not move."""
     roll, rate = 0.05 * np.sin(2 * np.pi * 6 * t), 0.05 * 2 * np.pi * 6 * np.cos(2 * np.pi * 6 * t)
@@ -109,24 +123,17 @@ def test_the_chip_integrates_between_reads_and_the_board_gyro_takes_out_the_same
     """A rocking body that does not travel: the image motion over each 20 ms read is the integral of the
     rocking. Taken out with the board gyro's rotation over the same interval, the velocity reads zero; with
     the rate sampled at the read (a 50 Hz IMU), the rocking that falls between reads reads as velocity."""
-    quiet = type(SPEC)(**{**SPEC.__dict__, "rate_noise": 0.0, "range_noise": 0.0, "gyro_noise": 0.0})
-    sensor, dt = SimFlowSensor(quiet, seed=0), 0.002
     board, sampled = [], []
-    for k in range(1, 2001):  # 4 s of 2 ms physics steps, read every 20 ms
-        t = k * dt
-        sensor.integrate(dt, _rocking(t), *FLAT)
-        if k % 10 == 0:
-            b = _rocking(t)
-            reading = sensor.read(t, b, *FLAT)
-            assert reading.squal and reading.rotation is not None
-            w_at_read = quat_rotate_inv(b.quat, b.ang_vel)
-            board.append(flow_velocity(quiet, reading, w_at_read)[0])
-            sampled.append(flow_velocity(quiet, FlowReading(**{**reading.__dict__, "rotation": None}), w_at_read)[0])
+    for b, reading in _quiet_reads(_rocking, 4.0):
+        assert reading.squal and reading.rotation is not None
+        w_at_read = quat_rotate_inv(b.quat, b.ang_vel)
+        board.append(flow_velocity(QUIET, reading, w_at_read)[0])
+        sampled.append(flow_velocity(QUIET, FlowReading(**{**reading.__dict__, "rotation": None}), w_at_read)[0])
     board_y, sampled_y = np.array(board)[:, 1], np.array(sampled)[:, 1]
     rms = lambda v: float(np.sqrt(np.mean(v**2)))  # noqa: E731
     print(f"sideways velocity read from rocking alone, RMS (mean): {1000 * rms(board_y):.1f} ({1000 * board_y.mean():.2f}) "
           f"mm/s with the board gyro, {1000 * rms(sampled_y):.1f} ({1000 * sampled_y.mean():.2f}) mm/s with the rate at the read")
-    one_count = 0.11 / np.cos(0.05) / (quiet.counts_per_rad * 0.02)  # m/s: one count over a read at the longest range
+    one_count = 0.11 / np.cos(0.05) / (QUIET.counts_per_rad * 0.02)  # m/s: one count over a read at the longest range
     # what is left below one count carries over with its sign (truncation): a read may be off by up to two counts
     assert np.abs(board_y).max() <= 2 * one_count, "with the board gyro only the whole-count quantisation is left"
     assert abs(board_y.mean()) < 0.001, "and it averages out"
@@ -146,17 +153,11 @@ def test_the_range_is_taken_over_the_read_interval_like_the_motion():
     into a speed is the range over that read: the range finder reports its mean over the interval (a ToF ranger
     ranging over its timing budget). Taken at the read instead, a range that changes in step with the speed
     biases the speed read: here by 0.24 mm/s, 1 cm every 40 s (0.02 mm/s over the read)."""
-    quiet = type(SPEC)(**{**SPEC.__dict__, "rate_noise": 0.0, "range_noise": 0.0, "gyro_noise": 0.0})
-    sensor, dt = SimFlowSensor(quiet, seed=0), 0.002
     over_read, at_read = [], []
-    for k in range(1, 5001):  # 10 s of 2 ms physics steps, read every 20 ms
-        t = k * dt
-        sensor.integrate(dt, _bobbing(t), *FLAT)
-        if k % 10 == 0:
-            reading = sensor.read(t, _bobbing(t), *FLAT)
-            _, range_now = floor_rate(quiet, _bobbing(t), *FLAT)
-            over_read.append(flow_velocity(quiet, reading, np.zeros(3))[0][0])
-            at_read.append(flow_velocity(quiet, FlowReading(**{**reading.__dict__, "range": range_now}), np.zeros(3))[0][0])
+    for b, reading in _quiet_reads(_bobbing, 10.0):
+        _, range_now = floor_rate(QUIET, b, *FLAT)
+        over_read.append(flow_velocity(QUIET, reading, np.zeros(3))[0][0])
+        at_read.append(flow_velocity(QUIET, FlowReading(**{**reading.__dict__, "range": range_now}), np.zeros(3))[0][0])
     truth = 0.1  # m/s: the mean forward speed over whole strides
     bias_over, bias_at = np.mean(over_read) - truth, np.mean(at_read) - truth
     print(f"forward speed bias: {1000 * bias_over:+.3f} mm/s with the range over the read, {1000 * bias_at:+.3f} at the read")
