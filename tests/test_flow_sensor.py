@@ -99,6 +99,19 @@ def test_the_bus_device_clears_its_motion_when_read():
     assert R.unpack_flow(board.read(R.FLOW_BLOCK_ADDRESS, R.FLOW_BLOCK_LENGTH)[1])[5] is None
 
 
+def test_the_bus_device_reports_the_range_over_the_interval_it_reports_motion_for():
+    """Several chip samples between two block reads: the range read is their time-weighted mean (the interval the
+    motion was accumulated over), and a block read starts the next interval's mean afresh."""
+    dev = FlowTable(101)
+    for stamp_us, rng in ((0, 0.2), (10_000, 0.100), (20_000, 0.120), (40_000, 0.105)):
+        dev.add_motion(stamp_us, np.array([1.0, 0.0]), rng, 120)
+    rng = R.unpack_flow(dev.read(R.FLOW_BLOCK_ADDRESS, R.FLOW_BLOCK_LENGTH)[1])[3]
+    assert rng == pytest.approx((0.100 * 10 + 0.120 * 10 + 0.105 * 20) / 40, abs=0.001)  # 108 mm, not the last 105
+    dev.add_motion(50_000, np.array([1.0, 0.0]), 0.130, 120)
+    dev.add_motion(60_000, np.array([1.0, 0.0]), float("nan"), 120)  # a sample beyond the ranger's reach
+    assert R.unpack_flow(dev.read(R.FLOW_BLOCK_ADDRESS, R.FLOW_BLOCK_LENGTH)[1])[3] == pytest.approx(0.130)
+
+
 QUIET = type(SPEC)(**{**SPEC.__dict__, "rate_noise": 0.0, "range_noise": 0.0, "gyro_noise": 0.0})  # noise-free
 
 
