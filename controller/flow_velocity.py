@@ -18,15 +18,17 @@ from legadapt.robot_state import FlowReading
 
 
 def flow_velocity(spec: FlowSensorSpec, reading: FlowReading, gyro: np.ndarray,
-                  scale: float = 1.0) -> tuple[np.ndarray, float] | None:
+                  scale: float = 1.0, previous_range: float = float("nan")) -> tuple[np.ndarray, float] | None:
     """(torso velocity x, y [2] in m/s, body frame; its noise, m/s RMS), or None if the reading is unusable.
 
     ``gyro`` (rad/s, body frame) is the IMU's rate, used where the reading carries no rotation.
 
     ``scale`` multiplies ``counts_per_rad`` (``legadapt calibrate flow`` finds it). Unusable: no
     tracking (squal 0), no range, out of focus, or a read interval too short to carry motion.
+    ``previous_range`` (m): the previous read's range; for a ranger read at the read
+    (``spec.range_timing == 'read'``) the interval's range is the mean of it and this read's.
     """
-    rng = reading.range
+    rng = interval_range(spec, reading.range, previous_range)
     if reading.squal == 0 or not np.isfinite(rng) or rng < spec.min_range or reading.interval < 1e-3:
         return None
     rate = np.asarray(reading.delta, dtype=float) / (spec.counts_per_rad * scale * reading.interval)  # rad/s
@@ -38,3 +40,11 @@ def flow_velocity(spec: FlowSensorSpec, reading: FlowReading, gyro: np.ndarray,
     rate_sd = np.hypot(spec.rate_noise, 1.0 / (spec.counts_per_rad * reading.interval))
     speed = float(np.linalg.norm(lens))
     return torso, float(np.hypot(rng * rate_sd, speed * spec.range_noise / rng))
+
+
+def interval_range(spec: FlowSensorSpec, range_now: float, previous_range: float) -> float:
+    """The range (m) over the read interval: the reading's own where the ranger already gives its mean over the
+    interval (``range_timing == 'interval'``), else the mean of the ranges at its two ends where both are known."""
+    if spec.range_timing == "read" and np.isfinite(range_now) and np.isfinite(previous_range):
+        return 0.5 * (range_now + previous_range)
+    return range_now

@@ -133,6 +133,7 @@ class FusedEstimator(StateSource):
         self._planes: dict[tuple[int, ...], tuple[np.ndarray, float, float]] = {}  # legs -> (normal, m²/s² spread, s seen)
         self._t, self._last, self._phase = reading.stamp, reading, 0.0
         self._history: deque[tuple[float, np.ndarray]] = deque()  # (s, world pose x, y, yaw) per tick, with mocap
+        self._last_range = float("nan")  # m, the previous flow reading's range
         self.stats = FusionStats(sources=self.stats.sources)
 
     def resume(self, reading: RobotState) -> None:
@@ -252,7 +253,8 @@ class FusedEstimator(StateSource):
     def _flow_velocity(self, reading: RobotState) -> tuple[np.ndarray, float] | None:
         if self.flow is None or reading.flow is None:
             return None
-        out = flow_velocity(self.flow, reading.flow, reading.imu.gyro, self.flow_scale)
+        out = flow_velocity(self.flow, reading.flow, reading.imu.gyro, self.flow_scale, self._last_range)
+        self._last_range = reading.flow.range
         if out is None:
             self.stats.flow_skipped += 1
         else:

@@ -125,7 +125,7 @@ class FakeRobot:
         self.servos = [ServoTable(i, t, int(a), int(b)) for i, t, a, b in zip(sc.servo_ids, self.servo_types, lo, hi)]
         self.imu = ImuTable(sc.imu_id) if sc.imu_id is not None else None
         has_flow = sc.flow_id is not None and self.hexapod.flow is not None
-        self.flow = FlowTable(sc.flow_id) if has_flow else None
+        self.flow = FlowTable(sc.flow_id, self.hexapod.flow.spec.range_timing == "interval") if has_flow else None
         self.bus = self._make_bus([*self.servos, *(d for d in (self.imu, self.flow) if d is not None)])
         self.true_pose: tuple[np.ndarray, np.ndarray] | None = None  # (position [3] m, quaternion w, x, y, z)
         self._lock = threading.RLock()

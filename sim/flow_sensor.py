@@ -19,8 +19,9 @@ reports the mean distance along the axis over the interval since the previous re
 noise; NaN where no step of the interval had the floor within ``max_range`` in front of the lens.
 The image motion is an integral over the same interval, so the two are taken over the same
 stretch of the walk: a range sampled at the read instead is off by the body's bob over half a
-read, and with a limp leg that bob follows the stride (README, *Seeing slip*). A read with
-nothing integrated since the previous one (a caller that steps the physics without
+read, and with a limp leg that bob follows the stride (README, *Seeing slip*). A ranger that
+``FlowSensorSpec.range_timing`` says is read at the read reports the range at the read. A read
+with nothing integrated since the previous one (a caller that steps the physics without
 :meth:`integrate`) takes the rate and range at the read for the whole interval.
 """
 
@@ -107,6 +108,8 @@ class SimFlowSensor:
         if self._span > 0.0:
             motion, turn, tracking = self._motion, self._turn, not self._lost and self._tracking(rate, rng)
             ranged = self._ranged[0] / self._ranged[1] if self._ranged[1] > 0.0 else float("nan")
+            if s.range_timing == "read":
+                ranged = rng if rng <= s.max_range else float("nan")
         else:
             motion, turn, tracking = rate * interval, w * interval, self._tracking(rate, rng)
             ranged = rng if rng <= s.max_range else float("nan")

@@ -247,8 +247,11 @@ class FlowTable(DeviceTable):
     """The legadapt optical-flow device: motion and the gyro's rotation accumulate between block reads, and the
     range is their interval's mean (the ranger's timing budget spans the reads); a read clears them."""
 
-    def __init__(self, dxl_id: int) -> None:
+    def __init__(self, dxl_id: int, range_over_interval: bool = True) -> None:
+        """``range_over_interval``: the range read is the samples' mean since the last block read (False: the last
+        sample's, a ranger read at the read)."""
         super().__init__(dxl_id, R.FLOW_REGISTERS, R.FLOW_TABLE_SIZE)
+        self.range_over_interval = range_over_interval
         self._delta = np.zeros(2)  # counts since the last block read
         self._turn: np.ndarray | None = None  # rad since the last block read (None: no gyro on the board)
         self._since_us: int | None = None  # device time of the last block read
@@ -267,6 +270,8 @@ class FlowTable(DeviceTable):
         self._delta = self._delta + delta if squal else np.zeros(2)
         if rotation is not None:
             self._turn = np.asarray(rotation, dtype=float) + (0.0 if self._turn is None else self._turn)
+        if not self.range_over_interval:
+            self._ranged[:] = 0.0
         if math.isfinite(range_m):
             self._ranged += (range_m * span, span)
         self._range = self._ranged[0] / self._ranged[1] if self._ranged[1] > 0 else float("nan")

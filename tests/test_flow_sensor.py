@@ -110,15 +110,19 @@ def test_the_bus_device_reports_the_range_over_the_interval_it_reports_motion_fo
     dev.add_motion(50_000, np.array([1.0, 0.0]), 0.130, 120)
     dev.add_motion(60_000, np.array([1.0, 0.0]), float("nan"), 120)  # a sample beyond the ranger's reach
     assert R.unpack_flow(dev.read(R.FLOW_BLOCK_ADDRESS, R.FLOW_BLOCK_LENGTH)[1])[3] == pytest.approx(0.130)
+    at_read = FlowTable(101, range_over_interval=False)  # a ranger read at the read: the last sample's range
+    for stamp_us, rng in ((0, 0.2), (10_000, 0.100), (20_000, 0.120)):
+        at_read.add_motion(stamp_us, np.array([1.0, 0.0]), rng, 120)
+    assert R.unpack_flow(at_read.read(R.FLOW_BLOCK_ADDRESS, R.FLOW_BLOCK_LENGTH)[1])[3] == pytest.approx(0.120)
 
 
 QUIET = type(SPEC)(**{**SPEC.__dict__, "rate_noise": 0.0, "range_noise": 0.0, "gyro_noise": 0.0})  # noise-free
 
 
-def _quiet_reads(motion, seconds: float):
-    """(body, reading) of a noise-free sensor over ``motion(t) -> BaseState``: integrated every 2 ms physics step,
-    read every 20 ms, for ``seconds`` s."""
-    sensor, dt = SimFlowSensor(QUIET, seed=0), 0.002
+def _quiet_reads(motion, seconds: float, spec=QUIET):
+    """(body, reading) of a noise-free sensor (``spec``) over ``motion(t) -> BaseState``: integrated every 2 ms
+    physics step, read every 20 ms, for ``seconds`` s."""
+    sensor, dt = SimFlowSensor(spec, seed=0), 0.002
     for k in range(1, int(round(seconds / dt)) + 1):
         t = k * dt
         sensor.integrate(dt, motion(t), *FLAT)
@@ -176,6 +180,23 @@ def test_the_range_is_taken_over_the_read_interval_like_the_motion():
     print(f"forward speed bias: {1000 * bias_over:+.3f} mm/s with the range over the read, {1000 * bias_at:+.3f} at the read")
     assert abs(bias_over) < 0.05e-3
     assert abs(bias_at) > 0.2e-3 and abs(bias_at) > 5 * abs(bias_over)
+
+
+def test_a_ranger_read_at_the_read_is_taken_over_the_interval_from_the_two_reads_around_it():
+    """A range finder triggered by the read (``range_timing: read``) reports the range at the read, the simulator
+    as well; the estimator then takes the mean of the ranges at the interval's two ends, which removes most of the
+    bias a range at the read leaves on the same bobbing body (test above)."""
+    at_read_spec = type(SPEC)(**{**QUIET.__dict__, "range_timing": "read"})
+    ends, at_read, previous = [], [], float("nan")
+    for b, reading in _quiet_reads(_bobbing, 10.0, at_read_spec):
+        assert reading.range == pytest.approx(floor_rate(QUIET, b, *FLAT)[1]), "the range at the read"
+        ends.append(flow_velocity(at_read_spec, reading, np.zeros(3), previous_range=previous)[0][0])
+        at_read.append(flow_velocity(at_read_spec, reading, np.zeros(3))[0][0])
+        previous = reading.range
+    truth = (_bobbing(10.0).pos[0] - _bobbing(0.02).pos[0]) / (10.0 - 0.02)  # m/s over the reads after the first
+    bias_ends, bias_at = np.mean(ends[1:]) - truth, np.mean(at_read[1:]) - truth
+    print(f"forward speed bias: {1000 * bias_ends:+.3f} mm/s with the two reads' mean, {1000 * bias_at:+.3f} at the read")
+    assert abs(bias_ends) < 0.05e-3 and abs(bias_at) > 0.2e-3
 
 
 def test_the_legs_steady_error_is_estimated_against_the_flow():

@@ -92,6 +92,7 @@ class FlowSensorSpec:
     rate_noise: float  # rad/s RMS over one read
     range_noise: float  # m RMS
     gyro_noise: float | None = None  # rad/s RMS over one read of the board's integrated gyro (None: no gyro)
+    range_timing: str = "interval"  # the range over the read interval ('interval') or at the read ('read')
 
 
 @dataclass(frozen=True)

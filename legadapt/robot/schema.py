@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -111,6 +111,11 @@ class FlowSensorFile(_Strict):
         "OPTICAL_FLOW_RAD): its noise over one read, rad/s RMS (white noise and what is left of the bias after "
         "the start-up calibration). The image motion's rotation is then taken out with the rotation of the same "
         "interval. null: the board has no gyro, and the IMU's rate at the read is used."))
+    range_timing: Literal["interval", "read"] = Field("interval", description=(
+        "When the range is taken. 'interval': the range finder's mean over the interval between reads, the "
+        "interval the image motion is integrated over (a time-of-flight ranger such as the VL53L1X ranging "
+        "continuously with its timing budget at the read period). 'read': the range at the read (a ranger "
+        "triggered by the read); the estimator then takes the mean of the ranges at the interval's two ends."))
 
     @model_validator(mode="after")
     def _ranges(self) -> FlowSensorFile:
