@@ -82,13 +82,23 @@ def record(robot: Robot, gait: PhaseGait, action: np.ndarray, seconds: float) ->
     return out
 
 
+def _flow_reads(spec: FlowSensorSpec, samples):
+    """(state, phase, its flow velocity and noise or None) for each (state, phase) sample in order, each read's
+    range taken over its interval with the previous read's (:func:`controller.flow_velocity.flow_velocity`)."""
+    previous = float("nan")
+    for state, phase in samples:
+        if state.flow is None:
+            yield state, phase, None
+            continue
+        yield state, phase, flow_velocity(spec, state.flow, state.imu.gyro, previous_range=previous)
+        previous = state.flow.range
+
+
 def _lens_velocities(spec: FlowSensorSpec, samples) -> tuple[np.ndarray, np.ndarray]:
     """Lens velocities [n, 2] (m/s, flow taken at r = 0) and gyro rates [n, 3] of the tracked readings."""
     at_origin = replace(spec, position=(0.0, 0.0, 0.0))
-    lens, gyro, previous = [], [], float("nan")
-    for state, _ in samples:
-        v = None if state.flow is None else flow_velocity(at_origin, state.flow, state.imu.gyro, previous_range=previous)
-        previous = previous if state.flow is None else state.flow.range
+    lens, gyro = [], []
+    for state, _, v in _flow_reads(at_origin, samples):
         if v is not None:
             lens.append(v[0])
             gyro.append(state.imu.gyro)
@@ -120,14 +130,12 @@ def fit_scale(spec: FlowSensorSpec, gait: PhaseGait, walk) -> tuple[float, float
     legs = LegOdometry(gait, SlipMonitor(threshold=1.0))
     legs.reset(walk[0][0])
     d_legs, d_flow, v_held = np.zeros(2), np.zeros(2), np.zeros(2)
-    t_prev, previous = walk[0][0].stamp, float("nan")
-    for state, phase in walk[1:]:
+    t_prev = walk[0][0].stamp
+    for state, phase, v_flow in _flow_reads(spec, walk[1:]):
         v_legs, _ = legs.update(state, phase)
         v_held = v_held if v_legs is None else v_legs[:2]
         d_legs += v_held * (state.stamp - t_prev)
         t_prev = state.stamp
-        v_flow = None if state.flow is None else flow_velocity(spec, state.flow, state.imu.gyro, previous_range=previous)
-        previous = previous if state.flow is None else state.flow.range
         if v_flow is not None:
             d_flow += v_flow[0] * state.flow.interval
     walked_legs, walked_flow = float(np.linalg.norm(d_legs)), float(np.linalg.norm(d_flow))

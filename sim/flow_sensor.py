@@ -105,14 +105,13 @@ class SimFlowSensor:
         interval = max(stamp - self._t, 0.0)
         self._t = stamp
         rate, rng, w = floor_motion(s, base, floor_point, floor_normal)
+        ranged = rng if rng <= s.max_range else float("nan")  # at the read (NaN compares False)
         if self._span > 0.0:
             motion, turn, tracking = self._motion, self._turn, not self._lost and self._tracking(rate, rng)
-            ranged = self._ranged[0] / self._ranged[1] if self._ranged[1] > 0.0 else float("nan")
-            if s.range_timing == "read":
-                ranged = rng if rng <= s.max_range else float("nan")
+            if s.range_timing == "interval":
+                ranged = self._ranged[0] / self._ranged[1] if self._ranged[1] > 0.0 else float("nan")
         else:
             motion, turn, tracking = rate * interval, w * interval, self._tracking(rate, rng)
-            ranged = rng if rng <= s.max_range else float("nan")
         self._clear()
         if not tracking:
             self._acc[:] = 0.0

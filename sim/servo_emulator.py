@@ -265,16 +265,17 @@ class FlowTable(DeviceTable):
         (None: no gyro)."""
         if self._since_us is None:
             self._since_us = stamp_us
-        span = max(stamp_us - (stamp_us if self._last_us is None else self._last_us), 1)
+        span = 1 if self._last_us is None else max(stamp_us - self._last_us, 1)  # µs this sample covers
         self._last_us = stamp_us
         self._delta = self._delta + delta if squal else np.zeros(2)
         if rotation is not None:
             self._turn = np.asarray(rotation, dtype=float) + (0.0 if self._turn is None else self._turn)
-        if not self.range_over_interval:
-            self._ranged[:] = 0.0
-        if math.isfinite(range_m):
-            self._ranged += (range_m * span, span)
-        self._range = self._ranged[0] / self._ranged[1] if self._ranged[1] > 0 else float("nan")
+        if self.range_over_interval:
+            if math.isfinite(range_m):
+                self._ranged += (range_m * span, span)
+            self._range = self._ranged[0] / self._ranged[1] if self._ranged[1] > 0 else float("nan")
+        else:
+            self._range = range_m
         self._squal = squal
         self._publish(stamp_us)
 
