@@ -127,12 +127,17 @@ def with_plain_model(adapter: Adapter, path: Path, spec: FeatureSpec, ctrl: C.Co
 
 def check_state_source(model: Path, trained_on: str | None, running_on: str) -> None:
     """A model trained on an onboard estimate runs on that same estimate: its sensors' errors are in what it learnt.
-    (A model trained on the simulator's truth -- older checkpoints say nothing -- runs on any source.)"""
-    if trained_on in (None, "privileged") or trained_on == running_on:
+    (A model trained on the simulator's truth -- older checkpoints say nothing -- runs on any source; one trained on
+    logs of several sources, 'mixed: a, b', runs on any of them.)"""
+    if trained_on in (None, "privileged"):
+        return
+    sources = trained_on.removeprefix("mixed: ").split(", ") if trained_on.startswith("mixed: ") else [trained_on]
+    if running_on in sources:
         return
     raise PreflightError(f"{model}: the model was trained on states from {trained_on!r}, and controller.state_source "
-                         f"is {running_on!r}: run it with controller.state_source: {trained_on} (the same sensors), or "
-                         f"give a model trained on {running_on!r} (legadapt collect with collect.state_source: {running_on})")
+                         f"is {running_on!r}: run it with controller.state_source: {' or '.join(sources)} (the same "
+                         f"sensors), or give a model trained on {running_on!r} (legadapt collect with "
+                         f"collect.state_source: {running_on})")
 
 
 def check_timing(mpc: AdaptiveMPC, spec: FeatureSpec, window: int, runs: int = 5, give_up: float = math.inf,

@@ -400,3 +400,8 @@ def test_a_model_trained_on_an_estimate_runs_only_on_that_estimate():
     check_state_source(Path("m.pt"), "estimated+flow", "estimated+flow")
     with pytest.raises(PreflightError, match=r"trained on states from 'estimated\+flow'.*state_source: estimated\+flow"):
         check_state_source(Path("m.pt"), "estimated+flow", "estimated")
+    # logs of several sources (legadapt train writes 'mixed: a, b'): any of them, and only those
+    check_state_source(Path("m.pt"), "mixed: estimated+flow, privileged", "estimated+flow")
+    check_state_source(Path("m.pt"), "mixed: estimated+flow, privileged", "privileged")
+    with pytest.raises(PreflightError, match=r"state_source: estimated\+flow or privileged"):
+        check_state_source(Path("m.pt"), "mixed: estimated+flow, privileged", "estimated")
