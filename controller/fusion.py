@@ -32,6 +32,9 @@ Corrections, each switched on by the state source:
   late: its innovation is formed against the filter's pose at the frame's time (kept in a short
   history) and the correction applied now.
 
+The model sees the planar velocity at the read: the flow and the legs give its mean over the read interval, and
+half the IMU's predicted change over the tick carries the filter's velocity forward to the read (``_carry_forward``).
+
 Slip indicators: the legs' low-passed normalised innovation (``leg_nis``; with flow, measured
 0.005-0.06 walking intact, 0.17-0.25 with a limp leg) and, with flow, the speed at which the legs
 disagree with the flow (``slip_speed``: 0.01-0.025 m/s intact, on ice included, 0.034-0.046 m/s
@@ -67,6 +70,7 @@ HISTORY = 2.0  # s of filter poses kept to place late mocap frames
 FLOOR_TAU = 0.5  # s, time constant of each stance set's plane normal and disagreement low-pass
 FLOOR_AGREE = 0.02  # m/s: a stance set's legs disagreeing by this much on the body velocity halve its weight
 FLOOR_STALE = 4 * FLOOR_TAU  # s: a stance set's plane not seen for this long drops out (a gait whose sets vary)
+AHEAD_TAU = 0.3  # s: low-pass of the prediction's velocity change, its steady part (see _carry_forward)
 LEVEL_BELOW, SLOPE_ABOVE = np.radians(2.0), np.radians(4.0)  # feet's plane tilt: level below, a slope above, blended
 
 
@@ -134,6 +138,8 @@ class FusedEstimator(StateSource):
         self._t, self._last, self._phase = reading.stamp, reading, 0.0
         self._history: deque[tuple[float, np.ndarray]] = deque()  # (s, world pose x, y, yaw) per tick, with mocap
         self._last_range = float("nan")  # m, the previous flow reading's range
+        self._dv_slow = np.zeros(3)  # m/s per tick: the prediction's steady velocity change (see _carry_forward)
+        self._ahead = np.zeros(2)  # m/s: what carries the planar velocity from the read interval's middle to its end
         self.stats = FusionStats(sources=self.stats.sources)
 
     def resume(self, reading: RobotState) -> None:
@@ -149,7 +155,9 @@ class FusedEstimator(StateSource):
         dt = reading.stamp - self._t
         if dt <= 0:
             return
+        v_before = self.x[V].copy()
         self._predict(reading, dt)
+        self._carry_forward(self.x[V] - v_before, dt)
         self._t, self._last, self._phase = reading.stamp, reading, phase
         v_legs, _ = self.legs.update(reading, phase)
         v_flow = self._flow_velocity(reading)
@@ -170,7 +178,9 @@ class FusedEstimator(StateSource):
 
     def model_state(self) -> np.ndarray:
         roll, pitch, _ = rpy_from_quat(self._last.imu.quat)
-        return state_vector(roll, pitch, self.x[V].copy(), self._last.imu.gyro, self._phase, self._last.q)
+        v = self.x[V].copy()
+        v[:2] += self._ahead
+        return state_vector(roll, pitch, v, self._last.imu.gyro, self._phase, self._last.q)
 
     def pose(self) -> np.ndarray:
         yaw = rpy_from_quat(self._last.imu.quat)[2] + self.x[YAW]
@@ -204,6 +214,18 @@ class FusedEstimator(StateSource):
         walk = n.legs_bias**2 * dt if self._bias_seen else 0.0
         Q = np.diag([n.position**2 * dt] * 2 + [n.accel**2 * dt] * 3 + [n.yaw**2 * dt] + [walk] * 2)
         self.cov = F @ self.cov @ F.T + Q
+
+    def _carry_forward(self, dv: np.ndarray, dt: float) -> None:
+        """Half of this tick's predicted velocity change ``dv`` [3] (m/s), less its slow part, as ``_ahead``.
+
+        The flow and the legs' finite differences give the mean velocity over the read interval, so the filter's
+        velocity is that of the interval's middle, half a tick late; the model wants it at the read. Half the IMU's
+        predicted change over the tick carries it there. The prediction also pushes steadily (the accelerometer's
+        bias, gravity through the attitude's error) by an amount the corrections take back every tick: that part,
+        low-passed over ``AHEAD_TAU``, is left out. Only the model's velocity moves: the pose integrates the
+        filter's own (carried forward in the flow's update, it drifted: README, *Seeing slip*)."""
+        self._dv_slow += min(1.0, dt / AHEAD_TAU) * (dv - self._dv_slow)
+        self._ahead = 0.5 * (dv - self._dv_slow)[:2]
 
     def _correct(self, z: np.ndarray, H: np.ndarray, R: np.ndarray, innovation: np.ndarray | None = None) -> float:
         """Standard EKF update; returns the normalised innovation squared."""
