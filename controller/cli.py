@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--method", choices=["grbal", "mb", "rebal", "pearl", "attention"], help="override train.method")
     tr.add_argument("--max-steps", type=int, help="override train.max_steps")
     tr.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
+    tr.add_argument("--seed", type=int, help="override train.seed (another training of the same recipe)")
     tr.add_argument("--resume", action="store_true", help="continue from OUT.resume if it exists")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=commands.cmd_train)

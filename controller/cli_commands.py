@@ -90,7 +90,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("error: give the logs to train on: legadapt train LOGS... --out MODEL (MCAP files or directories)",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-    cfg = checks.override(load_config(args.config), "train", method=args.method, max_steps=args.max_steps, device=args.device)
+    cfg = checks.override(load_config(args.config), "train", method=args.method, max_steps=args.max_steps, device=args.device,
+                          seed=args.seed)
     spec = spec_of(cfg)
     if args.resume:
         from legadapt.dynamics.checkpoint import load_torch_file

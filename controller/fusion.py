@@ -32,7 +32,7 @@ Corrections, each switched on by the state source:
   late: its innovation is formed against the filter's pose at the frame's time (kept in a short
   history) and the correction applied now.
 
-The model sees the planar velocity at the read: the flow and the legs give its mean over the read interval, and
+With the flow, the model sees the planar velocity at the read: the flow gives its mean over the read interval, and
 half the IMU's predicted change over the tick carries the filter's velocity forward to the read (``_carry_forward``).
 
 Slip indicators: the legs' low-passed normalised innovation (``leg_nis``; with flow, measured
@@ -223,7 +223,10 @@ class FusedEstimator(StateSource):
         predicted change over the tick carries it there. The prediction also pushes steadily (the accelerometer's
         bias, gravity through the attitude's error) by an amount the corrections take back every tick: that part,
         low-passed over ``AHEAD_TAU``, is left out. Only the model's velocity moves: the pose integrates the
-        filter's own (carried forward in the flow's update, it drifted: README, *Seeing slip*)."""
+        filter's own (carried forward in the flow's update, it drifted: README, *Seeing slip*). Without the flow
+        the filter's velocity follows the legs', noisier than the IMU's half-tick change is useful: left as it is."""
+        if self.flow is None:
+            return
         self._dv_slow += min(1.0, dt / AHEAD_TAU) * (dv - self._dv_slow)
         self._ahead = 0.5 * (dv - self._dv_slow)[:2]
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from legadapt.controller.collect import collect, parse_shard, plan_episodes
 from legadapt.dynamics.datasets import load_trajectories
@@ -134,3 +135,33 @@ def test_bad_ranges_are_refused_before_anything_runs():
         parse_config(_ranged(**{"2.mass": {"uniform": [0.1, 1.0]}}))
     with pytest.raises(ConfigError, match="uniform"):
         parse_config(_ranged(**{"1.mass": {"uniform": [1.0, 0.1]}}))
+
+
+def test_a_collection_through_the_estimate_pairs_with_the_same_one_through_the_truth(tmp_path):
+    """The random-action collection draws the same actions and physics whatever the state source, so an
+    estimate's logs pair with the truth's episode by episode (bench/estimate_columns.py rests on it)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from estimate_columns import pair, swap, velocity_error
+
+    spec = make_spec("per_side", 0.1, HEXAPOD)
+    logs = {}
+    for source in ("privileged", "estimated+flow"):
+        cfg = parse_config({"collect": {"episodes": 2, "episode_duration": 2.0, "workers": 1, "seed": 5,
+                                        "state_source": source, "conditions": [
+                                            {"name": "limp_RM", "perturbations": [{"kind": "limp_leg", "leg": "RM"}]}]}})
+        assert not collect(cfg, tmp_path / source, progress=False).errors
+        logs[source], _ = load_trajectories([tmp_path / source], spec)
+    pairs = pair(logs["estimated+flow"], logs["privileged"])
+    assert len(pairs) == len(logs["privileged"]) >= 2
+    for est, truth in pairs:
+        np.testing.assert_array_equal(est.states[:, spec.joint_slice], truth.states[:, spec.joint_slice])
+    mean, rms = velocity_error(pairs)
+    assert np.all(rms > 1e-4) and np.all(rms < 0.2), "the estimate's velocity: off the truth, but not wildly"
+    est, truth = pairs[0]
+    swap(est, truth, "velocity")
+    np.testing.assert_array_equal(est.targets[:, 2:5], truth.targets[:, 2:5])
+    assert not np.array_equal(est.displacements, truth.displacements), "only the velocity is taken"
+    shuffled = [type(t)(t.states, t.actions[::-1].copy(), t.next_states, t.displacements, t.condition, t.source)
+                for t in logs["estimated+flow"]]
+    with pytest.raises(ValueError, match="differ in their actions"):
+        pair(shuffled, logs["privileged"])

@@ -85,3 +85,18 @@ def test_train_without_logs_and_with_a_malicious_resume_file_exit_2(tmp_path):
     assert out.returncode == 2, out.stderr
     assert "refusing to load this resume file" in out.stderr and "posix.system" in out.stderr, out.stderr
     assert "corrupt" not in out.stderr and "Traceback" not in out.stderr and "this must never run" not in out.stdout
+
+
+def test_seed_option_trains_the_same_recipe_again(small_logs, tmp_path):
+    """``--seed`` overrides train.seed: another training of the same recipe (the ensembles' members)."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_TRAIN)
+    weights = {}
+    for seed in (0, 3):
+        out = subprocess.run([LEGADAPT, "train", small_logs, "--out", tmp_path / f"s{seed}.pt", "--config", cfg,
+                              "--seed", str(seed), "--quiet"], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        ck = load_checkpoint(tmp_path / f"s{seed}.pt")
+        assert ck.meta["training"]["config"]["seed"] == seed
+        weights[seed] = next(v for k, v in ck.model.state_dict().items() if k.endswith("weight"))
+    assert not torch.equal(weights[0], weights[3])
