@@ -101,13 +101,14 @@ def _tasks_per_step(tc: TrainConfig) -> int:
 
 
 def train(logs: list[Path], spec: FeatureSpec, tc: TrainConfig, out: Path, resume: bool = False,
-          progress: bool = True, log=print) -> TrainSummary:
-    """Train per ``tc`` on the transitions in ``logs``; writes ``out`` (best) and its resume file."""
+          progress: bool = True, log=print, load=load_trajectories) -> TrainSummary:
+    """Train per ``tc`` on the transitions in ``logs``; writes ``out`` (best) and its resume file.
+    ``load(logs, spec) -> (trajectories, LoadReport)`` reads them (``bench/estimate_columns.py`` swaps columns)."""
     t_start = time.perf_counter()
     info = D.setup(tc.device)
     try:
         summary = _train(logs, spec, tc, Path(out), resume, progress and info.is_main, info, t_start,
-                         log if info.is_main else (lambda *a, **k: None))
+                         log if info.is_main else (lambda *a, **k: None), load)
         if info.is_main:
             write_report(summary, tc, logs)
         return summary
@@ -131,8 +132,8 @@ def write_report(s: TrainSummary, tc: TrainConfig, logs: list[Path]) -> Path:
     return path
 
 
-def _train(logs, spec, tc, out, resume, progress, info, t_start, log) -> TrainSummary:
-    trajectories, report = load_trajectories(logs, spec)
+def _train(logs, spec, tc, out, resume, progress, info, t_start, log, load) -> TrainSummary:
+    trajectories, report = load(logs, spec)
     log(report.summary())
     base = TaskSampler(trajectories, tc.M, tc.K, tc.seed)
     train_s, val_s = base.split(tc.val_fraction, tc.seed)
