@@ -426,3 +426,24 @@ def test_a_model_trained_on_an_estimate_runs_only_on_that_estimate():
     check_state_source(Path("m.pt"), "mixed: estimated+flow, privileged", "privileged")
     with pytest.raises(PreflightError, match=r"state_source: estimated\+flow or privileged"):
         check_state_source(Path("m.pt"), "mixed: estimated+flow, privileged", "estimated")
+
+
+def test_the_shipped_onboard_model_was_trained_on_the_flow_fused_estimate():
+    """models/default_flow.pt: the default recipe trained on the states the controller sees with flow; it runs there
+    (behind the plain model, as the default does) and is refused on any other source."""
+    from pathlib import Path
+
+    from legadapt.controller.preflight import PreflightError, check_state_source
+    from legadapt.dynamics.checkpoint import load_checkpoint
+    from legadapt.features import make_spec
+    from legadapt.resources import shipped
+
+    path = shipped("models", "default_flow.pt")
+    ck = load_checkpoint(path, make_spec("per_side", 0.1, HEXAPOD))
+    trained_on = ck.meta["training"]["state_source"]
+    assert trained_on == "estimated+flow"
+    assert ck.meta["adaptation"]["runtime"] == {"plain_model": "mb.pt", "lr_scale": 0.3}
+    check_state_source(Path(path), trained_on, "estimated+flow")
+    for other in ("privileged", "estimated", "estimated+mocap"):
+        with pytest.raises(PreflightError, match="state_source: estimated\\+flow"):
+            check_state_source(Path(path), trained_on, other)
