@@ -138,7 +138,7 @@ class FusedEstimator(StateSource):
         self._t, self._last, self._phase = reading.stamp, reading, 0.0
         self._history: deque[tuple[float, np.ndarray]] = deque()  # (s, world pose x, y, yaw) per tick, with mocap
         self._last_range = float("nan")  # m, the previous flow reading's range
-        self._dv_slow = np.zeros(3)  # m/s per tick: the prediction's steady velocity change (see _carry_forward)
+        self._dv_slow = np.zeros(2)  # m/s per tick: the prediction's steady planar velocity change (see _carry_forward)
         self._ahead = np.zeros(2)  # m/s: what carries the planar velocity from the read interval's middle to its end
         self.stats = FusionStats(sources=self.stats.sources)
 
@@ -155,9 +155,7 @@ class FusedEstimator(StateSource):
         dt = reading.stamp - self._t
         if dt <= 0:
             return
-        v_before = self.x[V].copy()
-        self._predict(reading, dt)
-        self._carry_forward(self.x[V] - v_before, dt)
+        self._carry_forward(self._predict(reading, dt), dt)
         self._t, self._last, self._phase = reading.stamp, reading, phase
         v_legs, _ = self.legs.update(reading, phase)
         v_flow = self._flow_velocity(reading)
@@ -195,7 +193,8 @@ class FusedEstimator(StateSource):
             self.mocap.close()
 
     # ------------------------------------------------------------ filter
-    def _predict(self, reading: RobotState, dt: float) -> None:
+    def _predict(self, reading: RobotState, dt: float) -> np.ndarray:
+        """The prediction over ``dt`` s from the IMU; returns the velocity change it made [3] (m/s, body frame)."""
         imu, x, n = reading.imu, self.x, self.noise
         R_imu = quat_to_matrix(imu.quat)
         c, s = np.cos(x[YAW]), np.sin(x[YAW])
@@ -210,10 +209,12 @@ class FusedEstimator(StateSource):
         F[P, YAW] = np.array([[-s, -c], [c, -s]]) @ u * dt
         F[V, V] = np.eye(3) - W * dt
         x[P] += Rz @ u * dt
-        x[V] += (imu.acc - quat_rotate_inv(imu.quat, GRAVITY) - np.cross(w, x[V])) * dt
+        dv = (imu.acc - quat_rotate_inv(imu.quat, GRAVITY) - np.cross(w, x[V])) * dt
+        x[V] += dv
         walk = n.legs_bias**2 * dt if self._bias_seen else 0.0
         Q = np.diag([n.position**2 * dt] * 2 + [n.accel**2 * dt] * 3 + [n.yaw**2 * dt] + [walk] * 2)
         self.cov = F @ self.cov @ F.T + Q
+        return dv
 
     def _carry_forward(self, dv: np.ndarray, dt: float) -> None:
         """Half of this tick's predicted velocity change ``dv`` [3] (m/s), less its slow part, as ``_ahead``.
@@ -227,8 +228,8 @@ class FusedEstimator(StateSource):
         the filter's velocity follows the legs', noisier than the IMU's half-tick change is useful: left as it is."""
         if self.flow is None:
             return
-        self._dv_slow += min(1.0, dt / AHEAD_TAU) * (dv - self._dv_slow)
-        self._ahead = 0.5 * (dv - self._dv_slow)[:2]
+        self._dv_slow += min(1.0, dt / AHEAD_TAU) * (dv[:2] - self._dv_slow)
+        self._ahead = 0.5 * (dv[:2] - self._dv_slow)
 
     def _correct(self, z: np.ndarray, H: np.ndarray, R: np.ndarray, innovation: np.ndarray | None = None) -> float:
         """Standard EKF update; returns the normalised innovation squared."""

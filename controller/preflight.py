@@ -23,6 +23,7 @@ from legadapt.controller.mpc import AdaptiveMPC, make_adapter_from, runtime_sett
 from legadapt.hardware.servo_types import UnknownServo, bus_servo_types
 from legadapt.dynamics.adaptation import Adapter, MBAdapter
 from legadapt.dynamics.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+from legadapt.dynamics.datasets import sources_in
 from legadapt.dynamics.ensemble import EnsembleAdapter
 from legadapt.dynamics.mlp import DeltaMLP
 from legadapt.dynamics.switching import Surprise, SwitchingAdapter
@@ -131,7 +132,7 @@ def check_state_source(model: Path, trained_on: str | None, running_on: str) -> 
     logs of several sources, 'mixed: a, b', runs on any of them.)"""
     if trained_on in (None, "privileged"):
         return
-    sources = trained_on.removeprefix("mixed: ").split(", ") if trained_on.startswith("mixed: ") else [trained_on]
+    sources = sources_in(trained_on)
     if running_on in sources:
         return
     raise PreflightError(f"{model}: the model was trained on states from {trained_on!r}, and controller.state_source "

@@ -33,6 +33,15 @@ from legadapt.mcap_read import read_log
 GAP_FACTOR = 1.5
 
 
+#: How a model's training records logs of several state sources: 'mixed: a, b' (:meth:`LoadReport.state_source`).
+MIXED = "mixed: "
+
+
+def sources_in(label: str) -> list[str]:
+    """The state sources a :meth:`LoadReport.state_source` label names: ['a', 'b'] for 'mixed: a, b'."""
+    return label.removeprefix(MIXED).split(", ") if label.startswith(MIXED) else [label]
+
+
 class DatasetError(ValueError):
     """No usable training data: every log skipped or empty, or no trajectory long enough."""
 
@@ -103,7 +112,7 @@ class LoadReport:
     def state_source(self) -> str:
         """The one state source of the logs read ('privileged', 'estimated+flow', ...); 'mixed: a, b' if several."""
         sources = sorted(self.state_sources)
-        return sources[0] if len(sources) == 1 else "mixed: " + ", ".join(sources) if sources else "privileged"
+        return sources[0] if len(sources) == 1 else MIXED + ", ".join(sources) if sources else "privileged"
 
     def summary(self) -> str:
         """Multi-line human-readable account."""

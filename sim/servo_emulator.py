@@ -32,7 +32,6 @@ the XM430 e-manual where the fake robot needs it, for every model alike:
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 
 import numpy as np
