@@ -138,7 +138,8 @@ def check_state_source(model: Path, trained_on: str | None, running_on: str) -> 
     raise PreflightError(f"{model}: the model was trained on states from {trained_on!r}, and controller.state_source "
                          f"is {running_on!r}: run it with controller.state_source: {' or '.join(sources)} (the same "
                          f"sensors), or give a model trained on {running_on!r} (legadapt collect with "
-                         f"collect.state_source: {running_on})")
+                         f"collect.state_source: {running_on}) or on the simulator's truth, which runs on any source "
+                         f"(--model models/default.pt)")
 
 
 def check_timing(mpc: AdaptiveMPC, spec: FeatureSpec, window: int, runs: int = 5, give_up: float = math.inf,
