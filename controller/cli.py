@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate-dynamics", help="held-out prediction error of trained models: one-step by feature group, pose over the horizon")
     ev.add_argument("--logs", type=Path, nargs="+", required=True, help="held-out MCAP files or directories")
-    ev.add_argument("--model", action="append", required=True, help="METHOD=CHECKPOINT, METHOD in grbal, mb, rebal, pearl, attention")
+    ev.add_argument("--model", action="append", required=True,
+                    help="METHOD[:NAME]=CHECKPOINT, METHOD in grbal, mb, rebal, pearl, attention; repeatable, NAME tells "
+                         "apart several checkpoints of one method (e.g. trainings of one recipe: grbal:s0=A grbal:s1=B)")
     ev.add_argument("--config", type=Path, default=Path("configs/train/default.yaml"))
     ev.add_argument("--M", type=int, help="adaptation window (default: train.M)")
     ev.add_argument("--gate-holdout", type=int, help="also evaluate GrBAL with the step gate holding back N transitions "

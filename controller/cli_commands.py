@@ -117,7 +117,7 @@ def cmd_evaluate_dynamics(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     spec = spec_of(cfg)
-    models = _model_options(args.model)
+    models = _labelled_model_options(args.model)
     if models is None:
         return EXIT_BAD_INPUT
     from legadapt.dynamics.adaptation import Gate
@@ -130,6 +130,9 @@ def cmd_evaluate_dynamics(args: argparse.Namespace) -> int:
           f"variance, mean over the target features of each group; 1.0 = predicting the mean), and the pose error of "
           f"an open-loop rollout of the logged actions over the planner's horizon:\n")
     print(result.markdown())
+    (pos_name, pos), (yaw_name, yaw) = result.lowest("pos_h"), result.lowest("yaw_h")
+    print(f"\nlowest pose error after the horizon, all logs: position {pos_name} ({100 * pos:.3f} cm), "
+          f"heading {yaw_name} ({yaw:.3f} deg)")
     if args.json:
         args.json.write_text(json.dumps({"overall": result.overall, "per_condition": result.per_condition,
                                          "counts": result.counts, "transitions": result.transitions,
@@ -184,14 +187,29 @@ MODEL_KINDS = ("grbal", "mb", "rebal", "pearl", "attention")
 
 
 def _model_options(items: list[str] | None) -> dict[str, Path] | None:
-    """``--model KIND=PATH`` options as {kind: path}; None (after an error message) if one is malformed."""
-    models = {}
+    """``--model KIND=PATH`` options as {kind: path}; None (after an error message) if one is malformed or a kind
+    is given twice."""
+    labelled = _labelled_model_options(items, labels=False)
+    return None if labelled is None else {kind: path for kind, path, _ in labelled}
+
+
+def _labelled_model_options(items: list[str] | None, labels: bool = True) -> list[tuple[str, Path, str]] | None:
+    """``--model KIND[:NAME]=PATH`` options as (kind, path, name) in order (NAME tells apart several checkpoints of
+    one kind); None (after an error message) if one is malformed or a kind and name are given twice."""
+    form = "KIND[:NAME]=PATH" if labels else "KIND=PATH"
+    models: list[tuple[str, Path, str]] = []
     for item in items or []:
-        kind, sep, path = item.partition("=")
-        if not sep or kind not in MODEL_KINDS or not path:
-            print(f"error: --model takes KIND=PATH with KIND one of {', '.join(MODEL_KINDS)}, got {item!r}", file=sys.stderr)
+        key, sep, path = item.partition("=")
+        kind, colon, name = key.partition(":")
+        if not sep or kind not in MODEL_KINDS or not path or (colon and (not labels or not name)):
+            print(f"error: --model takes {form} with KIND one of {', '.join(MODEL_KINDS)}, got {item!r}", file=sys.stderr)
             return None
-        models[kind] = Path(path)
+        if any((k, n) == (kind, name) for k, _, n in models):
+            again = f"{kind}:{name}" if name else kind
+            print(f"error: --model {again} is given twice: give each checkpoint once"
+                  + (" (several of one kind take names: grbal:a=A.pt grbal:b=B.pt)" if labels else ""), file=sys.stderr)
+            return None
+        models.append((kind, Path(path), name))
     return models
 
 

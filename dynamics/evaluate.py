@@ -68,26 +68,36 @@ class EvalResult:
             blocks.append("\n".join(lines))
         return "\n\n".join(blocks)
 
+    def lowest(self, metric: str) -> tuple[str, float]:
+        """The variant with the lowest overall ``metric`` and its value (pose errors in m and deg)."""
+        name = min(self.overall[metric], key=self.overall[metric].get)
+        return name, self.overall[metric][name]
 
-def variants_from_checkpoints(paths: dict[str, Path], spec: FeatureSpec, gate: Gate | None = None) -> dict[str, Adapter]:
+
+def variants_from_checkpoints(paths: dict[str, Path] | list[tuple[str, Path, str]], spec: FeatureSpec,
+                              gate: Gate | None = None) -> dict[str, Adapter]:
     """Adapters to compare from checkpoints keyed by method: 'grbal', 'mb' (gives MB and MB+DE), 'rebal',
-    'pearl', 'attention'. With an active ``gate``, GrBAL also runs gated ('GrBAL+gate')."""
+    'pearl', 'attention'; or (method, path, name) triples, whose non-empty ``name`` labels that checkpoint's
+    columns ('GrBAL s1 (before step)'), so that several trainings of one method compare in one table. With an
+    active ``gate``, GrBAL also runs gated ('GrBAL+gate')."""
+    items = [(m, p, "") for m, p in paths.items()] if isinstance(paths, dict) else list(paths)
     out: dict[str, Adapter] = {}
-    for method, path in paths.items():
+    for method, path, name in items:
         ck: LoadedCheckpoint = load_checkpoint(path, spec)
         steps = ck.maml.inner_steps if ck.maml else 1
         lr = ck.lrs if ck.lrs is not None else (ck.maml.inner_lr if ck.maml else 1e-2)
         layers = ck.maml.adapt_layers if ck.maml else 0
+        tag = f" {name}" if name else ""
         if method == "grbal":
-            out["GrBAL (before step)"] = make_adapter("mb", ck.model)
-            out["GrBAL"] = make_adapter("grbal", ck.model, lr, steps, adapt_layers=layers)
+            out[f"GrBAL{tag} (before step)"] = make_adapter("mb", ck.model)
+            out[f"GrBAL{tag}"] = make_adapter("grbal", ck.model, lr, steps, adapt_layers=layers)
             if gate is not None and gate.holdout > 0:
-                out["GrBAL+gate"] = make_adapter("grbal", ck.model, lr, steps, gate=gate, adapt_layers=layers)
+                out[f"GrBAL{tag}+gate"] = make_adapter("grbal", ck.model, lr, steps, gate=gate, adapt_layers=layers)
         elif method == "mb":
-            out["MB"] = make_adapter("mb", ck.model)
-            out["MB+DE"] = make_adapter("mbde", ck.model, lr, steps, adapt_layers=layers)
+            out[f"MB{tag}"] = make_adapter("mb", ck.model)
+            out[f"MB+DE{tag}"] = make_adapter("mbde", ck.model, lr, steps, adapt_layers=layers)
         elif method in ("rebal", "pearl", "attention"):
-            out[{"rebal": "ReBAL", "pearl": "PEARL", "attention": "attention"}[method]] = make_adapter(method, ck.model)
+            out[{"rebal": "ReBAL", "pearl": "PEARL", "attention": "attention"}[method] + tag] = make_adapter(method, ck.model)
         else:
             raise ValueError(f"unknown method {method!r} for {path}; allowed: grbal, mb, rebal, pearl, attention")
     return out
