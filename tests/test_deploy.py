@@ -111,6 +111,21 @@ def test_the_unit_runs_the_serial_robot_chosen_by_its_config():
     assert f"models/default.pt {cfg.controller.model}" in UNIT.read_text(), "the header installs the model there"
 
 
+def test_the_models_the_header_installs_are_all_the_controller_needs(tmp_path):
+    """Following the header's model install lines into an empty folder, the config's controller builds: the model
+    and the plain model it names beside itself (an install of the model alone fails pre-flight, exit 2)."""
+    from legadapt.controller.preflight import build_controller
+
+    cfg = load_config(UNIT_CONFIG)
+    etc = Path(cfg.controller.model).parent
+    lines = re.findall(r"^#\s+install -m 0644 (models/\S+) (\S+)", UNIT.read_text(), flags=re.M)
+    assert lines, "the header installs the shipped model"
+    for source, target in lines:
+        assert Path(target).parent == etc, "models go where the config looks"
+        shutil.copy(REPO / source, tmp_path / Path(target).name)
+    build_controller(cfg, tmp_path / Path(cfg.controller.model).name)
+
+
 def test_run_takes_the_backend_from_the_config(tmp_path):
     """robot.backend: serial in the file, no --backend flag: the daemon refuses lockstep for the serial robot."""
     data = yaml.safe_load(UNIT_CONFIG.read_text())
