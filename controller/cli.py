@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--out", type=Path, help="output directory (default runs/perturb/<suite>)")
     pt.add_argument("--model", action="append", metavar="KIND=PATH",
                     help="checkpoint of a model kind (grbal, mb, rebal, pearl, attention) instead of the suite's; repeatable")
+    pt.add_argument("--seeds", nargs="+", type=checks.seed, metavar="SEED",
+                    help="run every scenario on these seeds instead of its own (more seeds check a claim)")
     pt.add_argument("--workers", type=checks.positive_int, default=2,
                     help="parallel runs (default 2; at most one per run and one per CPU)")
     pt.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -55,6 +55,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed(text: str) -> int:
+    """An argparse ``type``: a simulation seed, a whole number from 0 to ``SEED_MAX``, else a usage error (exit 2)."""
+    from legadapt.config.base import SEED_MAX
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected a seed, a whole number from 0 to {SEED_MAX}, got {text!r}")
+    return value
+
+
 def log_dir_problem(directory: Path, create: bool) -> str | None:
     """Why logs cannot be written in ``directory`` (None if they can). ``create``: make it and write a
     temporary file there; else only look: the nearest existing ancestor must be a directory (whether this

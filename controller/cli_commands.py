@@ -239,6 +239,9 @@ def cmd_perturb(args: argparse.Namespace) -> int:
         suite = load_scenario(args.scenario, args.variants)
     if args.variants and args.suite:
         suite = suite.model_copy(update={"variants": args.variants})
+    if args.seeds:
+        suite = suite.model_copy(update={"scenarios": [s.model_copy(update={"seeds": list(dict.fromkeys(args.seeds))})
+                                                       for s in suite.scenarios]})
     models = _model_options(args.model)
     if models is None:
         return EXIT_BAD_INPUT

@@ -61,3 +61,19 @@ def test_one_run_uses_one_process_whatever_workers_says(tmp_path):
                          timeout=600, cwd=Path(__file__).resolve().parents[1])
     assert "note: --workers 12 capped at 1: 1 run" in out.stderr, out.stderr
     assert len(json.loads((out_dir / "results.json").read_text())["results"]) == 1, out.stderr
+
+
+def test_seeds_replace_every_scenarios_own(tmp_path):
+    """``--seeds`` runs each scenario on the seeds given, in place of the suite's (one run per seed); a bad seed is
+    a usage error (exit 2) before anything runs."""
+    out_dir = tmp_path / "out"
+    out = subprocess.run([LEGADAPT, "perturb", "--suite", _suite(tmp_path, {"grbal": "models/default.pt"}, duration=1.5),
+                          "--seeds", "4", "7", "4", "--out", out_dir, "--quiet"], capture_output=True, text=True,
+                         timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    results = json.loads((out_dir / "results.json").read_text())["results"]
+    assert sorted(r["seed"] for r in results) == [4, 7], "each seed once, the suite's seed 0 not run"
+    for bad in ("-1", "x", str(2**32)):
+        out = subprocess.run([LEGADAPT, "perturb", "--suite", "ci", "--seeds", bad], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 2 and "--seeds" in out.stderr and "expected a seed" in out.stderr, out.stderr
