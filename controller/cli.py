@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-steps", type=int, help="override train.max_steps")
     tr.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
     tr.add_argument("--seed", type=int, help="override train.seed (another training of the same recipe)")
+    tr.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                    help="train once per seed (OUT.seedS.pt) and keep, as OUT, the one --select-on chooses")
+    tr.add_argument("--select-on", type=Path, nargs="+", metavar="LOGS",
+                    help="validation logs of the training conditions for --seeds: the training whose pose after the "
+                         "planner's horizon misses least (dynamics/selection.py) is kept")
     tr.add_argument("--resume", action="store_true", help="continue from OUT.resume if it exists")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=commands.cmd_train)

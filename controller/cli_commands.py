@@ -93,6 +93,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = checks.override(load_config(args.config), "train", method=args.method, max_steps=args.max_steps, device=args.device,
                           seed=args.seed)
     spec = spec_of(cfg)
+    if args.seeds or args.select_on:
+        return _train_seeds(args, logs, cfg, spec)
     if args.resume:
         from legadapt.dynamics.checkpoint import load_torch_file
         from legadapt.dynamics.train import _resume_path
@@ -106,6 +108,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         from legadapt.dynamics.distributed import exit_worker
 
         exit_worker(EXIT_OK)
+    return EXIT_OK
+
+
+def _train_seeds(args: argparse.Namespace, logs: list[Path], cfg: LegadaptConfig, spec) -> int:
+    """``legadapt train --seeds ... --select-on LOGS``: one training per seed, the one validation chooses kept."""
+    from legadapt.dynamics.selection import table, train_and_select
+
+    problem = ("--seeds needs --select-on LOGS (validation logs of the training conditions)" if not args.select_on
+               else "--select-on chooses among --seeds S1 S2 ...: give two seeds or more" if len(set(args.seeds or [])) < 2
+               else "--seeds and --seed are exclusive" if args.seed is not None
+               else "--seeds trains from scratch: drop --resume" if args.resume
+               else "--seeds runs in one process: start it without torchrun" if int(os.environ.get("WORLD_SIZE", "1")) > 1
+               else None)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    seeds = list(dict.fromkeys(args.seeds))
+    candidates, kept = train_and_select(logs, spec, cfg.train, args.out, seeds, args.select_on,
+                                        cfg.controller.planner.horizon, progress=not args.quiet)
+    print(table(candidates, kept))
+    print(f"kept train.seed {kept.seed}: {args.out} (the trainings: {', '.join(str(c.path) for c in candidates)}; "
+          f"the choice in {args.out.name}.json)")
     return EXIT_OK
 
 

@@ -100,3 +100,40 @@ def test_seed_option_trains_the_same_recipe_again(small_logs, tmp_path):
         assert ck.meta["training"]["config"]["seed"] == seed
         weights[seed] = next(v for k, v in ck.model.state_dict().items() if k.endswith("weight"))
     assert not torch.equal(weights[0], weights[3])
+
+
+def test_several_seeds_are_trained_and_the_one_validation_chooses_is_kept(small_logs, tmp_path):
+    """``--seeds 0 1 --select-on LOGS``: one training per seed beside OUT, each scored on the validation logs (pose
+    after the horizon, after the step), and OUT is the one whose worse relative miss is smallest, its choice recorded."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_TRAIN)
+    out = tmp_path / "m.pt"
+    run = subprocess.run([LEGADAPT, "train", small_logs, "--out", out, "--config", config, "--seeds", "0", "1",
+                          "--select-on", small_logs, "--quiet"], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr
+    record = json.loads((tmp_path / "m.pt.json").read_text())["selection"]
+    figures = record["candidates"]
+    assert set(figures) == {"seed 0", "seed 1"}
+    best_pos = min(f["position_cm"] for f in figures.values())
+    best_yaw = min(f["heading_deg"] for f in figures.values())
+    regret = {k: max(f["position_cm"] / best_pos, f["heading_deg"] / best_yaw) for k, f in figures.items()}
+    assert f"seed {record['kept_seed']}" == min(regret, key=regret.get)
+    kept = tmp_path / f"m.seed{record['kept_seed']}.pt"
+    assert out.read_bytes() == kept.read_bytes(), "OUT is the kept training's checkpoint"
+    trained = {s: load_checkpoint(tmp_path / f"m.seed{s}.pt", make_spec("per_side", 0.1, HEXAPOD)) for s in (0, 1)}
+    assert [trained[s].meta["training"]["config"]["seed"] for s in (0, 1)] == [0, 1]
+    assert f"kept train.seed {record['kept_seed']}" in run.stdout
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seeds", "0", "1"], "--seeds needs --select-on"),
+    (["--seeds", "0", "0", "--select-on", "LOGS"], "give two seeds or more"),
+    (["--seeds", "0", "1", "--seed", "3", "--select-on", "LOGS"], "--seeds and --seed are exclusive"),
+    (["--select-on", "LOGS"], "give two seeds or more"),
+])
+def test_seeds_and_select_on_misused_is_bad_input(small_logs, tmp_path, extra, message):
+    extra = [str(small_logs) if a == "LOGS" else a for a in extra]
+    run = subprocess.run([LEGADAPT, "train", small_logs, "--out", tmp_path / "m.pt", *extra], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert not (tmp_path / "m.pt").exists()
