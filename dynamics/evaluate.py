@@ -74,6 +74,15 @@ class EvalResult:
         return name, self.overall[metric][name]
 
 
+#: The column of each method's checkpoint after its online step ('MB+DE': the MB model with GrBAL's step).
+ADAPTED = {"grbal": "GrBAL", "mb": "MB+DE", "rebal": "ReBAL", "pearl": "PEARL", "attention": "attention"}
+
+
+def adapted_column(method: str, name: str = "") -> str:
+    """The table column of ``method``'s checkpoint (labelled ``name``, if any) after its online step."""
+    return ADAPTED[method] + (f" {name}" if name else "")
+
+
 def variants_from_checkpoints(paths: dict[str, Path] | list[tuple[str, Path, str]], spec: FeatureSpec,
                               gate: Gate | None = None) -> dict[str, Adapter]:
     """Adapters to compare from checkpoints keyed by method: 'grbal', 'mb' (gives MB and MB+DE), 'rebal',
@@ -87,19 +96,19 @@ def variants_from_checkpoints(paths: dict[str, Path] | list[tuple[str, Path, str
         steps = ck.maml.inner_steps if ck.maml else 1
         lr = ck.lrs if ck.lrs is not None else (ck.maml.inner_lr if ck.maml else 1e-2)
         layers = ck.maml.adapt_layers if ck.maml else 0
-        tag = f" {name}" if name else ""
-        if method == "grbal":
-            out[f"GrBAL{tag} (before step)"] = make_adapter("mb", ck.model)
-            out[f"GrBAL{tag}"] = make_adapter("grbal", ck.model, lr, steps, adapt_layers=layers)
-            if gate is not None and gate.holdout > 0:
-                out[f"GrBAL{tag}+gate"] = make_adapter("grbal", ck.model, lr, steps, gate=gate, adapt_layers=layers)
-        elif method == "mb":
-            out[f"MB{tag}"] = make_adapter("mb", ck.model)
-            out[f"MB+DE{tag}"] = make_adapter("mbde", ck.model, lr, steps, adapt_layers=layers)
-        elif method in ("rebal", "pearl", "attention"):
-            out[{"rebal": "ReBAL", "pearl": "PEARL", "attention": "attention"}[method] + tag] = make_adapter(method, ck.model)
-        else:
+        if method not in ADAPTED:
             raise ValueError(f"unknown method {method!r} for {path}; allowed: grbal, mb, rebal, pearl, attention")
+        column = adapted_column(method, name)
+        if method == "grbal":
+            out[f"{column} (before step)"] = make_adapter("mb", ck.model)
+            out[column] = make_adapter("grbal", ck.model, lr, steps, adapt_layers=layers)
+            if gate is not None and gate.holdout > 0:
+                out[f"{column}+gate"] = make_adapter("grbal", ck.model, lr, steps, gate=gate, adapt_layers=layers)
+        elif method == "mb":
+            out["MB" + (f" {name}" if name else "")] = make_adapter("mb", ck.model)
+            out[column] = make_adapter("mbde", ck.model, lr, steps, adapt_layers=layers)
+        else:
+            out[column] = make_adapter(method, ck.model)
     return out
 
 

@@ -20,13 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from legadapt.config import TrainConfig
-from legadapt.dynamics.evaluate import evaluate, variants_from_checkpoints
+from legadapt.dynamics.evaluate import adapted_column, evaluate, variants_from_checkpoints
 from legadapt.dynamics.train import TrainSummary, train
 from legadapt.features import FeatureSpec
-
-#: The adapted variant's column per method (dynamics.evaluate.variants_from_checkpoints).
-ADAPTED = {"grbal": "GrBAL", "mb": "MB+DE", "rebal": "ReBAL", "pearl": "PEARL", "attention": "attention"}
-
 
 @dataclass
 class Candidate:
@@ -68,9 +64,8 @@ def score(spec: FeatureSpec, tc: TrainConfig, seeds: list[int], paths: list[Path
     """Each training's adapted pose errors after ``horizon`` steps on ``validation``, with its relative regret."""
     adapters = variants_from_checkpoints([(tc.method, p, f"seed{s}") for s, p in zip(seeds, paths)], spec)
     result = evaluate(validation, spec, adapters, tc.M, horizon)
-    column = ADAPTED[tc.method]
-    out = [Candidate(s, p, result.overall["pos_h"][f"{column} seed{s}"], result.overall["yaw_h"][f"{column} seed{s}"])
-           for s, p in zip(seeds, paths)]
+    columns = [adapted_column(tc.method, f"seed{s}") for s in seeds]
+    out = [Candidate(s, p, result.overall["pos_h"][c], result.overall["yaw_h"][c]) for s, p, c in zip(seeds, paths, columns)]
     best_pos, best_yaw = min(c.position for c in out), min(c.heading for c in out)
     for c in out:
         c.regret = max(c.position / max(best_pos, 1e-12), c.heading / max(best_yaw, 1e-12))
