@@ -32,7 +32,9 @@ Corrections, each switched on by the state source:
   late: its innovation is formed against the filter's pose at the frame's time (kept in a short
   history) and the correction applied now.
 
-With the flow, the model sees the planar velocity at the read: the flow gives its mean over the read interval, and
+With the flow, the pose step's motion along the floor's normal is the range finder's on a level floor
+(:mod:`controller.range_height`): the filter's vertical velocity misses the body's bob, which the tilt turns into
+planar motion. With the flow, the model sees the planar velocity at the read: the flow gives its mean over the read interval, and
 half the IMU's predicted change over the tick carries the filter's velocity forward to the read (``_carry_forward``).
 
 Slip indicators: the legs' low-passed normalised innovation (``leg_nis``; with flow, measured
@@ -52,6 +54,7 @@ import numpy as np
 from legadapt.controller.flow_velocity import flow_velocity
 from legadapt.controller.leg_odometry import LegOdometry
 from legadapt.controller.mocap import MocapFix
+from legadapt.controller.range_height import RangeHeightStep
 from legadapt.controller.slip import SlipMonitor
 from legadapt.controller.state_estimator import GRAVITY, SLIP_THRESHOLD, StateSource
 from legadapt.features import state_vector
@@ -120,6 +123,7 @@ class FusedEstimator(StateSource):
         self.legs = LegOdometry(gait, self._slip, min_baseline)
         self.stats = FusionStats(sources=["imu", "legs", *(["flow"] if flow else []), *(["mocap"] if mocap else [])])
         self._bias_seen = flow is not None or mocap is not None  # the legs' bias is observable only against another source
+        self._height = RangeHeightStep(flow.range_timing) if flow is not None else None
 
     # ------------------------------------------------------------ StateSource
     def reset(self, reading: RobotState) -> None:
@@ -140,6 +144,9 @@ class FusedEstimator(StateSource):
         self._last_range = float("nan")  # m, the previous flow reading's range
         self._dv_slow = np.zeros(2)  # m/s per tick: the prediction's steady planar velocity change (see _carry_forward)
         self._ahead = np.zeros(2)  # m/s: what carries the planar velocity from the read interval's middle to its end
+        self._tilt = 0.0  # rad: the feet's plane from the IMU's level
+        if self._height is not None:
+            self._height.reset()
         self.stats = FusionStats(sources=self.stats.sources)
 
     def resume(self, reading: RobotState) -> None:
@@ -159,6 +166,10 @@ class FusedEstimator(StateSource):
         self._t, self._last, self._phase = reading.stamp, reading, phase
         v_legs, _ = self.legs.update(reading, phase)
         v_flow = self._flow_velocity(reading)
+        if self._height is not None and v_flow is not None:
+            self._move_by_height(reading)
+        elif self._height is not None:
+            self._height.lost()
         if v_legs is not None:
             self._correct_legs(v_legs)
             self._track_floor(self.legs.stance_feet, self.legs.stance_implied, self.legs.stance_legs, dt, reading.stamp)
@@ -209,6 +220,10 @@ class FusedEstimator(StateSource):
         F[P, YAW] = np.array([[-s, -c], [c, -s]]) @ u * dt
         F[V, V] = np.eye(3) - W * dt
         x[P] += Rz @ u * dt
+        if self._height is not None:  # the step's sensitivity to the normal velocity, for the range finder's height
+            n_ = self.floor_normal
+            g = Rz @ (R_imu[:2] @ (np.array([0.0, 0.0, 1.0]) - n_ * n_[2])) / n_[2]
+            self._height.tick(reading.stamp, dt, g, float(n_ @ x[V]), self._tilt)
         dv = (imu.acc - quat_rotate_inv(imu.quat, GRAVITY) - np.cross(w, x[V])) * dt
         x[V] += dv
         walk = n.legs_bias**2 * dt if self._bias_seen else 0.0
@@ -273,6 +288,7 @@ class FusedEstimator(StateSource):
         up = R_imu[2]  # world z in the body frame
         tilt = float(np.arccos(np.clip(up @ self.feet_normal, -1.0, 1.0)))
         w = float(np.clip((tilt - LEVEL_BELOW) / (SLOPE_ABOVE - LEVEL_BELOW), 0.0, 1.0))
+        self._tilt = tilt
         n = (1.0 - w) * up + w * self.feet_normal
         return n / np.linalg.norm(n)
 
@@ -286,6 +302,14 @@ class FusedEstimator(StateSource):
         else:
             self.stats.flow_used += 1
         return out
+
+    def _move_by_height(self, reading: RobotState) -> None:
+        """The pose's move for the motion along the floor's normal that the range finder measured (range_height)."""
+        fl = reading.flow
+        w = reading.imu.gyro if fl.rotation is None else np.asarray(fl.rotation) / fl.interval
+        n = self.floor_normal
+        lever = float(n @ np.cross(w, np.asarray(self.flow.position, dtype=float)))
+        self.x[P] += self._height.correction(fl.stamp, fl.interval, float(fl.range), float(n[2]), lever)
 
     def _correct_mocap(self, fix: MocapFix) -> None:
         """A late pose: innovation against the filter's pose at the frame's time, applied now."""
