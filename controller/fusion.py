@@ -166,10 +166,11 @@ class FusedEstimator(StateSource):
         self._t, self._last, self._phase = reading.stamp, reading, phase
         v_legs, _ = self.legs.update(reading, phase)
         v_flow = self._flow_velocity(reading)
-        if self._height is not None and v_flow is not None:
-            self._move_by_height(reading)
-        elif self._height is not None:
-            self._height.lost()
+        if self._height is not None:
+            if v_flow is not None:
+                self._move_by_height(reading)
+            else:
+                self._height.lost()
         if v_legs is not None:
             self._correct_legs(v_legs)
             self._track_floor(self.legs.stance_feet, self.legs.stance_implied, self.legs.stance_legs, dt, reading.stamp)

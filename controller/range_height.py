@@ -27,7 +27,7 @@ from collections import deque
 
 import numpy as np
 
-TICKS_KEPT = 64  # ticks of step sensitivity kept: more than two read intervals at any IMU rate used here
+TICKS_KEPT = 64  # most ticks kept while no usable read prunes them: more than two read intervals at any IMU rate used here
 LEVEL_TAU = 2.0  # s: low-pass of the feet's plane's tilt from the IMU's level
 LEVEL_BELOW, SLOPE_ABOVE = np.radians(4.0), np.radians(6.0)  # that tilt, low-passed: level below, a slope above, blended
 
@@ -71,6 +71,8 @@ class RangeHeightStep:
         if last is None or centre - last[0] < 1e-4:
             return np.zeros(2)
         a, b = last[0], centre
+        while self._ticks and self._ticks[0][0] <= a:  # ended before this span: no later span reaches back to it
+            self._ticks.popleft()
         v_measured = (height - last[1]) / (b - a) - lever_normal
         move = np.zeros(2)
         for end, dt, g, v_filter in self._ticks:
