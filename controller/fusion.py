@@ -10,8 +10,12 @@ The legs' error ``b`` is a random walk (``FusionNoise.legs_bias``): stance feet 
 every step (back, on a slope with a limp leg) or miscalibrated joints make the legs read a velocity off by a
 steady amount, which flow or mocap make observable; with neither, ``b`` is held at 0.
 
-Prediction every fast tick from the accelerometer and gyro (``v' = v + (a - g_body - w x v) dt``,
-``p' = p + (Rz(yaw_off) R_imu (I - n nᵀ) v)_xy dt``). The pose moves along the floor: ``n`` is the floor's
+Prediction every fast tick from the accelerometer and gyro (``v' = v + (a - g_body - w x v) dt``). After the
+tick's corrections the pose moves with the velocity they leave, the mean over the read interval, rotated by the
+attitude halfway through it: ``p' = p + (Rz(yaw_off) R_mid (I - n nᵀ) v)_xy dt``. (A step before the corrections
+would move by the previous interval's velocity and, with the attitude at the tick's end, turn each step half a
+tick too far into a turn: a pose a tick of travel behind and off to the inside of every turn.)
+The pose moves along the floor: ``n`` is the floor's
 normal in the body frame. On a slope it is the plane of the stance feet, so the vertical velocity, which
 only the legs and the accelerometer see and with a bias, does not leak into the planar pose through the
 slope's tilt. Each set of stance legs (a tripod) keeps its own low-passed plane and how much its legs
@@ -48,6 +52,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -75,6 +80,15 @@ FLOOR_AGREE = 0.02  # m/s: a stance set's legs disagreeing by this much on the b
 FLOOR_STALE = 4 * FLOOR_TAU  # s: a stance set's plane not seen for this long drops out (a gait whose sets vary)
 AHEAD_TAU = 0.3  # s: low-pass of the prediction's velocity change, its steady part (see _carry_forward)
 LEVEL_BELOW, SLOPE_ABOVE = np.radians(2.0), np.radians(4.0)  # feet's plane tilt: level below, a slope above, blended
+
+
+class PoseStep(NamedTuple):
+    """What the tick's pose step needs from its prediction (see ``FusedEstimator._move_along_floor``)."""
+
+    stamp: float  # s, the tick's end
+    dt: float  # s
+    along_floor: np.ndarray  # [2, 3]: body velocity -> planar velocity in the IMU's yaw frame, along the floor
+    leak: np.ndarray  # [2]: planar step (IMU's yaw frame) per m/s of the body's velocity along the floor's normal
 
 
 @dataclass
@@ -166,11 +180,6 @@ class FusedEstimator(StateSource):
         self._t, self._last, self._phase = reading.stamp, reading, phase
         v_legs, _ = self.legs.update(reading, phase)
         v_flow = self._flow_velocity(reading)
-        if self._height is not None:
-            if v_flow is not None:
-                self._move_by_height(reading)
-            else:
-                self._height.lost()
         if v_legs is not None:
             self._correct_legs(v_legs)
             self._track_floor(self.legs.stance_feet, self.legs.stance_implied, self.legs.stance_legs, dt, reading.stamp)
@@ -178,6 +187,12 @@ class FusedEstimator(StateSource):
             self._correct(v_flow[0], FLOW_H, np.eye(2) * v_flow[1] ** 2)
             if v_legs is not None:
                 self.stats.slip_speed += 0.05 * (float(np.linalg.norm(v_legs[:2] - v_flow[0])) - self.stats.slip_speed)
+        self._move_along_floor()
+        if self._height is not None:
+            if v_flow is not None:
+                self._move_by_height(reading)
+            else:
+                self._height.lost()
         self.stats.legs_bias = (float(self.x[B][0]), float(self.x[B][1]))
         if self.mocap is not None:
             for fix in self.mocap.poll(reading):
@@ -209,28 +224,37 @@ class FusedEstimator(StateSource):
         """The prediction over ``dt`` s from the IMU; returns the velocity change it made [3] (m/s, body frame)."""
         imu, x, n = reading.imu, self.x, self.noise
         R_imu = quat_to_matrix(imu.quat)
-        c, s = np.cos(x[YAW]), np.sin(x[YAW])
-        Rz = np.array([[c, -s], [s, c]])
-        self.floor_normal = self._floor_normal(R_imu)
-        along_floor = np.eye(3) - np.outer(self.floor_normal, self.floor_normal)
-        u = (R_imu @ along_floor @ x[V])[:2]  # world-aligned (IMU yaw) planar velocity along the floor, m/s
+        R_mid = quat_to_matrix(_midway(self._last.imu.quat, imu.quat))  # the attitude halfway through the tick
+        self.floor_normal = n_ = self._floor_normal(R_imu)
+        along_floor = R_mid[:2] @ (np.eye(3) - np.outer(n_, n_))  # body velocity -> IMU-yaw planar, along the floor
+        leak = R_mid[:2] @ (np.array([0.0, 0.0, 1.0]) - n_ * n_[2]) / n_[2]  # the step per m/s along the normal
+        self._step = PoseStep(reading.stamp, dt, along_floor, leak)
         w = imu.gyro
         W = np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
         F = np.eye(N_STATE)
-        F[P, V] = Rz @ R_imu[:2] @ along_floor * dt
-        F[P, YAW] = np.array([[-s, -c], [c, -s]]) @ u * dt
         F[V, V] = np.eye(3) - W * dt
-        x[P] += Rz @ u * dt
-        if self._height is not None:  # the step's sensitivity to the normal velocity, for the range finder's height
-            n_ = self.floor_normal
-            g = Rz @ (R_imu[:2] @ (np.array([0.0, 0.0, 1.0]) - n_ * n_[2])) / n_[2]
-            self._height.tick(reading.stamp, dt, g, float(n_ @ x[V]), self._tilt)
         dv = (imu.acc - quat_rotate_inv(imu.quat, GRAVITY) - np.cross(w, x[V])) * dt
         x[V] += dv
         walk = n.legs_bias**2 * dt if self._bias_seen else 0.0
         Q = np.diag([n.position**2 * dt] * 2 + [n.accel**2 * dt] * 3 + [n.yaw**2 * dt] + [walk] * 2)
         self.cov = F @ self.cov @ F.T + Q
         return dv
+
+    def _move_along_floor(self) -> None:
+        """The tick's pose step ``p' = p + Rz(yaw_off) (R_mid (I - n nᵀ) v)_xy dt``, taken after the tick's corrections
+        with the velocity they leave: the mean over the read interval, rotated by the attitude halfway through it.
+        A linear map of the corrected state, so the covariance follows it exactly."""
+        st, x = self._step, self.x
+        c, s = np.cos(x[YAW]), np.sin(x[YAW])
+        Rz = np.array([[c, -s], [s, c]])
+        u = st.along_floor @ x[V]  # m/s, IMU-yaw frame
+        G = np.eye(N_STATE)
+        G[P, V] = Rz @ st.along_floor * st.dt
+        G[P, YAW] = np.array([[-s, -c], [c, -s]]) @ u * st.dt
+        x[P] += Rz @ u * st.dt
+        self.cov = G @ self.cov @ G.T
+        if self._height is not None:  # the step's sensitivity to the normal velocity, for the range finder's height
+            self._height.tick(st.stamp, st.dt, Rz @ st.leak, float(self.floor_normal @ x[V]), self._tilt)
 
     def _carry_forward(self, dv: np.ndarray, dt: float) -> None:
         """Half of this tick's predicted velocity change ``dv`` [3] (m/s), less its slow part, as ``_ahead``.
@@ -322,6 +346,12 @@ class FusedEstimator(StateSource):
         n = self.noise
         self._correct(np.zeros(3), MOCAP_H, np.diag([n.mocap_pos**2] * 2 + [n.mocap_yaw**2]), innovation=y)
         self.stats.mocap_used += 1
+
+
+def _midway(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The rotation halfway between unit quaternions ``a`` and ``b`` [4] (w, x, y, z): their slerp at 1/2."""
+    m = a + b if float(a @ b) >= 0.0 else b - a
+    return m / np.linalg.norm(m)
 
 
 def _wrap(angle: float) -> float:
