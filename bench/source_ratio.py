@@ -35,6 +35,7 @@ from suite_runs import load_suite, run_suite  # noqa: E402
 
 from legadapt.robot.description import description_path, load_description  # noqa: E402
 
+
 def fail(message: str) -> NoReturn:
     """Stop with ``message`` on stderr and exit status 2 (bad input)."""
     print(f"source_ratio: {message}", file=sys.stderr)

@@ -88,7 +88,6 @@ class PoseStep(NamedTuple):
     stamp: float  # s, the tick's end
     dt: float  # s
     along_floor: np.ndarray  # [2, 3]: body velocity -> planar velocity in the IMU's yaw frame, along the floor
-    leak: np.ndarray  # [2]: planar step (IMU's yaw frame) per m/s of the body's velocity along the floor's normal
 
 
 @dataclass
@@ -227,8 +226,7 @@ class FusedEstimator(StateSource):
         R_mid = quat_to_matrix(_midway(self._last.imu.quat, imu.quat))  # the attitude halfway through the tick
         self.floor_normal = n_ = self._floor_normal(R_imu)
         along_floor = R_mid[:2] @ (np.eye(3) - np.outer(n_, n_))  # body velocity -> IMU-yaw planar, along the floor
-        leak = R_mid[:2] @ (np.array([0.0, 0.0, 1.0]) - n_ * n_[2]) / n_[2]  # the step per m/s along the normal
-        self._step = PoseStep(reading.stamp, dt, along_floor, leak)
+        self._step = PoseStep(reading.stamp, dt, along_floor)
         w = imu.gyro
         W = np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
         F = np.eye(N_STATE)
@@ -253,8 +251,9 @@ class FusedEstimator(StateSource):
         G[P, YAW] = np.array([[-s, -c], [c, -s]]) @ u * st.dt
         x[P] += Rz @ u * st.dt
         self.cov = G @ self.cov @ G.T
-        if self._height is not None:  # the step's sensitivity to the normal velocity, for the range finder's height
-            self._height.tick(st.stamp, st.dt, Rz @ st.leak, float(self.floor_normal @ x[V]), self._tilt)
+        if self._height is not None:  # the step per m/s along the normal ((I - n nᵀ) e_z / n_z), for the range finder
+            n = self.floor_normal
+            self._height.tick(st.stamp, st.dt, Rz @ st.along_floor[:, 2] / n[2], float(n @ x[V]), self._tilt)
 
     def _carry_forward(self, dv: np.ndarray, dt: float) -> None:
         """Half of this tick's predicted velocity change ``dv`` [3] (m/s), less its slow part, as ``_ahead``.
