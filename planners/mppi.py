@@ -5,8 +5,16 @@ standard deviation ``noise_sigma``, clamps to the bounds, rolls all N samples ou
 batch and moves ``U`` by the softmax-weighted mean perturbation::
 
     w_i = exp(-(J_i - min J) / λ) / Σ_j exp(-(J_j - min J) / λ)
-    ΔU  = Σ_i w_i (V_i - U)            # V_i the clamped sample, so ΔU respects the bounds
+    ΔU  = Σ_i w_i (V_i - U)            # update="clamped" (default): V_i the clamped sample (pytorch_mppi)
+    ΔU  = Σ_i w_i ε_i                  # update="noise": the noise as drawn (Williams et al.)
     U  <- clamp(U + smooth(ΔU))
+
+The two differ only near a bound. With ``clamped`` every sample lies on the inner side of a nominal
+that sits at a bound, so the update can only pull it back in: where the best action is the bound (a
+limp leg's side striding in full, uphill) the nominal hovers below it. With ``noise`` a sample drawn
+beyond the bound is executed at the bound but counts as drawn, so a nominal at a bound that costs least
+stays there, and one near a bound leans on it: the robot strides in full where the speed target asks
+for less (README, *The planner at its bounds*).
 
 Sample 0 is the nominal itself (zero noise). ``smooth`` is a centred moving average over the
 horizon of width ``smoothing_window`` (edge values repeated), which removes the
@@ -22,6 +30,8 @@ import torch.nn.functional as F
 
 from .base import Cost, Dynamics, PlanInfo, Planner, TensorLike
 from .colored_noise import colored_noise
+
+UPDATES = ("noise", "clamped")  # what moves the nominal (see the module)
 
 
 class MPPI(Planner):
@@ -39,12 +49,15 @@ class MPPI(Planner):
             over the horizon; 1 disables it.
         noise_beta: colour of the exploration noise along the horizon, PSD 1/f^β
             (:mod:`planners.colored_noise`): 0 white (the classic MPPI), 2 smooth strokes.
+        update: what moves the nominal, ``"noise"`` (the weighted noise as drawn) or ``"clamped"``
+            (the weighted offsets of the clamped samples); see the module.
     """
 
     def __init__(self, dynamics: Dynamics, cost: Cost, horizon: int, action_low: TensorLike,
                  action_high: TensorLike, num_samples: int = 500, temperature: float = 1.0,
                  noise_sigma: TensorLike | None = None, iterations: int = 1,
-                 smoothing_window: int = 3, noise_beta: float = 0.0, seed: int = 0, **kwargs) -> None:
+                 smoothing_window: int = 3, noise_beta: float = 0.0, update: str = "clamped", seed: int = 0,
+                 **kwargs) -> None:
         super().__init__(dynamics, cost, horizon, action_low, action_high, seed=seed, **kwargs)
         if num_samples < 2:
             raise ValueError(f"num_samples must be >= 2, got {num_samples}")
@@ -63,6 +76,10 @@ class MPPI(Planner):
         if noise_beta < 0:
             raise ValueError(f"noise_beta must be >= 0, got {noise_beta}")
         self.noise_beta = float(noise_beta)
+        if update not in UPDATES:
+            raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {update!r}")
+        self.update = update
+        self._by_noise = update == "noise"
         # Row 0 of the noise is zeroed: the nominal is always one of the samples.
         self._noise_mask = torch.ones(self.num_samples, 1, 1, dtype=self.dtype, device=self.device)
         self._noise_mask[0] = 0.0
@@ -86,7 +103,8 @@ class MPPI(Planner):
             samples = self.clamp(mean + noise)  # [N, H, A]
             _, costs = self.rollout(state, samples)
             weights = torch.softmax(-(costs - costs.min()) / self.temperature, dim=0)  # [N]
-            delta = torch.einsum("n,nha->ha", weights, samples - mean)
+            offsets = noise if self._by_noise else samples - mean  # [N, H, A]
+            delta = torch.einsum("n,nha->ha", weights, offsets)
             mean = self.clamp(mean + self.smooth(delta))
             best_cost = torch.minimum(costs.min(), best_cost)
         info = PlanInfo(best_cost=float(best_cost), mean_cost=float(costs.mean()),

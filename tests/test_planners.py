@@ -109,6 +109,34 @@ def test_converges_to_known_optimum_1d(name: str) -> None:
     assert p.last_info.best_cost < 0.01 and p.last_info.iterations == 10 and p.last_info.wall_time_s > 0
 
 
+def _steady_first_action(update: str, target: float, temperature: float) -> float:
+    """MPPI (256 samples, noise 0.4, β = 2, as shipped) on x' = x + a with cost Σ_t (x_t - target·t)², warm-started
+    over 40 cycles: the mean first action of the last 20, over 3 seeds (the best action is ``target`` clamped to 1)."""
+    ramp = target * torch.arange(1, 11, dtype=torch.float32)
+    cost = lambda states, actions: (states[:, 1:, 0] - ramp).square().sum(1)  # noqa: E731
+    firsts = []
+    for seed in range(3):
+        p = MPPI(lambda s, a: s + a, cost, 10, -1.0, 1.0, num_samples=256, temperature=temperature, noise_sigma=0.4,
+                 noise_beta=2.0, update=update, seed=seed, action_dim=1)
+        for k in range(40):
+            plan = p.plan(torch.zeros(1))
+            firsts += [float(plan[0, 0])] if k >= 20 else []
+            p.shift()
+    return sum(firsts) / len(firsts)
+
+
+def test_mppi_update_by_the_drawn_noise_keeps_a_nominal_at_the_bound_that_costs_least() -> None:
+    """With the clamped samples' offsets every sample lies inside a nominal at the bound and pulls it back in (0.91
+    where 1.2 is wanted, clamped to 1); with the noise as drawn a sample beyond the bound counts as drawn and the
+    nominal stays there. The price: near a bound the drawn noise leans on it (0.9 wanted, 1.0 planned)."""
+    assert _steady_first_action("noise", 1.2, 30.0) > 0.995
+    assert _steady_first_action("clamped", 1.2, 30.0) < 0.95
+    assert _steady_first_action("clamped", 0.9, 3.0) == pytest.approx(0.9, abs=0.03)
+    assert _steady_first_action("noise", 0.9, 3.0) > 0.97
+    with pytest.raises(ValueError, match="update must be one of"):
+        MPPI(point_dynamics, goal_cost(torch.zeros(2)), 5, -1.0, 1.0, update="mean", action_dim=2)
+
+
 def test_mppi_smoothing_keeps_constants_and_damps_jitter() -> None:
     p = make("mppi", point_dynamics, goal_cost(torch.zeros(2)), horizon=6, smoothing_window=3)
     const = torch.tensor([[0.2, -0.4]]).expand(6, 2)

@@ -129,6 +129,11 @@ class PlannerConfig(_Section):
     temperature: float = Field(0.3, gt=0, le=1e6, description="MPPI temperature, in cost units.")
     noise: float = Field(0.4, gt=0, le=2, description="MPPI noise standard deviation, action units.")
     smoothing_window: int = Field(3, ge=1, le=50, description="MPPI update smoothing over the horizon, steps.")
+    update: Literal["clamped", "noise"] = Field(
+        "clamped", description="MPPI: what moves the nominal sequence, the weighted offsets of the samples clamped to the "
+                               "action bounds (clamped: a nominal at a bound is pulled back inside) or the weighted noise as "
+                               "drawn (noise: a nominal near a bound leans on it, striding in full where the speed target asks "
+                               "for less; README, 'The planner at its bounds').")
     elites: int = Field(50, ge=1, description="CEM elites per iteration.")
     alpha: float = Field(0.1, ge=0, lt=1, description="CEM / iCEM weight kept on the previous mean/std.")
     noise_beta: float | None = Field(None, ge=0, le=4, description="Colour of the sampling noise along the horizon, "
