@@ -22,6 +22,9 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
+import os
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -32,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from legadapt import config as C
+from legadapt.controller import stop_request
 from legadapt.mcap_read import read_log
 from legadapt.paths import task_path, track
 
@@ -134,7 +138,13 @@ def run_job(job: Job) -> RunResult:
     log.parent.mkdir(parents=True, exist_ok=True)
     log.unlink(missing_ok=True)
     try:
-        summary = run(_config(job), log_path=log, status=lambda line: None)
+        summary = run(_config(job), log_path=log, status=lambda line: None, stop=stop_request.REQUEST)
+        if stop_request.REQUEST.is_set():  # the suite was stopped: a partial run is not a result
+            began = log.exists()
+            res.error = ("interrupted: the suite was stopped during this run (its log is finished)" if began else
+                         "interrupted: the suite was stopped before this run began")
+            res.log = str(log) if began else ""
+            return res
         res.stop_reason, res.fell = summary.stop_reason, bool(summary.stop_reason and summary.stop_reason.startswith("tilt"))
         res.cycle_ms, res.loss_before, res.loss_after = 1e3 * summary.cycle_p50, summary.loss_before, summary.loss_after
         score(res, read_log(log, channels={"planner"}).messages["planner"], job.scenario)
@@ -220,34 +230,91 @@ def run_suite(suite: C.SuiteConfig, out: Path, workers: int = 2, progress: bool 
     jobs = jobs_for(suite, out)
     results: list[RunResult] = []
     t0 = time.perf_counter()
-    with tqdm(total=len(jobs), desc=f"perturb {suite.name}", unit="run", disable=not progress) as bar:
-        if workers <= 1:
-            for job in jobs:
-                results.append(run_job(job))
-                bar.update()
-        else:
-            results = _run_in_processes(jobs, workers, bar)
-    order = {(j.scenario.name, j.variant, j.seed): i for i, j in enumerate(jobs)}
-    results.sort(key=lambda r: order[(r.scenario, r.variant, r.seed)])
-    _write_results(out, suite, results, time.perf_counter() - t0)
+    try:
+        with tqdm(total=len(jobs), desc=f"perturb {suite.name}", unit="run", disable=not progress) as bar:
+            if workers <= 1:
+                for job in jobs:
+                    results.append(run_job(job))
+                    bar.update()
+            else:
+                results = _run_in_processes(jobs, workers, bar)
+    except SuiteInterrupted as stopped:
+        results = stopped.results
+        raise SuiteInterrupted(results, f"{sum(not r.error for r in results)} of {len(jobs)} runs finished; "
+                                        f"their results are in {out / 'results.json'}") from None
+    finally:
+        order = {(j.scenario.name, j.variant, j.seed): i for i, j in enumerate(jobs)}
+        results.sort(key=lambda r: order[(r.scenario, r.variant, r.seed)])
+        _write_results(out, suite, results, time.perf_counter() - t0)
     return results
+
+
+class SuiteInterrupted(KeyboardInterrupt):
+    """A suite stopped by SIGINT or SIGTERM: ``results`` [RunResult] holds the runs that finished (and, marked
+    with an error, the ones that were stopped)."""
+
+    def __init__(self, results: list[RunResult], message: str = "") -> None:
+        super().__init__(message)
+        self.results = results
+
+
+def _worker_init() -> None:
+    """In each worker: SIGINT and SIGTERM set the stop latch, which the daemon honours like ``systemctl stop``
+    (torque off, log finished), instead of a traceback per worker or a log cut short."""
+    stop_request.install()
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _run_in_processes(jobs: list[Job], workers: int, bar: tqdm, run=None) -> list[RunResult]:
     """``jobs`` in ``workers`` spawned processes. A worker that dies (killed, out of memory, a crash in a native
     library) fails the run it held, named, instead of leaving the suite waiting forever (a ``multiprocessing.Pool``
     waits for a dead worker's result indefinitely; seen once in a 27-run suite)."""
-    results = []
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    results: list[RunResult] = []
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may set a handler
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None  # SIGTERM (kill, timeout) as Ctrl-C
+    try:
         futures = {pool.submit(run or run_job, job): job for job in jobs}
         for future in as_completed(futures):
-            job = futures[future]
-            try:
-                results.append(future.result())
-            except BrokenProcessPool as exc:
-                results.append(RunResult(job.scenario.name, job.variant, job.seed, log=str(job.log),
-                                         error=f"the worker process running it died ({exc})"))
+            results.append(_result(future, futures[future]))
             bar.update()
+    except KeyboardInterrupt:
+        raise SuiteInterrupted(_stop_workers(pool, futures, results)) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
+
+
+def _result(future, job: Job) -> RunResult:
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        return RunResult(job.scenario.name, job.variant, job.seed, log=str(job.log),
+                         error=f"the worker process running it died ({exc})")
+
+
+def _stop_workers(pool: ProcessPoolExecutor, futures: dict, results: list[RunResult]) -> list[RunResult]:
+    """Cancel the runs not begun, ask the workers to stop the ones under way (SIGTERM: each daemon run stops and
+    finishes its log) and wait for them; ``results`` with theirs added."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # the executor's workers (cleared by shutdown)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+        except (ProcessLookupError, TypeError):
+            pass
+    done = {id(r) for r in results}
+    for future, job in futures.items():
+        if future.cancelled() or not future.running() and not future.done():
+            continue
+        res = _result(future, job)
+        if id(res) not in done:
+            results.append(res)
     return results
 
 

@@ -182,3 +182,62 @@ def test_the_ensemble_variant_runs_grbal_with_the_suites_members_and_counts_as_a
     assert best.met and "grbal_ensemble" in best.detail
     alone = next(g for g in goals(sc, aggregate(rows[::2])[sc.name], 0.184) if g.name.startswith("best"))
     assert not alone.met
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` is a running (not zombie) process (Linux /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (Linux /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_stopped_suite_keeps_what_finished_finishes_its_logs_and_leaves_no_worker(tmp_path, sig):
+    """``kill``, ``timeout`` or systemd send SIGTERM, a terminal's Ctrl-C sends SIGINT to every process of the group.
+    Either way the runs under way stop as the daemon stops (torque off, log finished), the results written so far
+    are kept in results.json, the command says so and exits 130, and no worker process is left behind (SIGTERM
+    used to kill the parent alone: its two workers lived on, idle, and the runs done were lost)."""
+    import os
+    import signal
+    import time
+
+    f = tmp_path / "s.yaml"
+    f.write_text("name: s\nduration: 60\nseeds: [0, 1, 2]\n")  # longer than the test waits: it cannot end on its own
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "legadapt.controller.cli", "perturb", "--scenario", str(f), "--variants", "mb",
+                             "--out", str(out), "--workers", "2", "--quiet"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120.0
+    while len(list((out / "logs").glob("*.mcap"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    workers = _children(proc.pid)
+    assert proc.poll() is None and len(workers) >= 2, "the suite's runs did not start"
+    time.sleep(2.0)  # the runs are walking
+    os.killpg(proc.pid, signal.SIGINT) if sig == "SIGINT" else proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted: 0 of 3 runs finished; their results are in" in err, err
+    time.sleep(1.0)
+    assert not [p for p in workers if _alive(p)], "a worker outlived the suite"
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert len(results) >= 2 and all("interrupted" in r["error"] for r in results), results
+    stopped = [r for r in results if "during this run" in r["error"]]
+    assert len(stopped) >= 2, results
+    for r in stopped:  # each stopped run's log is whole: the reader takes it, its last event the safe stop
+        events = read_log(r["log"], channels={"events"}).messages["events"]
+        assert events[-1]["kind"] == "safe_stop", events[-3:]
