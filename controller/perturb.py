@@ -273,11 +273,13 @@ def _run_in_processes(jobs: list[Job], workers: int, bar: tqdm, run=None) -> lis
     library) fails the run it held, named, instead of leaving the suite waiting forever (a ``multiprocessing.Pool``
     waits for a dead worker's result indefinitely; seen once in a 27-run suite)."""
     results: list[RunResult] = []
+    futures: dict = {}  # future -> Job
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
     main = threading.current_thread() is threading.main_thread()  # only the main thread may set a handler
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None  # SIGTERM (kill, timeout) as Ctrl-C
     try:
-        futures = {pool.submit(run or run_job, job): job for job in jobs}
+        for job in jobs:
+            futures[pool.submit(run or run_job, job)] = job
         for future in as_completed(futures):
             results.append(_result(future, futures[future]))
             bar.update()
