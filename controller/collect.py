@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from legadapt.controller import stop_request
 from legadapt.controller.episode import RandomGaitPolicy, run_episode
 from legadapt import config as C
 from legadapt.config.vary import draw_perturbations
@@ -155,10 +156,19 @@ def collect(cfg: C.LegadaptConfig, out_dir: Path, shard: tuple[int, int] = (0, 1
             results.append(_worker(job))
             bar.update()
     else:
-        with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-            for r in pool.imap_unordered(_worker, jobs):
-                results.append(r)
-                bar.update()
+        try:
+            with stop_request.sigterm_as_interrupt(), \
+                    mp.get_context("fork").Pool(min(workers, len(jobs)), initializer=stop_request.ignore_interrupts) as pool:
+                for r in pool.imap_unordered(_worker, jobs):
+                    results.append(r)
+                    bar.update()
+        except KeyboardInterrupt:  # the pool's exit terminated the workers: their episodes stay unwritten
+            bar.close()
+            for job in jobs:
+                (out_dir / (job[1].filename + ".part")).unlink(missing_ok=True)
+            written = sum(not r["error"] for r in results)
+            raise KeyboardInterrupt(f"{written} of {len(jobs)} episodes written to {out_dir}; the same command "
+                                    "collects the rest") from None
     bar.close()
     errors = [f"episode {r['index']}: {r['error']}" for r in results if r["error"]]
     return CollectSummary(planned=len(plans), skipped_existing=len(plans) - len(todo), written=len(results) - len(errors),

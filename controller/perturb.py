@@ -24,7 +24,6 @@ import math
 import multiprocessing as mp
 import os
 import signal
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -264,10 +263,6 @@ def _worker_init() -> None:
     stop_request.install()
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def _run_in_processes(jobs: list[Job], workers: int, bar: tqdm, run=None) -> list[RunResult]:
     """``jobs`` in ``workers`` spawned processes. A worker that dies (killed, out of memory, a crash in a native
     library) fails the run it held, named, instead of leaving the suite waiting forever (a ``multiprocessing.Pool``
@@ -275,19 +270,16 @@ def _run_in_processes(jobs: list[Job], workers: int, bar: tqdm, run=None) -> lis
     results: list[RunResult] = []
     futures: dict = {}  # future -> Job
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
-    main = threading.current_thread() is threading.main_thread()  # only the main thread may set a handler
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None  # SIGTERM (kill, timeout) as Ctrl-C
     try:
-        for job in jobs:
-            futures[pool.submit(run or run_job, job)] = job
-        for future in as_completed(futures):
-            results.append(_result(future, futures[future]))
-            bar.update()
+        with stop_request.sigterm_as_interrupt():
+            for job in jobs:
+                futures[pool.submit(run or run_job, job)] = job
+            for future in as_completed(futures):
+                results.append(_result(future, futures[future]))
+                bar.update()
     except KeyboardInterrupt:
         raise SuiteInterrupted(_stop_workers(pool, futures, results)) from None
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
         pool.shutdown(wait=True, cancel_futures=True)
     return results
 

@@ -22,7 +22,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import NoReturn
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -142,3 +143,28 @@ def sleep_unless(stop, seconds: float, beat=None) -> bool:
             beat()
         time.sleep(min(POLL, left))
     return True
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM (``kill``, ``timeout``, a job scheduler) raises KeyboardInterrupt as Ctrl-C does, so
+    a command that runs worker processes stops them and keeps what they finished instead of dying alone; outside
+    the main thread (where no handler can be set) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def ignore_interrupts() -> None:
+    """In a forked worker: Ctrl-C goes to the parent, which stops the workers; SIGTERM ends the worker at once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

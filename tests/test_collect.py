@@ -165,3 +165,39 @@ def test_a_collection_through_the_estimate_pairs_with_the_same_one_through_the_t
                 for t in logs["estimated+flow"]]
     with pytest.raises(ValueError, match="differ in their actions"):
         pair(shuffled, logs["privileged"])
+
+
+@pytest.mark.slow
+def test_a_collection_stopped_by_sigterm_keeps_whole_episodes_and_says_so(tmp_path):
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) during a collection in worker processes: the workers are
+    stopped, no half-written episode is left (``.part``), every episode on disk reads whole, the command says how
+    many were written and that the same command collects the rest, and exits 130 without a traceback (the workers
+    used to print a BrokenPipeError traceback each)."""
+    import os
+    import signal
+    import time
+
+    from legadapt.mcap_read import read_log
+    from tests.test_perturb import _alive, _children
+
+    out = tmp_path / "c"
+    proc = subprocess.Popen([sys.executable, "-m", "legadapt.controller.cli", "collect", "--config",
+                             "configs/collect/heldout.yaml", "--out", str(out), "--workers", "2"],
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120.0
+    while len(list(out.glob("*.mcap"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    workers = _children(proc.pid)
+    assert proc.poll() is None and workers, "the collection did not start"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "episodes written to" in err and "the same command collects the rest" in err, err
+    time.sleep(1.0)
+    assert not [p for p in workers if _alive(p)], "a worker outlived the collection"
+    assert not list(out.glob("*.part"))
+    episodes = sorted(out.glob("*.mcap"))
+    assert 2 <= len(episodes) < 24
+    for f in episodes:
+        assert read_log(str(f), {"transition"}).messages["transition"]
