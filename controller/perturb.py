@@ -257,19 +257,15 @@ class SuiteInterrupted(KeyboardInterrupt):
         self.results = results
 
 
-def _worker_init() -> None:
-    """In each worker: SIGINT and SIGTERM set the stop latch, which the daemon honours like ``systemctl stop``
-    (torque off, log finished), instead of a traceback per worker or a log cut short."""
-    stop_request.install()
-
-
 def _run_in_processes(jobs: list[Job], workers: int, bar: tqdm, run=None) -> list[RunResult]:
     """``jobs`` in ``workers`` spawned processes. A worker that dies (killed, out of memory, a crash in a native
     library) fails the run it held, named, instead of leaving the suite waiting forever (a ``multiprocessing.Pool``
     waits for a dead worker's result indefinitely; seen once in a 27-run suite)."""
     results: list[RunResult] = []
     futures: dict = {}  # future -> Job
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+    # In each worker SIGINT and SIGTERM set the stop latch, which the daemon honours like ``systemctl stop`` (torque
+    # off, log finished), instead of a traceback per worker or a log cut short.
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=stop_request.install)
     try:
         with stop_request.sigterm_as_interrupt():
             for job in jobs:
@@ -278,7 +274,7 @@ def _run_in_processes(jobs: list[Job], workers: int, bar: tqdm, run=None) -> lis
                 results.append(_result(future, futures[future]))
                 bar.update()
     except KeyboardInterrupt:
-        raise SuiteInterrupted(_stop_workers(pool, futures, results)) from None
+        raise SuiteInterrupted(_stop_workers(pool, futures)) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return results
@@ -292,9 +288,9 @@ def _result(future, job: Job) -> RunResult:
                          error=f"the worker process running it died ({exc})")
 
 
-def _stop_workers(pool: ProcessPoolExecutor, futures: dict, results: list[RunResult]) -> list[RunResult]:
+def _stop_workers(pool: ProcessPoolExecutor, futures: dict) -> list[RunResult]:
     """Cancel the runs not begun, ask the workers to stop the ones under way (SIGTERM: each daemon run stops and
-    finishes its log) and wait for them; ``results`` with theirs added."""
+    finishes its log) and wait for them; the results of every run that finished or was stopped."""
     processes = list((getattr(pool, "_processes", None) or {}).values())  # the executor's workers (cleared by shutdown)
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
@@ -302,14 +298,8 @@ def _stop_workers(pool: ProcessPoolExecutor, futures: dict, results: list[RunRes
             os.kill(process.pid, signal.SIGTERM)
         except (ProcessLookupError, TypeError):
             pass
-    done = {id(r) for r in results}
-    for future, job in futures.items():
-        if future.cancelled() or not future.running() and not future.done():
-            continue
-        res = _result(future, job)
-        if id(res) not in done:
-            results.append(res)
-    return results
+    return [_result(future, job) for future, job in futures.items()
+            if not future.cancelled() and (future.done() or future.running())]
 
 
 def _write_results(out: Path, suite: C.SuiteConfig, results: list[RunResult], wall_time: float | None) -> None:

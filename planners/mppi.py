@@ -78,7 +78,6 @@ class MPPI(Planner):
         self.noise_beta = float(noise_beta)
         if update not in UPDATES:
             raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {update!r}")
-        self.update = update
         self._by_noise = update == "noise"
         # Row 0 of the noise is zeroed: the nominal is always one of the samples.
         self._noise_mask = torch.ones(self.num_samples, 1, 1, dtype=self.dtype, device=self.device)
