@@ -28,14 +28,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from suite_runs import load_suite, override_suite, print_by_scenario, run_suite  # noqa: E402
 
 CONTENDERS: dict[str, dict] = {
-    "mppi_fp32": {"kind": "mppi", "samples": 500, "precision": "fp32", "noise_beta": 0.0},  # the default until 2026-12
-    "mppi_bf16": {"kind": "mppi", "samples": 500, "precision": "bf16", "noise_beta": 0.0},
-    "mppi_colored": {"kind": "mppi", "samples": 500, "precision": "bf16", "noise_beta": 2.0},  # the default until 2026-12-04
-    # fewer samples: what the cycle time buys; 256 is the default since 2026-12-04 (README, 'Fewer samples')
-    "mppi_colored_256": {"kind": "mppi", "samples": 256, "precision": "bf16", "noise_beta": 2.0},
-    # the default in fp32: what bf16 rollouts change in closed loop (issue 15: no worse than fp32's)
-    "mppi_colored_256_fp32": {"kind": "mppi", "samples": 256, "precision": "fp32", "noise_beta": 2.0},
-    "mppi_colored_128": {"kind": "mppi", "samples": 128, "precision": "bf16", "noise_beta": 2.0},
+    "mppi_fp32": {"kind": "mppi", "samples": 500, "precision": "fp32", "noise_beta": 0.0, "fine_share": 0.0},  # the default until 2026-12
+    "mppi_bf16": {"kind": "mppi", "samples": 500, "precision": "bf16", "noise_beta": 0.0, "fine_share": 0.0},
+    "mppi_colored": {"kind": "mppi", "samples": 500, "precision": "bf16", "noise_beta": 2.0, "fine_share": 0.0},  # the default until 2026-12-04
+    # fewer samples: what the cycle time buys; 256 is the default since 2026-12-04; until 2026-12-06 every sample at the full noise (README, 'Fewer samples')
+    "mppi_colored_256": {"kind": "mppi", "samples": 256, "precision": "bf16", "noise_beta": 2.0, "fine_share": 0.0},
+    # the default until 2026-12-06 in fp32: what bf16 rollouts change in closed loop (issue 15: no worse than fp32's)
+    "mppi_colored_256_fp32": {"kind": "mppi", "samples": 256, "precision": "fp32", "noise_beta": 2.0, "fine_share": 0.0},
+    "mppi_colored_128": {"kind": "mppi", "samples": 128, "precision": "bf16", "noise_beta": 2.0, "fine_share": 0.0},
+    # the default since 2026-12-06: half the samples at a quarter of the noise (README, 'The planner's own bias')
+    "mppi_fine_256": {"kind": "mppi", "samples": 256, "precision": "bf16", "noise_beta": 2.0, "fine_share": 0.5},
+    "mppi_fine_256_fp32": {"kind": "mppi", "samples": 256, "precision": "fp32", "noise_beta": 2.0, "fine_share": 0.5},
     "icem": {"kind": "icem", "samples": 200, "elites": 20, "iterations": 3, "precision": "bf16"},
     # configs/small_computer.yaml's planner, in fp32 as on a computer without bf16 matrix units (not the same compute)
     "small_computer": {"kind": "mppi", "samples": 128, "precision": "fp32", "noise_beta": 2.0},

@@ -87,6 +87,7 @@ def make_planner(cfg: C.PlannerConfig, dynamics, cost, action_dim: int) -> Plann
     if cfg.kind == "mppi":
         return MPPI(dynamics, cost, num_samples=cfg.samples, temperature=cfg.temperature, noise_sigma=cfg.noise,
                     iterations=cfg.iterations, smoothing_window=cfg.smoothing_window, update=cfg.update,
+                    fine_share=cfg.fine_share, fine_scale=cfg.fine_scale,
                     noise_beta=DEFAULT_NOISE_BETA if cfg.noise_beta is None else cfg.noise_beta, **common)
     if cfg.kind == "icem":
         return ICEM(dynamics, cost, num_samples=cfg.samples, num_elites=min(cfg.elites, cfg.samples),

@@ -16,7 +16,14 @@ beyond the bound is executed at the bound but counts as drawn, so a nominal at a
 stays there, and one near a bound leans on it: the robot strides in full where the speed target asks
 for less (README, *The planner at its bounds*).
 
-Sample 0 is the nominal itself (zero noise). ``smooth`` is a centred moving average over the
+Sample 0 is the nominal itself (zero noise). With ``fine_share`` > 0 the last ``fine_share · N`` samples
+are drawn with ``fine_scale`` times the noise: one batch, one update, the same compute. The update's
+fixed point is where the cost *smoothed by the sampling noise* is least, not where the cost is: with a
+noise of 0.4 action units against a valley in the cost ten times narrower, the nominal settles off its
+floor (the intact robot planned 0.213 m/s with 0.2 m/s asked, at twice the cost of the best constant
+stride, whatever the samples and iterations; README, *The planner's own bias*). Near the floor the fine
+samples are the best ones and carry the update onto it; the wide ones still find a new floor when the
+robot changes. ``smooth`` is a centred moving average over the
 horizon of width ``smoothing_window`` (edge values repeated), which removes the
 step-to-step jitter the noise puts into the update; a constant update passes unchanged.
 The control-cost term λ uᵀΣ⁻¹ε of the original derivation is omitted (as in mbrl-lib's
@@ -51,12 +58,15 @@ class MPPI(Planner):
             (:mod:`planners.colored_noise`): 0 white (the classic MPPI), 2 smooth strokes.
         update: what moves the nominal, ``"noise"`` (the weighted noise as drawn) or ``"clamped"``
             (the weighted offsets of the clamped samples); see the module.
+        fine_share: share of the samples (0 <= share < 1) drawn with ``fine_scale`` times the noise.
+        fine_scale: the fine samples' noise relative to ``noise_sigma`` (0 < scale <= 1).
     """
 
     def __init__(self, dynamics: Dynamics, cost: Cost, horizon: int, action_low: TensorLike,
                  action_high: TensorLike, num_samples: int = 500, temperature: float = 1.0,
                  noise_sigma: TensorLike | None = None, iterations: int = 1,
-                 smoothing_window: int = 3, noise_beta: float = 0.0, update: str = "clamped", seed: int = 0,
+                 smoothing_window: int = 3, noise_beta: float = 0.0, update: str = "clamped", fine_share: float = 0.0,
+                 fine_scale: float = 0.25, seed: int = 0,
                  **kwargs) -> None:
         super().__init__(dynamics, cost, horizon, action_low, action_high, seed=seed, **kwargs)
         if num_samples < 2:
@@ -79,8 +89,13 @@ class MPPI(Planner):
         if update not in UPDATES:
             raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {update!r}")
         self._by_noise = update == "noise"
-        # Row 0 of the noise is zeroed: the nominal is always one of the samples.
+        if not 0.0 <= fine_share < 1.0 or not 0.0 < fine_scale <= 1.0:
+            raise ValueError(f"fine_share must be in [0, 1) and fine_scale in (0, 1], got {fine_share}, {fine_scale}")
+        # Per-sample noise scale [N, 1, 1]: row 0 zeroed (the nominal is always one of the samples), the fine rows last.
         self._noise_mask = torch.ones(self.num_samples, 1, 1, dtype=self.dtype, device=self.device)
+        fine = int(round(fine_share * self.num_samples))
+        if fine:
+            self._noise_mask[-fine:] = fine_scale
         self._noise_mask[0] = 0.0
         w = self.smoothing_window
         self._kernel = torch.full((self.action_dim, 1, w), 1.0 / w, dtype=self.dtype, device=self.device)

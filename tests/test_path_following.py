@@ -142,6 +142,8 @@ def test_the_main_job_keeps_the_truth_within_6_cm_after_the_leg_goes_limp(tmp_pa
     print(f"truth after the onset: max {100 * max(after):.1f} cm; estimate vs truth: max {100 * max(gap):.1f} cm; "
           f"progress {planner[-1]['true_progress']:.2f} m")
     assert max(after) <= 0.06 and max(gap) <= 0.02
-    assert planner[-1]["true_progress"] > 2.8
+    # 1.2 m in the 6 s before the onset at the commanded 0.2 m/s, then 14 s on the limp leg: 2.7 m is 0.11 m/s, 55 % of
+    # the commanded pace (seeds 0-2 walk 0.117-0.122 m/s after it; 2.8 m before the planner stopped over-speeding)
+    assert planner[-1]["true_progress"] > 2.7
     engaged = [e["t"] for e in msgs["events"] if e["kind"] == "adaptation_engaged"]
     assert len(engaged) == 1 and 6.0 < engaged[0] < 7.0, "GrBAL takes over once, within a second of the onset"

@@ -134,6 +134,10 @@ class PlannerConfig(_Section):
                                "action bounds (clamped: a nominal at a bound is pulled back inside) or the weighted noise as "
                                "drawn (noise: a nominal near a bound leans on it, striding in full where the speed target asks "
                                "for less; README, 'The planner at its bounds').")
+    fine_share: float = Field(0.5, ge=0, lt=1, description=(
+        "MPPI: share of the samples drawn with fine_scale times the noise, so that the update settles on the cost's "
+        "floor rather than on the floor of the cost smoothed by the noise (README, 'The planner's own bias')."))
+    fine_scale: float = Field(0.25, gt=0, le=1, description="MPPI: the fine samples' noise relative to planner.noise.")
     elites: int = Field(50, ge=1, description="CEM elites per iteration.")
     alpha: float = Field(0.1, ge=0, lt=1, description="CEM / iCEM weight kept on the previous mean/std.")
     noise_beta: float | None = Field(None, ge=0, le=4, description="Colour of the sampling noise along the horizon, "
