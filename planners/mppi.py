@@ -19,11 +19,10 @@ for less (README, *The planner at its bounds*).
 Sample 0 is the nominal itself (zero noise). With ``fine_share`` > 0 the last ``fine_share · N`` samples
 are drawn with ``fine_scale`` times the noise: one batch, one update, the same compute. The update's
 fixed point is where the cost *smoothed by the sampling noise* is least, not where the cost is: with a
-noise of 0.4 action units against a valley in the cost ten times narrower, the nominal settles off its
-floor (the intact robot planned 0.213 m/s with 0.2 m/s asked, at twice the cost of the best constant
-stride, whatever the samples and iterations; README, *The planner's own bias*). Near the floor the fine
-samples are the best ones and carry the update onto it; the wide ones still find a new floor when the
-robot changes. ``smooth`` is a centred moving average over the
+noise much wider than the cost's valley the nominal settles off its floor, whatever the number of
+samples or iterations (README, *The planner's own bias*). Near the floor the fine samples are the best
+ones and carry the update onto it; the wide ones still find a new floor when the robot changes.
+``smooth`` is a centred moving average over the
 horizon of width ``smoothing_window`` (edge values repeated), which removes the
 step-to-step jitter the noise puts into the update; a constant update passes unchanged.
 The control-cost term λ uᵀΣ⁻¹ε of the original derivation is omitted (as in mbrl-lib's
