@@ -59,6 +59,14 @@ def cycles_of(log) -> list[dict]:
     return out
 
 
+def load_window(mpc, cycle: dict, window: int) -> None:
+    """Give ``mpc`` the adaptation window of a logged ``cycle``: its last ``window`` transitions, in order."""
+    mpc.window_x.clear()
+    mpc.window_y.clear()
+    for tr in cycle["window"][-window:]:
+        mpc.observe(*(np.asarray(tr[k], float) for k in ("state", "action", "next_state", "displacement")))
+
+
 def replay(cfg: C.LegadaptConfig, planner: dict, cycles: list[dict]) -> tuple[np.ndarray, float]:
     """The fp32 cost of each cycle's plan [cycles] and the median planning time (ms) of ``planner``."""
     cfg = cfg.model_copy(update={"controller": cfg.controller.model_copy(update={
@@ -66,10 +74,7 @@ def replay(cfg: C.LegadaptConfig, planner: dict, cycles: list[dict]) -> tuple[np
     mpc, _, window = build_controller(cfg, resolve_model(cfg.controller.model))
     costs, times = [], []
     for c in cycles:
-        mpc.window_x.clear()
-        mpc.window_y.clear()
-        for tr in c["window"][-window:]:
-            mpc.observe(*(np.asarray(tr[k], float) for k in ("state", "action", "next_state", "displacement")))
+        load_window(mpc, c, window)
         t0 = time.perf_counter()
         plan = mpc.step(c["state"], c["pose"], c["prev_action"])
         times.append(time.perf_counter() - t0 - mpc.stats.adapt_time)

@@ -28,7 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from planned_cost import cycles_of  # noqa: E402
+from planned_cost import cycles_of, load_window  # noqa: E402
 
 from legadapt import config as C  # noqa: E402
 from legadapt.controller.preflight import build_controller, resolve_model  # noqa: E402
@@ -72,10 +72,7 @@ def settle(cfg: C.LegadaptConfig, planner: dict, cycles: list[dict], iterations:
     mpc, _, window = build_controller(cfg, resolve_model(cfg.controller.model))
     out = []
     for c in cycles:
-        mpc.window_x.clear()
-        mpc.window_y.clear()
-        for tr in c["window"][-window:]:
-            mpc.observe(*(np.asarray(tr[k], float) for k in ("state", "action", "next_state", "displacement")))
+        load_window(mpc, c, window)
         for _ in range(iterations):
             plan = mpc.step(c["state"], c["pose"], c["prev_action"])
         mpc.predict = mpc.adapter.dynamics(mpc.ctx)  # the fp32 model for scoring
