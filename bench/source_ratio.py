@@ -4,7 +4,9 @@ divided by the same variant's on the same scenarios and seeds run on the true st
 Two earlier ``legadapt perturb`` runs are paired by scenario name and seed; a scenario whose path, duration,
 backend or perturbations differ between the two is refused, as is a pair with no seed in common. Printed per
 scenario and variant: the estimate's and the truth's mean cross-track (cm, the mean over runs of each run's
-mean) and task score (m), their ratio, then how many pairs are within ``--within`` and the median ratio.
+mean) and task score (m), their ratio, then how many pairs are within ``--within`` and the median ratio; then
+per variant, its mean cross-track over every paired run of the suite on each source, their ratio, and whether
+every variant is within ``--within``.
 
 ``--flow-noise S [S ...]`` runs ``held-out-flow`` (or ``--suite``) first, once per factor, on a copy of the
 suite's robot description whose flow sensor's noises (image rate, range, gyro; :class:`FlowSensorFile`)
@@ -62,6 +64,30 @@ class PairRatio:
         return self.estimate_xt / max(self.truth_xt, 1e-9)
 
 
+@dataclass
+class VariantRatio:
+    """One variant over every run both state sources hold (all paired scenarios and seeds)."""
+
+    variant: str
+    runs: int
+    estimate_xt: float  # m, mean over the runs of each run's mean cross-track
+    truth_xt: float  # m
+
+    @property
+    def ratio(self) -> float:
+        return self.estimate_xt / max(self.truth_xt, 1e-9)
+
+
+def variant_ratios(pairs: list[PairRatio]) -> list[VariantRatio]:
+    """Per variant, the mean cross-track over all its paired runs on each source (each pair weighted by its seeds)."""
+    sums: dict[str, tuple[float, float, int]] = {}
+    for p in pairs:
+        e, t, n = sums.get(p.variant, (0.0, 0.0, 0))
+        k = len(p.seeds)
+        sums[p.variant] = (e + k * p.estimate_xt, t + k * p.truth_xt, n + k)
+    return [VariantRatio(v, n, e / n, t / n) for v, (e, t, n) in sorted(sums.items())]
+
+
 def read_run(folder: Path) -> dict:
     """A ``legadapt perturb`` output folder's results.json; exit 2 naming the folder if there is none."""
     path = Path(folder) / "results.json"
@@ -115,7 +141,15 @@ def print_ratios(pairs: list[PairRatio], within: float, title: str) -> None:
               f"truth {100 * p.truth_xt:5.2f} cm ({p.truth_score:.2f} m)  {p.ratio:5.2f}x {mark}")
     inside = sum(p.ratio <= within for p in pairs)
     median = statistics.median(p.ratio for p in pairs) if pairs else float("nan")
-    print(f"  within {within:g}x: {inside} of {len(pairs)} pairs; median ratio {median:.2f}x", flush=True)
+    print(f"  within {within:g}x: {inside} of {len(pairs)} pairs; median ratio {median:.2f}x")
+    variants = variant_ratios(pairs)
+    print("  per variant, over every paired run:")
+    for v in variants:
+        mark = "ok" if v.ratio <= within else "MISS"
+        print(f"  {v.variant:14s} {v.runs:3d} runs  estimate {100 * v.estimate_xt:5.3f} cm  truth {100 * v.truth_xt:5.3f} cm"
+              f"  {v.ratio:5.2f}x {mark}")
+    inside = sum(v.ratio <= within for v in variants)
+    print(f"  variants within {within:g}x: {inside} of {len(variants)}", flush=True)
 
 
 def noisy_description(robot: str, factor: float, out: Path) -> Path:

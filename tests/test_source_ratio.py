@@ -38,7 +38,23 @@ def test_pairs_the_same_scenario_and_seeds_and_counts_the_ratio_goal(capsys):
     assert limp.estimate_score == pytest.approx(2.02)
     assert pairs[("intact_straight", "mb")].seeds == [0] and pairs[("intact_straight", "mb")].ratio == pytest.approx(4.0)
     source_ratio.print_ratios(list(pairs.values()), 1.3, "t")
-    assert "within 1.3x: 1 of 2 pairs; median ratio 2.50x" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "within 1.3x: 1 of 2 pairs; median ratio 2.50x" in out
+    assert "variants within 1.3x: 1 of 2" in out
+
+
+def test_a_variant_is_judged_on_its_mean_over_every_paired_run():
+    """Each run counts once: a scenario with more paired seeds weighs more; unpaired runs do not count."""
+    estimate = _run("held-out-flow", {("limp_LF", "grbal", 0): 0.012, ("limp_LF", "grbal", 1): 0.018,
+                                      ("intact_straight", "grbal", 0): 0.003, ("intact_straight", "grbal", 5): 0.9,
+                                      ("limp_LF", "mb", 0): 0.020})
+    truth = _run("held-out-true-state", {("limp_LF", "grbal", 0): 0.010, ("limp_LF", "grbal", 1): 0.010,
+                                         ("intact_straight", "grbal", 0): 0.001, ("limp_LF", "mb", 0): 0.030})
+    variants = {v.variant: v for v in source_ratio.variant_ratios(source_ratio.pair_ratios(estimate, truth))}
+    assert variants["grbal"].runs == 3
+    assert variants["grbal"].estimate_xt == pytest.approx(0.011) and variants["grbal"].truth_xt == pytest.approx(0.007)
+    assert variants["grbal"].ratio == pytest.approx(11 / 7)  # (12 + 18 + 3) / 3 mm against (10 + 10 + 1) / 3 mm
+    assert variants["mb"].runs == 1 and variants["mb"].ratio == pytest.approx(2 / 3)
 
 
 def test_a_scenario_of_the_same_name_under_other_conditions_is_refused(capsys):
