@@ -47,6 +47,11 @@ def fail(message: str) -> NoReturn:
 CONDITION = ("path", "duration", "backend", "perturbations", "target_speed")  # what must match between the two runs
 
 
+def xt_ratio(estimate_xt: float, truth_xt: float) -> float:
+    """The estimate's mean cross-track over the truth's (a truth of 0 read as 1e-9 m)."""
+    return estimate_xt / max(truth_xt, 1e-9)
+
+
 @dataclass
 class PairRatio:
     """One scenario × variant on both state sources, over the seeds both ran."""
@@ -61,7 +66,7 @@ class PairRatio:
 
     @property
     def ratio(self) -> float:
-        return self.estimate_xt / max(self.truth_xt, 1e-9)
+        return xt_ratio(self.estimate_xt, self.truth_xt)
 
 
 @dataclass
@@ -75,7 +80,7 @@ class VariantRatio:
 
     @property
     def ratio(self) -> float:
-        return self.estimate_xt / max(self.truth_xt, 1e-9)
+        return xt_ratio(self.estimate_xt, self.truth_xt)
 
 
 def variant_ratios(pairs: list[PairRatio]) -> list[VariantRatio]:
