@@ -59,7 +59,7 @@ class LegOdometry:
         every = -(np.cross(reading.imu.gyro, feet) + foot_vel)  # [legs, 3] the body velocity each leg implies
         stance = self._stance(every, phase, dt)
         implied = every[stance]  # [n, 3] one velocity per stance leg
-        self.slip.update(stance, implied, feet[stance], dt)
+        self.slip.update(stance, implied, feet[stance], float(reading.imu.gyro[2]), dt)
         self._feet, self._t, self.stance_feet = feet, reading.stamp, feet[stance]
         self.stance_implied, self.stance_legs = implied, tuple(int(i) for i in np.flatnonzero(stance))
         return (implied.mean(axis=0) if stance.any() else None), dt
