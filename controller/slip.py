@@ -12,20 +12,19 @@ velocity update (least squares over the stance feet, rad/s). It is averaged over
 over ``tau`` s. A slip is suspected when it stays above ``threshold`` (rad/s) for ``hold`` s.
 
 Turning fast on the spot, the intact robot's stance feet scuff: they turn up to about a fifth
-less than the body (a stance mean of -0.13 to -0.16 rad/s at 0.76-0.89 rad/s of yaw, MuJoCo,
-the default model steering onto a path 0.2 m to its left), which took the RMS to the threshold.
+less than the body (a stance mean of -0.13 to -0.16 rad/s at 0.76-0.89 rad/s of yaw, MuJoCo, the
+default model steering onto a path 0.2 m to its left), near the threshold over a few stances.
 That is no slip that carries the body off, so a stance's mean counts only beyond ``turn_scuff``
 × the part of the stance's mean yaw rate above ``turn_free``. Walking, a limp leg's yaw stays
 under about 0.25 rad/s, where nothing is taken off.
 
 Measured (MuJoCo, default model, onboard estimate; tau 2 s; the held-out suite, GrBAL and MB,
-seeds 0-1): intact on a straight path and a figure-8, a weak leg, slopes to 15 deg, payloads:
-<= 0.031 rad/s; the miscalibrated legs with 0.08 s of latency 0.059; the serial realtime run
-that starts with a turn on the spot 0.015-0.019 (0.062-0.075 without the turning allowance). A
-limp front leg (straight, left turn, 10 deg up and across a slope), from 5 s: at least 0.061,
-median 0.088-0.215, suspected 1-4 s in and held, while the truth drifts from the estimate
-(0.2-0.6 m in 15 s). Uniform ice is not seen (all feet slide together) -- and there the
-estimate did not drift more than intact.
+seeds 0-1): intact on a straight path and a figure-8, a weak leg, slopes to 15 deg, payloads: <=
+0.031 rad/s; the miscalibrated legs with 0.08 s of latency 0.059; the serial realtime run that
+starts with a turn on the spot 0.015-0.019. A limp front leg (straight, left turn, 10 deg up and
+across a slope), from 5 s: at least 0.061, median 0.088-0.215, suspected 1-4 s in and held,
+while the truth drifts from the estimate (0.2-0.6 m in 15 s). Uniform ice is not seen (all feet
+slide together) -- and there the estimate did not drift more than intact.
 """
 
 from __future__ import annotations
