@@ -19,12 +19,13 @@ That is no slip that carries the body off, so a stance's mean counts only beyond
 under about 0.25 rad/s, where nothing is taken off.
 
 Measured (MuJoCo, default model, onboard estimate; tau 2 s; the held-out suite, GrBAL and MB,
-seeds 0-1): intact on a straight path and a figure-8, a weak leg, slopes to 15 deg, payloads: <=
-0.031 rad/s; the miscalibrated legs with 0.08 s of latency 0.059; the serial realtime run that
-starts with a turn on the spot 0.015-0.019. A limp front leg (straight, left turn, 10 deg up and
-across a slope), from 5 s: at least 0.061, median 0.088-0.215, suspected 1-4 s in and held,
-while the truth drifts from the estimate (0.2-0.6 m in 15 s). Uniform ice is not seen (all feet
-slide together) -- and there the estimate did not drift more than intact.
+seeds 0-2 for the limp leg, the figure-8 and the miscalibrated legs, 0-1 for the rest): intact
+on a straight path and a figure-8, a weak leg, slopes to 15 deg, payloads: <= 0.031 rad/s; the
+miscalibrated legs with 0.08 s of latency 0.059; the serial realtime run that starts with a turn
+on the spot 0.015-0.019. A limp front leg (straight, left turn, 10 deg up and across a slope),
+from 5 s: at least 0.061, median 0.075-0.215, suspected 1-5 s in and held, while the truth
+drifts from the estimate (0.2-0.6 m in 15 s). Uniform ice is not seen (all feet slide together)
+-- and there the estimate did not drift more than intact.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from legadapt.sim.rotations import quat_rotate_inv, quat_to_matrix, rpy_from_qua
 
 GRAVITY = np.array([0.0, 0.0, 9.81])  # m/s², world frame
 #: rad/s: RMS mismatch between the stance feet's yaw rate and the gyro's (controller.slip) that suggests
-#: a slip: measured <= 0.059 walking intact (turns on the spot included), median >= 0.088 with a limp leg.
+#: a slip: measured <= 0.059 walking intact (turns on the spot included), median >= 0.075 with a limp leg.
 SLIP_THRESHOLD = 0.075
 
 
